@@ -1,0 +1,63 @@
+// One owning pointer per OpenSSL object type, after BoringSSL's bssl::UniquePtr. Every module
+// uses these; a raw OpenSSL pointer in kyso code is borrowed (get0) unless it is wrapped here.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+namespace kyso {
+
+template <typename T>
+struct OsslDeleter;
+
+#define KYSO_OSSL_DELETER(T, fn)                           \
+    template <>                                            \
+    struct OsslDeleter<T> {                                \
+        void operator()(T* p) const noexcept { ::fn(p); } \
+    }
+
+KYSO_OSSL_DELETER(X509, X509_free);
+KYSO_OSSL_DELETER(X509_NAME, X509_NAME_free);
+KYSO_OSSL_DELETER(X509_EXTENSION, X509_EXTENSION_free);
+KYSO_OSSL_DELETER(EVP_PKEY, EVP_PKEY_free);
+KYSO_OSSL_DELETER(EVP_PKEY_CTX, EVP_PKEY_CTX_free);
+KYSO_OSSL_DELETER(EVP_MD_CTX, EVP_MD_CTX_free);
+KYSO_OSSL_DELETER(CMS_ContentInfo, CMS_ContentInfo_free);
+KYSO_OSSL_DELETER(BIO, BIO_free_all);
+KYSO_OSSL_DELETER(BIGNUM, BN_free);
+// ASN1_INTEGER and ASN1_TIME are ASN1_STRINGs: OsslPtr<ASN1_INTEGER> frees them too.
+KYSO_OSSL_DELETER(ASN1_STRING, ASN1_STRING_free);
+KYSO_OSSL_DELETER(X509_ALGOR, X509_ALGOR_free);
+KYSO_OSSL_DELETER(X509_STORE, X509_STORE_free);
+KYSO_OSSL_DELETER(X509_STORE_CTX, X509_STORE_CTX_free);
+#undef KYSO_OSSL_DELETER
+
+template <typename T>
+using OsslPtr = std::unique_ptr<T, OsslDeleter<T>>;
+
+// DER <-> X509 helpers. Parsing returns null on malformed input.
+inline OsslPtr<X509> x509FromDer(std::string_view der) {
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+    return OsslPtr<X509>(::d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+}
+
+inline std::string x509ToDer(X509* x) {
+    unsigned char* buf = nullptr;
+    const int n = ::i2d_X509(x, &buf);
+    std::string out;
+    if (n > 0) {
+        out.assign(reinterpret_cast<char*>(buf), static_cast<std::size_t>(n));
+    }
+    ::OPENSSL_free(buf);
+    return out;
+}
+
+}  // namespace kyso

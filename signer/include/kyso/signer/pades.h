@@ -1,0 +1,54 @@
+// PAdES baseline B-B signatures on PDF files, as an incremental update.
+//
+// The input is read with qpdf; the update we append is written here. The input file is a
+// byte-for-byte prefix of the output; the output is written to a temporary file beside OUT and
+// renamed into place only when complete, so a failure never leaves a partial file. Memory does
+// not grow with the file size: the original bytes are streamed through the digest.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kyso/hsm/credential.h"
+
+namespace kyso::signer {
+
+using hsm::Credential;
+
+struct PadesOptions {
+    std::string reason;
+    std::string location;
+    std::string contactInfo;
+    // Sign into this existing, empty signature field; otherwise a new invisible field is added.
+    std::optional<std::string> fieldName;
+    // Page (1-based) that carries the new field's widget.
+    int page = 1;
+    // The claimed signing time (/M). Defaults to now.
+    std::optional<std::chrono::system_clock::time_point> signingTime;
+};
+
+struct PadesResult {
+    std::string fieldName;        // the signature field that now holds the signature
+    std::uint64_t originalSize = 0;
+    std::uint64_t outputSize = 0;
+    std::uint64_t contentsBytes = 0;  // bytes reserved for /Contents (binary, before hex)
+    bool xrefStream = false;          // the update kept the original's cross-reference stream
+};
+
+// Signs IN into OUT (OUT may equal IN). Errors, each with a stable code:
+//   pdf.empty, pdf.not_pdf, pdf.truncated   the input is not a complete PDF file
+//   pdf.encrypted                           encrypted or permission-protected with encryption
+//   pdf.hybrid_xref                         hybrid-reference file (classic table + /XRefStm)
+//   pdf.damaged                             qpdf had to repair it, or cannot read it
+//   pdf.certified_no_changes                DocMDP P=1: no changes allowed
+//   pdf.field_not_found, pdf.field_signed,  the requested field is missing, already signed,
+//   pdf.field_not_signature                 or not a signature field
+//   pdf.page_out_of_range                   options.page is not a page of the document
+//   io.read, io.write                       file system errors
+// plus the credential's token errors.
+Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
+                            const Credential& credential, const PadesOptions& options);
+
+}  // namespace kyso::signer

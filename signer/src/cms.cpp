@@ -1,0 +1,209 @@
+#include "kyso/signer/cms.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+
+#include "kyso/hsm/ossl_ptr.h"
+
+namespace kyso::signer {
+
+namespace {
+
+const EVP_MD* evpMd(hsm::HashAlg h) {
+    switch (h) {
+        case hsm::HashAlg::Sha256:
+            return ::EVP_sha256();
+        case hsm::HashAlg::Sha384:
+            return ::EVP_sha384();
+        case hsm::HashAlg::Sha512:
+            return ::EVP_sha512();
+    }
+    return nullptr;
+}
+
+Error opensslError(const std::string& what) {
+    const unsigned long e = ::ERR_peek_last_error();
+    char buf[256] = {0};
+    if (e != 0) {
+        ::ERR_error_string_n(e, buf, sizeof buf);
+    }
+    ::ERR_clear_error();
+    return Error::make("cms.build", what + (e != 0 ? std::string(": ") + buf : ""), e);
+}
+
+std::string der(const unsigned char* p, int n) {
+    return n > 0 ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n))
+                 : std::string();
+}
+
+// The DER of the signed attributes as they are signed: a SET OF in DER order (X.690 11.6),
+// which is also how OpenSSL encodes them inside the SignerInfo.
+std::string signedAttrsDer(CMS_SignerInfo* si) {
+    std::vector<std::string> parts;
+    const int n = ::CMS_signed_get_attr_count(si);
+    for (int i = 0; i < n; ++i) {
+        unsigned char* buf = nullptr;
+        const int len = ::i2d_X509_ATTRIBUTE(::CMS_signed_get_attr(si, i), &buf);
+        parts.push_back(der(buf, len));
+        ::OPENSSL_free(buf);
+    }
+    std::sort(parts.begin(), parts.end(), [](const std::string& a, const std::string& b) {
+        const int c = std::memcmp(a.data(), b.data(), std::min(a.size(), b.size()));
+        return c != 0 ? c < 0 : a.size() < b.size();
+    });
+    std::string body;
+    for (auto& p : parts) {
+        body += p;
+    }
+    std::string out(1, '\x31');
+    const std::size_t len = body.size();
+    if (len < 128) {
+        out.push_back(static_cast<char>(len));
+    } else {
+        std::string lb;
+        for (std::size_t v = len; v > 0; v >>= 8) {
+            lb.insert(lb.begin(), static_cast<char>(v & 0xff));
+        }
+        out.push_back(static_cast<char>(0x80 | lb.size()));
+        out += lb;
+    }
+    return out + body;
+}
+
+// RSASSA-PSS-params with hash, MGF1 over the same hash and salt = digest length (RFC 4055).
+bool setPssAlgorithm(CMS_SignerInfo* si, const EVP_MD* md) {
+    X509_ALGOR* sigAlg = nullptr;
+    ::CMS_SignerInfo_get0_algs(si, nullptr, nullptr, nullptr, &sigAlg);
+    RSA_PSS_PARAMS* pss = ::RSA_PSS_PARAMS_new();
+    if (pss == nullptr || sigAlg == nullptr) {
+        ::RSA_PSS_PARAMS_free(pss);
+        return false;
+    }
+    bool ok = false;
+    pss->hashAlgorithm = ::X509_ALGOR_new();
+    pss->maskGenAlgorithm = ::X509_ALGOR_new();
+    pss->saltLength = ::ASN1_INTEGER_new();
+    X509_ALGOR* mgfHash = ::X509_ALGOR_new();
+    if (pss->hashAlgorithm != nullptr && pss->maskGenAlgorithm != nullptr &&
+        pss->saltLength != nullptr && mgfHash != nullptr) {
+        ::X509_ALGOR_set_md(pss->hashAlgorithm, md);
+        ::X509_ALGOR_set_md(mgfHash, md);
+        ::ASN1_INTEGER_set(pss->saltLength, ::EVP_MD_get_size(md));
+        ASN1_STRING* mgfParam = ::ASN1_item_pack(mgfHash, ASN1_ITEM_rptr(X509_ALGOR), nullptr);
+        if (mgfParam != nullptr) {
+            ::X509_ALGOR_set0(pss->maskGenAlgorithm, ::OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE,
+                              mgfParam);
+            ASN1_STRING* params =
+                ::ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), nullptr);
+            if (params != nullptr) {
+                ok = ::X509_ALGOR_set0(sigAlg, ::OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE,
+                                       params) == 1;
+                if (!ok) {
+                    ::ASN1_STRING_free(params);
+                }
+            }
+        }
+    }
+    ::X509_ALGOR_free(mgfHash);
+    ::RSA_PSS_PARAMS_free(pss);
+    return ok;
+}
+
+// Builds the SignedData; `signature` null means "sign on the token", otherwise that value is
+// used as is (for sizing).
+Result<std::string> build(const Credential& c, std::string_view contentDigest,
+                          const std::string* signature) {
+    const EVP_MD* md = evpMd(c.hash);
+    OsslPtr<X509> cert = x509FromDer(c.certificateDer);
+    if (!cert) {
+        return Error::make("cms.build", "credential certificate is not valid DER");
+    }
+    // The certificate's public key stands in for the private one: CMS_add1_signer only compares
+    // public components, and the signature itself comes from the token.
+    OsslPtr<EVP_PKEY> pub(::X509_get_pubkey(cert.get()));
+    if (!pub) {
+        return opensslError("certificate public key");
+    }
+    const unsigned flags = CMS_PARTIAL | CMS_DETACHED | CMS_BINARY;
+    OsslPtr<CMS_ContentInfo> cms(::CMS_sign(nullptr, nullptr, nullptr, nullptr, flags));
+    if (!cms) {
+        return opensslError("CMS_sign");
+    }
+    CMS_SignerInfo* si = ::CMS_add1_signer(cms.get(), cert.get(), pub.get(), md,
+                                           flags | CMS_NOSMIMECAP | CMS_CADES);
+    if (si == nullptr) {
+        return opensslError("CMS_add1_signer");
+    }
+    for (const auto& d : c.chainDer) {
+        OsslPtr<X509> x = x509FromDer(d);
+        if (!x || ::CMS_add1_cert(cms.get(), x.get()) != 1) {
+            return opensslError("chain certificate");
+        }
+    }
+    if (::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
+                                      ::OBJ_nid2obj(NID_pkcs7_data), -1) != 1 ||
+        ::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING,
+                                      contentDigest.data(),
+                                      static_cast<int>(contentDigest.size())) != 1) {
+        return opensslError("signed attributes");
+    }
+    if (c.scheme == hsm::SignScheme::RsaPss && !setPssAlgorithm(si, md)) {
+        return opensslError("RSASSA-PSS parameters");
+    }
+
+    std::string sig;
+    if (signature != nullptr) {
+        sig = *signature;
+    } else {
+        const std::string attrs = signedAttrsDer(si);
+        unsigned char dg[EVP_MAX_MD_SIZE];
+        unsigned int dglen = 0;
+        if (::EVP_Digest(attrs.data(), attrs.size(), dg, &dglen, md, nullptr) != 1) {
+            return opensslError("digest of signed attributes");
+        }
+        auto s = c.signDigest(std::string_view(reinterpret_cast<char*>(dg), dglen));
+        if (!s) {
+            return s.error();
+        }
+        sig = std::move(*s);
+    }
+    if (::ASN1_STRING_set(::CMS_SignerInfo_get0_signature(si), sig.data(),
+                          static_cast<int>(sig.size())) != 1) {
+        return opensslError("signature value");
+    }
+    unsigned char* out = nullptr;
+    const int n = ::i2d_CMS_ContentInfo(cms.get(), &out);
+    std::string result = der(out, n);
+    ::OPENSSL_free(out);
+    if (result.empty()) {
+        return opensslError("encode SignedData");
+    }
+    return result;
+}
+
+}  // namespace
+
+Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest) {
+    if (c.token == nullptr) {
+        return Error::make("cms.build", "credential has no token");
+    }
+    return build(c, contentDigest, nullptr);
+}
+
+Result<std::size_t> maxCadesSize(const Credential& c) {
+    // 0x7f bytes keep every INTEGER and length at its longest encoding.
+    const std::string fakeDigest(hsm::digestLength(c.hash), '\x7f');
+    const std::string fakeSig(c.maxSignatureSize(), '\x7f');
+    auto r = build(c, fakeDigest, &fakeSig);
+    if (!r) {
+        return r.error();
+    }
+    return r->size();
+}
+
+}  // namespace kyso::signer

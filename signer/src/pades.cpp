@@ -1,0 +1,601 @@
+// PAdES B-B as an incremental update: qpdf reads the structure, we append the update.
+//
+// The update holds: the signature dictionary, the field (merged with its widget, or the existing
+// field being filled), the rewritten page (or its /Annots array), the rewritten AcroForm (or the
+// catalog when the AcroForm is direct or absent), and a cross-reference section in the style of
+// the original (table or stream) whose /Prev points at the original's last one.
+#include "kyso/signer/pades.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <set>
+#include <vector>
+
+#include <openssl/evp.h>
+#include <qpdf/QPDF.hh>
+#include <qpdf/QPDFAcroFormDocumentHelper.hh>
+#include <qpdf/QPDFExc.hh>
+#include <qpdf/QPDFObjectHandle.hh>
+#include <qpdf/QPDFPageDocumentHelper.hh>
+
+#include "kyso/hsm/ossl_ptr.h"
+#include "kyso/signer/cms.h"
+#include "pdf_util.h"
+
+namespace kyso::signer {
+
+namespace {
+
+constexpr std::size_t kTailWindow = 4096;
+constexpr std::size_t kCopyChunk = 1 << 16;
+
+struct FileFacts {
+    std::uint64_t size = 0;
+    std::uint64_t startxref = 0;
+    bool xrefStream = false;
+    bool endsWithEol = false;
+};
+
+// Reads what qpdf does not tell us: the offset of the last cross-reference section and its kind.
+Result<FileFacts> inspectFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return Error::make("io.read", "cannot open the input file");
+    }
+    in.seekg(0, std::ios::end);
+    FileFacts f;
+    f.size = static_cast<std::uint64_t>(in.tellg());
+    if (f.size == 0) {
+        return Error::make("pdf.empty", "the document is empty");
+    }
+    std::string head(std::min<std::uint64_t>(f.size, 1024), '\0');
+    in.seekg(0);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    if (head.find("%PDF-") == std::string::npos) {
+        return Error::make("pdf.not_pdf", "the document does not start with a PDF header");
+    }
+    const std::uint64_t tailLen = std::min<std::uint64_t>(f.size, kTailWindow);
+    std::string tail(tailLen, '\0');
+    in.seekg(static_cast<std::streamoff>(f.size - tailLen));
+    in.read(tail.data(), static_cast<std::streamsize>(tailLen));
+    const auto sx = tail.rfind("startxref");
+    if (sx == std::string::npos || tail.find("%%EOF", sx) == std::string::npos) {
+        return Error::make("pdf.truncated",
+                           "the document has no startxref/%%EOF at its end (truncated?)");
+    }
+    std::size_t p = sx + 9;
+    while (p < tail.size() && std::isspace(static_cast<unsigned char>(tail[p]))) {
+        ++p;
+    }
+    std::uint64_t off = 0;
+    bool digits = false;
+    while (p < tail.size() && std::isdigit(static_cast<unsigned char>(tail[p]))) {
+        off = off * 10 + static_cast<std::uint64_t>(tail[p] - '0');
+        digits = true;
+        ++p;
+    }
+    if (!digits || off >= f.size) {
+        return Error::make("pdf.damaged", "startxref does not point into the file");
+    }
+    f.startxref = off;
+    char probe[8] = {0};
+    in.seekg(static_cast<std::streamoff>(off));
+    in.read(probe, 4);
+    f.xrefStream = std::strncmp(probe, "xref", 4) != 0;
+    const char last = tail.back();
+    f.endsWithEol = last == '\n' || last == '\r';
+    return f;
+}
+
+// Object numbers we write, each with its serialised body ("<< ... >>"), in writing order.
+struct NewObject {
+    int num;
+    std::string body;
+};
+
+// A reference that qpdf does not know yet: a unique name, replaced after unparsing.
+QPDFObjectHandle placeholderRef(int num) {
+    return QPDFObjectHandle::newName("/KysoRef" + std::to_string(num) + "Ref");
+}
+
+std::string resolvePlaceholders(std::string s) {
+    for (std::size_t p = s.find("/KysoRef"); p != std::string::npos; p = s.find("/KysoRef", p)) {
+        const std::size_t numStart = p + 8;
+        const std::size_t end = s.find("Ref", numStart);
+        const std::string num = s.substr(numStart, end - numStart);
+        const std::string ref = num + " 0 R";
+        s.replace(p, end + 3 - p, ref);
+        p += ref.size();
+    }
+    return s;
+}
+
+std::string serialize(QPDFObjectHandle h) {
+    return resolvePlaceholders(h.isIndirect() ? h.unparseResolved() : h.unparse());
+}
+
+std::string padded(std::uint64_t v, std::size_t width) {
+    std::string s = std::to_string(v);
+    return s.size() < width ? s + std::string(width - s.size(), ' ') : s;
+}
+
+// Writes `data` fully or fails.
+bool writeAll(int fd, const char* data, std::size_t n) {
+    while (n > 0) {
+        const ssize_t w = ::write(fd, data, n);
+        if (w < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        data += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+// A temporary output that is removed unless committed.
+class TempOutput {
+public:
+    explicit TempOutput(std::string target) : m_target(std::move(target)) {
+        m_path = m_target + ".kyso-tmp-XXXXXX";
+        m_fd = ::mkstemp(m_path.data());
+    }
+    ~TempOutput() {
+        if (m_fd >= 0) {
+            ::close(m_fd);
+        }
+        if (!m_committed) {
+            ::unlink(m_path.c_str());
+        }
+    }
+    TempOutput(const TempOutput&) = delete;
+    TempOutput& operator=(const TempOutput&) = delete;
+    bool ok() const { return m_fd >= 0; }
+    int fd() const { return m_fd; }
+    bool commit() {
+        if (::fsync(m_fd) != 0 || ::close(m_fd) != 0) {
+            m_fd = -1;
+            return false;
+        }
+        m_fd = -1;
+        ::chmod(m_path.c_str(), 0644);
+        if (::rename(m_path.c_str(), m_target.c_str()) != 0) {
+            return false;
+        }
+        m_committed = true;
+        return true;
+    }
+
+private:
+    std::string m_target;
+    std::string m_path;
+    int m_fd = -1;
+    bool m_committed = false;
+};
+
+Error damaged(const std::string& why) { return Error::make("pdf.damaged", why); }
+
+// DocMDP P=1 in /Perms: the author certified the document and allowed no change at all.
+bool certifiedNoChanges(QPDFObjectHandle root) {
+    QPDFObjectHandle perms = root.getKey("/Perms");
+    if (!perms.isDictionary()) {
+        return false;
+    }
+    QPDFObjectHandle docmdp = perms.getKey("/DocMDP");
+    if (!docmdp.isDictionary()) {
+        return false;
+    }
+    QPDFObjectHandle refs = docmdp.getKey("/Reference");
+    if (!refs.isArray()) {
+        return false;
+    }
+    for (auto& r : refs.getArrayAsVector()) {
+        if (!r.isDictionary() || !r.getKey("/TransformMethod").isNameAndEquals("/DocMDP")) {
+            continue;
+        }
+        QPDFObjectHandle params = r.getKey("/TransformParams");
+        QPDFObjectHandle p = params.isDictionary() ? params.getKey("/P") : QPDFObjectHandle();
+        // /P defaults to 2 (ISO 32000-1, table 254).
+        if (p.isInitialized() && p.isInteger() && p.getIntValue() == 1) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string sigDictionary(const PadesOptions& o, std::size_t contentsHexLen,
+                          std::chrono::system_clock::time_point when,
+                          std::size_t* byteRangeOffset, std::size_t* contentsOffset) {
+    std::string s = "<<\n/Type /Sig\n/Filter /Adobe.PPKLite\n/SubFilter /ETSI.CAdES.detached\n";
+    s += "/ByteRange [";
+    *byteRangeOffset = s.size();
+    // Four numbers of up to 20 digits each, patched in place once the offsets are known.
+    s += std::string(4 * 21, ' ');
+    s += "]\n/Contents ";
+    *contentsOffset = s.size();
+    s += '<' + std::string(contentsHexLen, '0') + '>';
+    s += "\n/M " + pdfDateString(when);
+    if (!o.reason.empty()) {
+        s += "\n/Reason " + pdfTextString(o.reason);
+    }
+    if (!o.location.empty()) {
+        s += "\n/Location " + pdfTextString(o.location);
+    }
+    if (!o.contactInfo.empty()) {
+        s += "\n/ContactInfo " + pdfTextString(o.contactInfo);
+    }
+    s += "\n>>";
+    return s;
+}
+
+std::string hexEncode(const std::string& bin) {
+    static const char* digits = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(bin.size() * 2);
+    for (unsigned char c : bin) {
+        out.push_back(digits[c >> 4]);
+        out.push_back(digits[c & 15]);
+    }
+    return out;
+}
+
+}  // namespace
+
+Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
+                            const Credential& credential, const PadesOptions& options) {
+    auto facts = inspectFile(inPath);
+    if (!facts) {
+        return facts.error();
+    }
+    PadesResult result;
+    result.originalSize = facts->size;
+    result.xrefStream = facts->xrefStream;
+
+    QPDF pdf;
+    pdf.setSuppressWarnings(true);
+    try {
+        pdf.processFile(inPath.c_str());
+    } catch (const QPDFExc& e) {
+        if (e.getErrorCode() == qpdf_e_password) {
+            return Error::make("pdf.encrypted", "the document is encrypted with a password");
+        }
+        return damaged(std::string("qpdf cannot read the document: ") + e.getMessageDetail());
+    } catch (const std::exception& e) {
+        return damaged(std::string("qpdf cannot read the document: ") + e.what());
+    }
+    if (pdf.isEncrypted()) {
+        return Error::make("pdf.encrypted", "encrypted documents are not signed");
+    }
+    QPDFObjectHandle trailer = pdf.getTrailer();
+    if (trailer.hasKey("/XRefStm")) {
+        return Error::make("pdf.hybrid_xref",
+                           "hybrid-reference documents (/XRefStm) are not signed: readers "
+                           "disagree on which objects they contain");
+    }
+
+    const std::uint64_t origSize = facts->size;
+    QPDFObjectHandle root;
+    std::vector<QPDFPageObjectHelper> pages;
+    std::vector<NewObject> objects;
+    int nextNum = 0;
+    int sigNum = 0;
+    std::string fieldName;
+    try {
+        root = pdf.getRoot();
+        pages = QPDFPageDocumentHelper(pdf).getAllPages();
+        if (pdf.anyWarnings()) {
+            return damaged("the document's structure is damaged: " +
+                           pdf.getWarnings().front().getMessageDetail());
+        }
+        if (certifiedNoChanges(root)) {
+            return Error::make("pdf.certified_no_changes",
+                               "the document is certified with no changes allowed (DocMDP P=1)");
+        }
+        if (options.page < 1 || static_cast<std::size_t>(options.page) > pages.size()) {
+            return Error::make("pdf.page_out_of_range",
+                               "page " + std::to_string(options.page) + " is not in the document");
+        }
+
+        // New object numbers start above everything the original knows about.
+        long long size = trailer.getKey("/Size").isInteger() ? trailer.getKey("/Size").getIntValue()
+                                                             : 0;
+        for (auto& [og, entry] : pdf.getXRefTable()) {
+            size = std::max<long long>(size, og.getObj() + 1);
+        }
+        nextNum = static_cast<int>(size);
+        sigNum = nextNum++;
+
+        QPDFObjectHandle acroForm = root.getKey("/AcroForm");
+        std::set<std::string> topNames;
+        QPDFObjectHandle fields =
+            acroForm.isDictionary() ? acroForm.getKey("/Fields") : QPDFObjectHandle();
+        if (fields.isInitialized() && fields.isArray()) {
+            for (auto& f : fields.getArrayAsVector()) {
+                if (f.isDictionary() && f.getKey("/T").isString()) {
+                    topNames.insert(f.getKey("/T").getUTF8Value());
+                }
+            }
+        }
+
+        bool newField = true;
+        if (options.fieldName) {
+            QPDFAcroFormDocumentHelper af(pdf);
+            QPDFObjectHandle target;
+            for (auto& f : af.getFormFields()) {
+                if (f.getFullyQualifiedName() == *options.fieldName) {
+                    target = f.getObjectHandle();
+                    if (f.getFieldType() != "/Sig") {
+                        return Error::make("pdf.field_not_signature",
+                                           "field '" + *options.fieldName +
+                                               "' is not a signature field");
+                    }
+                    if (!f.getValue().isNull()) {
+                        return Error::make("pdf.field_signed",
+                                           "field '" + *options.fieldName + "' is already signed");
+                    }
+                    break;
+                }
+            }
+            if (!target.isInitialized()) {
+                return Error::make("pdf.field_not_found",
+                                   "no field named '" + *options.fieldName + "'");
+            }
+            if (!target.isIndirect()) {
+                return damaged("the signature field is not an indirect object");
+            }
+            target.replaceKey("/V", placeholderRef(sigNum));
+            objects.push_back({target.getObjectID(), serialize(target)});
+            fieldName = *options.fieldName;
+            newField = false;
+        }
+
+        const int widgetNum = newField ? nextNum++ : 0;
+        if (newField) {
+            for (int i = 1;; ++i) {
+                fieldName = "Signature" + std::to_string(i);
+                if (!topNames.count(fieldName)) {
+                    break;
+                }
+            }
+            QPDFObjectHandle page = pages[static_cast<std::size_t>(options.page - 1)]
+                                        .getObjectHandle();
+            std::string widget = "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " +
+                                 pdfTextString(fieldName) +
+                                 "\n/V " + std::to_string(sigNum) +
+                                 " 0 R\n/F 132\n/Rect [0 0 0 0]\n/P " +
+                                 std::to_string(page.getObjectID()) + " " +
+                                 std::to_string(page.getGeneration()) + " R\n>>";
+            objects.push_back({widgetNum, widget});
+
+            QPDFObjectHandle annots = page.getKey("/Annots");
+            if (annots.isArray() && annots.isIndirect()) {
+                annots.appendItem(placeholderRef(widgetNum));
+                objects.push_back({annots.getObjectID(), serialize(annots)});
+            } else {
+                QPDFObjectHandle arr =
+                    annots.isArray() ? annots : QPDFObjectHandle::newArray();
+                arr.appendItem(placeholderRef(widgetNum));
+                page.replaceKey("/Annots", arr);
+                objects.push_back({page.getObjectID(), serialize(page)});
+            }
+        }
+
+        // The AcroForm: make it list the new field and say that the document holds signatures.
+        QPDFObjectHandle form = acroForm.isDictionary() ? acroForm
+                                                        : QPDFObjectHandle::newDictionary();
+        form.replaceKey("/SigFlags", QPDFObjectHandle::newInteger(3));
+        if (newField) {
+            if (fields.isInitialized() && fields.isArray() && fields.isIndirect()) {
+                fields.appendItem(placeholderRef(widgetNum));
+                objects.push_back({fields.getObjectID(), serialize(fields)});
+            } else {
+                QPDFObjectHandle arr = fields.isInitialized() && fields.isArray()
+                                           ? fields
+                                           : QPDFObjectHandle::newArray();
+                arr.appendItem(placeholderRef(widgetNum));
+                form.replaceKey("/Fields", arr);
+            }
+        }
+        if (acroForm.isDictionary() && acroForm.isIndirect()) {
+            objects.push_back({acroForm.getObjectID(), serialize(acroForm)});
+        } else {
+            root.replaceKey("/AcroForm", form);
+            objects.push_back({root.getObjectID(), serialize(root)});
+        }
+    } catch (const std::exception& e) {
+        return damaged(std::string("qpdf cannot read the document: ") + e.what());
+    }
+    if (!root.isIndirect()) {
+        return damaged("the document catalog is not an indirect object");
+    }
+
+    // /Contents holds the CMS in hex; its size is fixed before signing, from a full-size build.
+    auto maxCms = maxCadesSize(credential);
+    if (!maxCms) {
+        return maxCms.error();
+    }
+    result.contentsBytes = *maxCms;
+    const std::size_t hexLen = *maxCms * 2;
+
+    // Serialise the update. Offsets are relative to the start of the update.
+    std::string update = facts->endsWithEol ? "" : "\n";
+    std::map<int, std::uint64_t> offsets;
+    std::size_t byteRangeAt = 0;
+    std::size_t contentsAt = 0;
+    {
+        std::size_t brRel = 0;
+        std::size_t ctRel = 0;
+        const auto when = options.signingTime.value_or(std::chrono::system_clock::now());
+        std::string sig = sigDictionary(options, hexLen, when, &brRel, &ctRel);
+        offsets[sigNum] = update.size();
+        const std::string head = std::to_string(sigNum) + " 0 obj\n";
+        byteRangeAt = update.size() + head.size() + brRel;
+        contentsAt = update.size() + head.size() + ctRel;
+        update += head + sig + "\nendobj\n";
+    }
+    int maxNum = sigNum;
+    for (const auto& o : objects) {
+        offsets[o.num] = update.size();
+        update += std::to_string(o.num) + " 0 obj\n" + o.body + "\nendobj\n";
+        maxNum = std::max(maxNum, o.num);
+    }
+
+    // What the trailer carries over.
+    // unparse(), not serialize(): the trailer refers to these objects, it must not inline them.
+    std::string trailerKeys = "/Root " + trailer.getKey("/Root").unparse();
+    if (trailer.hasKey("/Info")) {
+        trailerKeys += "\n/Info " + trailer.getKey("/Info").unparse();
+    }
+    if (trailer.hasKey("/ID")) {
+        trailerKeys += "\n/ID " + trailer.getKey("/ID").unparse();
+    }
+    trailerKeys += "\n/Prev " + std::to_string(facts->startxref);
+
+    // Group object numbers into consecutive runs for the xref subsections.
+    auto runs = [](const std::map<int, std::uint64_t>& offs) {
+        std::vector<std::pair<int, int>> r;
+        for (auto& [num, off] : offs) {
+            if (!r.empty() && r.back().first + r.back().second == num) {
+                ++r.back().second;
+            } else {
+                r.push_back({num, 1});
+            }
+        }
+        return r;
+    };
+
+    if (facts->xrefStream) {
+        const int xrefNum = std::max(nextNum, maxNum + 1);
+        offsets[xrefNum] = update.size();
+        const std::uint64_t maxOff = origSize + update.size();
+        int w2 = 4;
+        while (w2 < 8 && (maxOff >> (8 * w2)) != 0) {
+            ++w2;
+        }
+        std::string data;
+        std::string index;
+        for (auto [first, count] : runs(offsets)) {
+            index += std::to_string(first) + " " + std::to_string(count) + " ";
+            for (int n = first; n < first + count; ++n) {
+                const std::uint64_t off = origSize + offsets[n];
+                data.push_back('\x01');
+                for (int b = w2 - 1; b >= 0; --b) {
+                    data.push_back(static_cast<char>((off >> (8 * b)) & 0xff));
+                }
+                data.append(2, '\0');
+            }
+        }
+        index.pop_back();
+        update += std::to_string(xrefNum) + " 0 obj\n<<\n/Type /XRef\n/Size " +
+                  std::to_string(xrefNum + 1) + "\n/W [1 " + std::to_string(w2) +
+                  " 2]\n/Index [" + index + "]\n" + trailerKeys + "\n/Length " +
+                  std::to_string(data.size()) + "\n>>\nstream\n" + data +
+                  "\nendstream\nendobj\nstartxref\n" +
+                  std::to_string(origSize + offsets[xrefNum]) + "\n%%EOF\n";
+    } else {
+        const std::uint64_t xrefAt = origSize + update.size();
+        update += "xref\n";
+        for (auto [first, count] : runs(offsets)) {
+            update += std::to_string(first) + " " + std::to_string(count) + "\n";
+            for (int n = first; n < first + count; ++n) {
+                char line[32];
+                std::snprintf(line, sizeof line, "%010llu 00000 n\r\n",
+                              static_cast<unsigned long long>(origSize + offsets[n]));
+                update += line;
+            }
+        }
+        update += "trailer\n<<\n/Size " + std::to_string(maxNum + 1) + "\n" + trailerKeys +
+                  "\n>>\nstartxref\n" + std::to_string(xrefAt) + "\n%%EOF\n";
+    }
+
+    // Byte range: everything but the /Contents hex string including its delimiters.
+    const std::uint64_t total = origSize + update.size();
+    const std::uint64_t cStart = origSize + contentsAt;
+    const std::uint64_t cEnd = cStart + hexLen + 2;
+    const std::string br = padded(0, 1) + " " + std::to_string(cStart) + " " +
+                           std::to_string(cEnd) + " " + std::to_string(total - cEnd);
+    update.replace(byteRangeAt, br.size(), br);
+
+    TempOutput out(outPath);
+    if (!out.ok()) {
+        return Error::make("io.write", "cannot create the output file");
+    }
+    OsslPtr<EVP_MD_CTX> md(::EVP_MD_CTX_new());
+    const EVP_MD* evp = credential.hash == hsm::HashAlg::Sha256   ? ::EVP_sha256()
+                        : credential.hash == hsm::HashAlg::Sha384 ? ::EVP_sha384()
+                                                                  : ::EVP_sha512();
+    if (!md || ::EVP_DigestInit_ex(md.get(), evp, nullptr) != 1) {
+        return Error::make("cms.build", "cannot start the document digest");
+    }
+    {
+        // Stream the original through the digest and into the output.
+        const int in = ::open(inPath.c_str(), O_RDONLY | O_CLOEXEC);
+        if (in < 0) {
+            return Error::make("io.read", "cannot open the input file");
+        }
+        std::vector<char> buf(kCopyChunk);
+        std::uint64_t copied = 0;
+        bool ok = true;
+        while (copied < origSize) {
+            const ssize_t n = ::read(in, buf.data(), buf.size());
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                ok = false;
+                break;
+            }
+            const std::size_t take =
+                static_cast<std::size_t>(std::min<std::uint64_t>(n, origSize - copied));
+            ::EVP_DigestUpdate(md.get(), buf.data(), take);
+            if (!writeAll(out.fd(), buf.data(), take)) {
+                ::close(in);
+                return Error::make("io.write", "cannot write the output file");
+            }
+            copied += take;
+        }
+        ::close(in);
+        if (!ok) {
+            return Error::make("io.read", "the input file changed or could not be read");
+        }
+    }
+    ::EVP_DigestUpdate(md.get(), update.data(), contentsAt);
+    ::EVP_DigestUpdate(md.get(), update.data() + contentsAt + hexLen + 2,
+                       update.size() - contentsAt - hexLen - 2);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digestLen = 0;
+    ::EVP_DigestFinal_ex(md.get(), digest, &digestLen);
+
+    auto cms = buildCadesDetached(
+        credential, std::string_view(reinterpret_cast<char*>(digest), digestLen));
+    if (!cms) {
+        return cms.error();
+    }
+    const std::string hex = hexEncode(*cms);
+    if (hex.size() > hexLen) {
+        // Cannot happen: the reservation is the size of a maximal build.
+        return Error::make("cms.build", "signature larger than its reservation");
+    }
+    update.replace(contentsAt + 1, hex.size(), hex);
+    if (!writeAll(out.fd(), update.data(), update.size())) {
+        return Error::make("io.write", "cannot write the output file");
+    }
+    if (!out.commit()) {
+        return Error::make("io.write", "cannot finish the output file");
+    }
+    result.fieldName = fieldName;
+    result.outputSize = total;
+    return result;
+}
+
+}  // namespace kyso::signer

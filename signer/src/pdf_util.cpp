@@ -1,0 +1,92 @@
+#include "pdf_util.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+
+namespace kyso::signer {
+
+namespace {
+
+// Decodes UTF-8 to code points; an invalid sequence becomes U+FFFD.
+std::u32string decodeUtf8(std::string_view s) {
+    std::u32string out;
+    for (std::size_t i = 0; i < s.size();) {
+        const unsigned char c = static_cast<unsigned char>(s[i]);
+        int extra = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+        if (extra < 0 || i + static_cast<std::size_t>(extra) >= s.size() + (extra == 0 ? 1 : 0)) {
+            out.push_back(0xFFFD);
+            ++i;
+            continue;
+        }
+        char32_t cp = extra == 0 ? c : c & (0x3F >> extra);
+        bool ok = true;
+        for (int k = 1; k <= extra; ++k) {
+            const unsigned char cc = static_cast<unsigned char>(s[i + static_cast<std::size_t>(k)]);
+            if ((cc >> 6) != 2) {
+                ok = false;
+                break;
+            }
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (!ok || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            out.push_back(0xFFFD);
+            ++i;
+            continue;
+        }
+        out.push_back(cp);
+        i += static_cast<std::size_t>(extra) + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string pdfTextString(std::string_view utf8) {
+    bool ascii = true;
+    for (unsigned char c : utf8) {
+        if (c < 0x20 || c > 0x7e) {
+            ascii = false;
+            break;
+        }
+    }
+    if (ascii) {
+        std::string out = "(";
+        for (char c : utf8) {
+            if (c == '(' || c == ')' || c == '\\') {
+                out.push_back('\\');
+            }
+            out.push_back(c);
+        }
+        return out + ")";
+    }
+    static const char* hex = "0123456789ABCDEF";
+    std::string out = "<FEFF";
+    auto put16 = [&](unsigned v) {
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            out.push_back(hex[(v >> shift) & 15]);
+        }
+    };
+    for (char32_t cp : decodeUtf8(utf8)) {
+        if (cp >= 0x10000) {
+            const unsigned v = static_cast<unsigned>(cp) - 0x10000;
+            put16(0xD800 + (v >> 10));
+            put16(0xDC00 + (v & 0x3FF));
+        } else {
+            put16(static_cast<unsigned>(cp));
+        }
+    }
+    return out + ">";
+}
+
+std::string pdfDateString(std::chrono::system_clock::time_point t) {
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t) + 7 * 3600;
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "(D:%04d%02d%02d%02d%02d%02d+07'00')", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+}  // namespace kyso::signer
