@@ -1,0 +1,54 @@
+// The service configuration: an INI file (kyso.conf). Every key is documented in
+// docs/CONFIGURATION.md; an unknown section or key is an error naming it, so a typo never
+// silently falls back to a default.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kyso/hsm/result.h"
+#include "kyso/hsm/token.h"
+
+namespace kyso::api {
+
+struct CredentialConfig {
+    std::string id;
+    std::string kind;         // officer, seal, receipt-seal, tsa
+    std::string key;          // RFC 7512 URI of the private key
+    std::string certificate;  // PEM file of the signer's certificate
+    std::string chain;        // PEM file of intermediates (optional)
+    std::vector<std::string> owners;  // principals (API key names) who own it
+    std::string scheme;       // "" (default for the key), "pkcs1", "pss", "ecdsa"
+};
+
+struct Config {
+    std::string path;  // the file it was read from
+
+    std::string listenHost = "127.0.0.1";
+    std::uint16_t listenPort = 8443;
+    std::string tlsCertificate;
+    std::string tlsPrivateKey;
+    std::uint64_t maxBodyBytes = 100ull * 1024 * 1024;
+    unsigned threads = 8;
+    std::string spoolDir;  // request and response bodies; default: DIR-of-config/spool
+
+    hsm::TokenConfig token;
+    std::string softhsm2Conf;  // exported as SOFTHSM2_CONF before the module loads
+
+    std::string databasePath;
+
+    std::vector<CredentialConfig> credentials;
+    const CredentialConfig* findCredential(const std::string& id) const;
+};
+
+// Reads and validates a configuration file. Relative paths are resolved against the file's
+// directory. Errors: "config.invalid" naming the file and the key.
+Result<Config> loadConfig(const std::string& path);
+
+// Exports SOFTHSM2_CONF when configured (the module reads it at C_Initialize).
+void applyModuleEnvironment(const Config& c);
+
+}  // namespace kyso::api

@@ -1,0 +1,38 @@
+// The HTTPS service (Poco NetSSL, TLS 1.2 or later only). Every handler catches at its edge and
+// answers problem+json with a stable code and the request id; nothing escapes as a bare 500.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kyso/api/config.h"
+#include "kyso/api/credentials.h"
+#include "kyso/api/store.h"
+#include "kyso/hsm/token.h"
+
+namespace kyso::api {
+
+class Service {
+public:
+    // All references must outlive the service.
+    Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds);
+    ~Service();
+    Service(const Service&) = delete;
+    Service& operator=(const Service&) = delete;
+
+    // Binds and starts serving. Errors: "server.start" (TLS files, address in use, ...).
+    Status start();
+    void stop();
+    // The bound port (useful with listen port 0).
+    std::uint16_t port() const;
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> m_impl;
+};
+
+// HTTP status for an error code from the lower modules (pdf.*, token.*, ...).
+int httpStatusFor(const std::string& code);
+
+}  // namespace kyso::api

@@ -1,0 +1,54 @@
+// The embedded store (SQLite through Poco::Data). Today: API keys. Callers see this interface
+// only, so PostgreSQL can sit behind it later.
+//
+// API keys look like "kyso_<16 hex id>_<43 base64url secret>" (256 random bits of secret). Only an
+// Argon2id hash of the secret is stored (Botan, m=19 MiB, t=2, p=1). A verified key is cached
+// in memory for a minute as a SHA-256 of the secret, compared in constant time, so the Argon2id
+// cost is paid once per key and minute, not per request.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kyso/hsm/result.h"
+#include "kyso/policies/authorization.h"
+
+namespace kyso::api {
+
+struct ApiKeyInfo {
+    std::string id;
+    std::string name;
+    std::string role;
+    std::string created;
+    bool revoked = false;
+};
+
+class Store {
+public:
+    // Opens (and creates or migrates) the database. Errors: "db.unavailable".
+    static Result<std::unique_ptr<Store>> open(const std::string& path);
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // Creates a key for a principal; returns the full key, which is never stored or shown again.
+    Result<std::string> createApiKey(const std::string& name, policies::Role role);
+    std::vector<ApiKeyInfo> listApiKeys();
+    // Revokes by id or by name (all keys of that name). "apikey.unknown" if none matched.
+    Status revokeApiKey(const std::string& idOrName);
+    // The principal of a valid, unrevoked key; empty otherwise (malformed, unknown, wrong secret).
+    std::optional<policies::Principal> authenticate(std::string_view apiKey);
+    // True when a write transaction can be started (for /readyz).
+    bool writable();
+
+    struct Impl;
+
+private:
+    explicit Store(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace kyso::api

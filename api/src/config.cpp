@@ -1,0 +1,264 @@
+#include "kyso/api/config.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace kyso::api {
+
+namespace fs = std::filesystem;
+
+const CredentialConfig* Config::findCredential(const std::string& id) const {
+    for (const auto& c : credentials) {
+        if (c.id == id) {
+            return &c;
+        }
+    }
+    return nullptr;
+}
+
+namespace {
+
+std::string trim(const std::string& s) {
+    const auto b = s.find_first_not_of(" \t\r");
+    if (b == std::string::npos) {
+        return "";
+    }
+    const auto e = s.find_last_not_of(" \t\r");
+    return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> splitList(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        item = trim(item);
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+    }
+    return out;
+}
+
+struct Entry {
+    std::string value;
+    int line = 0;
+};
+
+// A small INI reader: "[section]", "key = value", "#" or ";" comments. Kept here rather than
+// Poco's IniFileConfiguration because errors must name the line.
+struct Ini {
+    std::map<std::string, std::map<std::string, Entry>> sections;
+    std::vector<std::string> order;
+};
+
+}  // namespace
+
+Result<Config> loadConfig(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        return Error::make("config.invalid", "cannot read configuration file " + path);
+    }
+    const fs::path base = fs::absolute(path).parent_path();
+    auto bad = [&](int line, const std::string& what) {
+        return Error::make("config.invalid",
+                           path + (line > 0 ? ":" + std::to_string(line) : "") + ": " + what);
+    };
+    Ini ini;
+    std::string section;
+    std::string raw;
+    int lineNo = 0;
+    while (std::getline(in, raw)) {
+        ++lineNo;
+        const std::string line = trim(raw);
+        if (line.empty() || line[0] == '#' || line[0] == ';') {
+            continue;
+        }
+        if (line.front() == '[') {
+            if (line.back() != ']' || line.size() < 3) {
+                return bad(lineNo, "malformed section header");
+            }
+            section = trim(line.substr(1, line.size() - 2));
+            if (ini.sections.count(section)) {
+                return bad(lineNo, "section [" + section + "] appears twice");
+            }
+            ini.sections[section];
+            ini.order.push_back(section);
+            continue;
+        }
+        const auto eq = line.find('=');
+        if (eq == std::string::npos || section.empty()) {
+            return bad(lineNo, "expected 'key = value' inside a section");
+        }
+        const std::string key = trim(line.substr(0, eq));
+        auto& sec = ini.sections[section];
+        if (sec.count(key)) {
+            return bad(lineNo, "key '" + key + "' appears twice in [" + section + "]");
+        }
+        sec[key] = Entry{trim(line.substr(eq + 1)), lineNo};
+    }
+
+    Config c;
+    c.path = path;
+    auto resolve = [&](const std::string& p) {
+        return p.empty() || fs::path(p).is_absolute() ? p : (base / p).lexically_normal().string();
+    };
+    static const std::map<std::string, std::set<std::string>> known = {
+        {"server", {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir"}},
+        {"pkcs11", {"module", "token", "serial", "pin", "softhsm2Conf", "maxSessions"}},
+        {"database", {"path"}},
+    };
+    static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
+                                                         "chain", "owners", "scheme"};
+    for (const auto& name : ini.order) {
+        const auto& sec = ini.sections[name];
+        const bool isCredential = name.rfind("credential.", 0) == 0 && name.size() > 11;
+        auto k = known.find(name);
+        if (!isCredential && k == known.end()) {
+            return bad(0, "unknown section [" + name + "]");
+        }
+        for (const auto& [key, e] : sec) {
+            const bool ok = isCredential ? credentialKeys.count(key) > 0 : k->second.count(key) > 0;
+            if (!ok) {
+                return bad(e.line, "unknown key '" + key + "' in [" + name + "]");
+            }
+        }
+    }
+    auto get = [&](const std::string& s, const std::string& k) -> const Entry* {
+        auto si = ini.sections.find(s);
+        if (si == ini.sections.end()) {
+            return nullptr;
+        }
+        auto ki = si->second.find(k);
+        return ki == si->second.end() ? nullptr : &ki->second;
+    };
+    auto number = [&](const Entry* e, std::uint64_t min, std::uint64_t max,
+                      const std::string& what) -> Result<std::uint64_t> {
+        try {
+            std::size_t used = 0;
+            const unsigned long long v = std::stoull(e->value, &used);
+            if (used != e->value.size() || v < min || v > max) {
+                throw std::out_of_range(what);
+            }
+            return static_cast<std::uint64_t>(v);
+        } catch (const std::exception&) {
+            return bad(e->line, what + " must be a number from " + std::to_string(min) + " to " +
+                                    std::to_string(max));
+        }
+    };
+
+    if (const Entry* e = get("server", "listen")) {
+        const auto colon = e->value.rfind(':');
+        if (colon == std::string::npos) {
+            return bad(e->line, "listen must be HOST:PORT");
+        }
+        c.listenHost = e->value.substr(0, colon);
+        Entry port{e->value.substr(colon + 1), e->line};
+        auto p = number(&port, 0, 65535, "the listen port (0: any free port)");
+        if (!p) {
+            return p.error();
+        }
+        c.listenPort = static_cast<std::uint16_t>(*p);
+    }
+    if (const Entry* e = get("server", "certificate")) {
+        c.tlsCertificate = resolve(e->value);
+    }
+    if (const Entry* e = get("server", "privateKey")) {
+        c.tlsPrivateKey = resolve(e->value);
+    }
+    if (const Entry* e = get("server", "maxBodyBytes")) {
+        auto v = number(e, 1024, 1ull << 40, "maxBodyBytes");
+        if (!v) {
+            return v.error();
+        }
+        c.maxBodyBytes = *v;
+    }
+    if (const Entry* e = get("server", "threads")) {
+        auto v = number(e, 1, 1024, "threads");
+        if (!v) {
+            return v.error();
+        }
+        c.threads = static_cast<unsigned>(*v);
+    }
+    c.spoolDir = resolve(get("server", "spoolDir") ? get("server", "spoolDir")->value : "spool");
+
+    const Entry* module = get("pkcs11", "module");
+    if (module == nullptr) {
+        return bad(0, "[pkcs11] module is required");
+    }
+    c.token.modulePath = resolve(module->value);
+    if (const Entry* e = get("pkcs11", "token")) {
+        c.token.tokenLabel = e->value;
+    }
+    if (const Entry* e = get("pkcs11", "serial")) {
+        c.token.tokenSerial = e->value;
+    }
+    const Entry* pin = get("pkcs11", "pin");
+    if (pin == nullptr) {
+        return bad(0, "[pkcs11] pin is required (file:PATH or env:NAME)");
+    }
+    if (pin->value.rfind("env:", 0) == 0) {
+        c.token.pinSource = pin->value;
+    } else {
+        const std::string p = pin->value.rfind("file:", 0) == 0 ? pin->value.substr(5) : pin->value;
+        c.token.pinSource = "file:" + resolve(p);
+    }
+    if (const Entry* e = get("pkcs11", "softhsm2Conf")) {
+        c.softhsm2Conf = resolve(e->value);
+    }
+    if (const Entry* e = get("pkcs11", "maxSessions")) {
+        auto v = number(e, 1, 1024, "maxSessions");
+        if (!v) {
+            return v.error();
+        }
+        c.token.maxSessions = static_cast<unsigned>(*v);
+    }
+    const Entry* db = get("database", "path");
+    c.databasePath = resolve(db != nullptr ? db->value : "kyso.db");
+
+    static const std::set<std::string> kinds = {"officer", "seal", "receipt-seal", "tsa"};
+    for (const auto& name : ini.order) {
+        if (name.rfind("credential.", 0) != 0) {
+            continue;
+        }
+        CredentialConfig cc;
+        cc.id = name.substr(11);
+        const Entry* kind = get(name, "kind");
+        const Entry* key = get(name, "key");
+        const Entry* cert = get(name, "certificate");
+        if (kind == nullptr || key == nullptr || cert == nullptr) {
+            return bad(0, "[" + name + "] needs kind, key and certificate");
+        }
+        if (!kinds.count(kind->value)) {
+            return bad(kind->line, "kind must be officer, seal, receipt-seal or tsa");
+        }
+        cc.kind = kind->value;
+        cc.key = key->value;
+        cc.certificate = resolve(cert->value);
+        if (const Entry* e = get(name, "chain")) {
+            cc.chain = resolve(e->value);
+        }
+        if (const Entry* e = get(name, "owners")) {
+            cc.owners = splitList(e->value);
+        }
+        if (const Entry* e = get(name, "scheme")) {
+            if (e->value != "pkcs1" && e->value != "pss" && e->value != "ecdsa") {
+                return bad(e->line, "scheme must be pkcs1, pss or ecdsa");
+            }
+            cc.scheme = e->value;
+        }
+        c.credentials.push_back(std::move(cc));
+    }
+    return c;
+}
+
+void applyModuleEnvironment(const Config& c) {
+    if (!c.softhsm2Conf.empty()) {
+        ::setenv("SOFTHSM2_CONF", c.softhsm2Conf.c_str(), 1);
+    }
+}
+
+}  // namespace kyso::api

@@ -1,0 +1,355 @@
+#include "kyso/api/demo.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "kyso/api/config.h"
+#include "kyso/api/store.h"
+#include "kyso/ca-bridge/issuer.h"
+#include "kyso/hsm/ossl_ptr.h"
+#include "kyso/hsm/pkcs11_uri.h"
+#include "kyso/hsm/token.h"
+#include "kyso/hsm/token_admin.h"
+
+namespace kyso::api {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kTokenLabel = "kyso-demo";
+
+Status writePrivateFile(const std::string& path, const std::string& data, mode_t mode) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        ::chmod(tmp.c_str(), mode);
+        out << data;
+        if (!out) {
+            return Error::make("io.write", "cannot write " + path);
+        }
+    }
+    ::chmod(tmp.c_str(), mode);
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) {
+        return Error::make("io.write", "cannot write " + path);
+    }
+    return Ok{};
+}
+
+struct Demo {
+    DemoOptions o;
+    std::ostream& log;
+    std::string dir;
+    std::unique_ptr<hsm::Token> token;
+
+    std::string p(const std::string& rel) const { return dir + "/" + rel; }
+
+    Result<hsm::KeyInfo> ensureKey(const std::string& label, hsm::KeyType type, unsigned bits) {
+        auto k = token->findKey(hsm::KeyRef{label, std::nullopt});
+        if (k) {
+            return k;
+        }
+        if (k.error().code != "key.not_found") {
+            return k.error();
+        }
+        log << "  generating " << (type == hsm::KeyType::Rsa ? "RSA-" + std::to_string(bits)
+                                                             : std::string("EC"))
+            << " key '" << label << "' on the token\n";
+        hsm::KeySpec spec;
+        spec.type = type;
+        spec.rsaBits = bits;
+        spec.label = label;
+        return token->generateKey(spec);
+    }
+
+    // The certificate of `label`: from the token if it is there, otherwise issued and stored.
+    // Also written as DIR/pki/<label>.pem.
+    Result<std::string> ensureCert(const std::string& label, const hsm::KeyInfo& key,
+                                   ca::CertificateProfile profile, const hsm::Credential& issuer) {
+        auto existing = token->findCertificate(hsm::KeyRef{label, std::nullopt});
+        std::string der;
+        if (existing) {
+            der = *existing;
+        } else {
+            profile.publicKeyDer = key.publicKeyDer;
+            auto issued = ca::issueCertificate(profile, issuer);
+            if (!issued) {
+                return issued.error();
+            }
+            auto st = token->storeCertificate(label, key.id, *issued);
+            if (!st) {
+                return st.error();
+            }
+            der = *issued;
+            log << "  issued certificate for '" << label << "'\n";
+        }
+        auto st = writePrivateFile(p("pki/" + label + ".pem"), ca::certificateToPem(der), 0644);
+        if (!st) {
+            return st.error();
+        }
+        return der;
+    }
+
+    hsm::Credential credential(const std::string& id, const hsm::KeyInfo& key,
+                               const std::string& certDer) {
+        hsm::Credential c;
+        c.id = id;
+        c.token = token.get();
+        c.key = key;
+        c.certificateDer = certDer;
+        hsm::chooseDefaultAlgorithms(c);
+        return c;
+    }
+
+    // The TLS key is a file (0600): the HTTPS stack loads it directly. Signing keys never are.
+    Status ensureTls(const hsm::Credential& issuer) {
+        const std::string keyPath = p("tls/server.key");
+        const std::string certPath = p("tls/server.pem");
+        if (fs::exists(keyPath) && fs::exists(certPath)) {
+            return Ok{};
+        }
+        OsslPtr<EVP_PKEY> pkey(::EVP_EC_gen("P-256"));
+        if (!pkey) {
+            return Error::make("ca.build", "cannot generate the TLS key");
+        }
+        OsslPtr<BIO> kb(::BIO_new(::BIO_s_mem()));
+        ::PEM_write_bio_PrivateKey(kb.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr);
+        char* data = nullptr;
+        const long n = ::BIO_get_mem_data(kb.get(), &data);
+        std::string keyPem(data, static_cast<std::size_t>(n));
+        unsigned char* spki = nullptr;
+        const int len = ::i2d_PUBKEY(pkey.get(), &spki);
+        ca::CertificateProfile prof;
+        prof.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "localhost"}};
+        prof.publicKeyDer.assign(reinterpret_cast<char*>(spki), len > 0 ? len : 0);
+        ::OPENSSL_free(spki);
+        prof.validDays = 825;
+        prof.digitalSignature = true;
+        prof.extendedKeyUsage = {"serverAuth"};
+        prof.dnsNames = {"localhost"};
+        prof.ipAddresses = {"127.0.0.1", "::1"};
+        auto cert = ca::issueCertificate(prof, issuer);
+        if (!cert) {
+            return cert.error();
+        }
+        auto st = writePrivateFile(keyPath, keyPem, 0600);
+        ::OPENSSL_cleanse(keyPem.data(), keyPem.size());
+        if (!st) {
+            return st;
+        }
+        log << "  issued the localhost TLS certificate\n";
+        // Leaf first, then the issuing CA: clients that trust the root can build the path.
+        return writePrivateFile(certPath,
+                                ca::certificateToPem(*cert) +
+                                    ca::certificateToPem(issuer.certificateDer),
+                                0644);
+    }
+};
+
+}  // namespace
+
+Status demoInit(const DemoOptions& options, std::ostream& log) {
+    if (options.dir.empty()) {
+        return Error::make("request.invalid", "demo init needs --dir");
+    }
+    Demo d{options, log, fs::absolute(options.dir).lexically_normal().string(), nullptr};
+    std::error_code ec;
+    for (const char* sub : {"", "/tokens", "/secrets", "/pki", "/tls", "/spool"}) {
+        fs::create_directories(d.dir + sub, ec);
+        if (ec) {
+            return Error::make("io.write", "cannot create " + d.dir + sub);
+        }
+    }
+    fs::permissions(d.dir + "/secrets", fs::perms::owner_all, fs::perm_options::replace, ec);
+    log << "kyso demo init: " << d.dir << "\n";
+
+    const std::string hsmConf = d.p("softhsm2.conf");
+    if (!fs::exists(hsmConf)) {
+        auto st = writePrivateFile(hsmConf,
+                                   "# SoftHSM2 configuration of the kyso demo token\n"
+                                   "directories.tokendir = " + d.p("tokens") +
+                                       "\nobjectstore.backend = file\nlog.level = ERROR\n",
+                                   0600);
+        if (!st) {
+            return st;
+        }
+    }
+    ::setenv("SOFTHSM2_CONF", hsmConf.c_str(), 1);
+
+    const std::string userPinFile = d.p("secrets/user.pin");
+    const std::string soPinFile = d.p("secrets/so.pin");
+    const bool tokenExists = !fs::is_empty(d.p("tokens"));
+    if (!tokenExists) {
+        hsm::Secret so = hsm::randomPin(16);
+        hsm::Secret user = hsm::randomPin(12);
+        auto st = writePrivateFile(soPinFile, std::string(so.view()) + "\n", 0600);
+        if (st) {
+            st = writePrivateFile(userPinFile, std::string(user.view()) + "\n", 0600);
+        }
+        if (!st) {
+            return st;
+        }
+        log << "  initialising SoftHSM2 token '" << kTokenLabel << "' (PINs in "
+            << d.p("secrets") << ")\n";
+        st = hsm::initToken(options.module, kTokenLabel, so, user);
+        if (!st) {
+            return st;
+        }
+    } else if (!fs::exists(userPinFile)) {
+        return Error::make("demo.inconsistent",
+                           "the demo token exists but " + userPinFile + " is missing");
+    }
+
+    hsm::TokenConfig tc;
+    tc.modulePath = options.module;
+    tc.tokenLabel = kTokenLabel;
+    tc.pinSource = "file:" + userPinFile;
+    auto token = hsm::Token::open(tc);
+    if (!token) {
+        return token.error();
+    }
+    d.token = std::move(token.value());
+
+    // The demo PKI: root CA -> issuing CA -> officer; every key generated on the token.
+    auto rootKey = d.ensureKey("root-ca", hsm::KeyType::Rsa, 3072);
+    if (!rootKey) {
+        return rootKey.error();
+    }
+    hsm::Credential rootSelf = d.credential("root-ca", *rootKey, "");
+    ca::CertificateProfile rootProf;
+    rootProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Root CA"}};
+    rootProf.isCa = true;
+    rootProf.keyCertSign = true;
+    rootProf.crlSign = true;
+    rootProf.validDays = 3650;
+    auto rootCert = d.ensureCert("root-ca", *rootKey, rootProf, rootSelf);
+    if (!rootCert) {
+        return rootCert.error();
+    }
+    hsm::Credential root = d.credential("root-ca", *rootKey, *rootCert);
+
+    auto issuingKey = d.ensureKey("issuing-ca", hsm::KeyType::Rsa, 2048);
+    if (!issuingKey) {
+        return issuingKey.error();
+    }
+    ca::CertificateProfile issuingProf;
+    issuingProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Issuing CA"}};
+    issuingProf.isCa = true;
+    issuingProf.pathLength = 0;
+    issuingProf.keyCertSign = true;
+    issuingProf.crlSign = true;
+    issuingProf.validDays = 1825;
+    auto issuingCert = d.ensureCert("issuing-ca", *issuingKey, issuingProf, root);
+    if (!issuingCert) {
+        return issuingCert.error();
+    }
+    hsm::Credential issuing = d.credential("issuing-ca", *issuingKey, *issuingCert);
+
+    auto officerKey = d.ensureKey("officer-1", hsm::KeyType::Rsa, 2048);
+    if (!officerKey) {
+        return officerKey.error();
+    }
+    ca::CertificateProfile officerProf;
+    officerProf.subject = {{"C", "VN"},
+                           {"ST", "Hà Nội"},
+                           {"O", "Sở Thông tin và Truyền thông"},
+                           {"title", "Chuyên viên"},
+                           {"CN", "Nguyễn Văn An"}};
+    officerProf.digitalSignature = true;
+    officerProf.nonRepudiation = true;
+    officerProf.validDays = 730;
+    auto officerCert = d.ensureCert("officer-1", *officerKey, officerProf, issuing);
+    if (!officerCert) {
+        return officerCert.error();
+    }
+    auto st = d.ensureTls(issuing);
+    if (!st) {
+        return st;
+    }
+
+    const std::string officerUri = "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) +
+                                   ";object=officer-1;type=private";
+    const std::string confPath = d.p("kyso.conf");
+    if (!fs::exists(confPath)) {
+        std::ostringstream conf;
+        conf << "# kyso configuration (see docs/CONFIGURATION.md). Made by `kyso demo init`.\n"
+             << "[server]\nlisten = " << options.listen << "\ncertificate = tls/server.pem\n"
+             << "privateKey = tls/server.key\nmaxBodyBytes = 104857600\nthreads = 8\n"
+             << "spoolDir = spool\n\n"
+             << "[pkcs11]\nmodule = " << options.module << "\ntoken = " << kTokenLabel
+             << "\npin = file:secrets/user.pin\nsofthsm2Conf = softhsm2.conf\n\n"
+             << "[database]\npath = kyso.db\n\n"
+             << "[credential.officer-1]\nkind = officer\nkey = " << officerUri
+             << "\ncertificate = pki/officer-1.pem\nchain = pki/issuing-ca.pem\n"
+             << "owners = officer-1\n";
+        st = writePrivateFile(confPath, conf.str(), 0600);
+        if (!st) {
+            return st;
+        }
+        log << "  wrote " << confPath << "\n";
+    }
+
+    const std::string credsPath = d.p("demo-credentials.json");
+    if (!fs::exists(credsPath)) {
+        auto store = Store::open(d.p("kyso.db"));
+        if (!store) {
+            return store.error();
+        }
+        Poco::JSON::Array keys;
+        const std::pair<const char*, policies::Role> principals[] = {
+            {"admin", policies::Role::Admin},
+            {"officer-1", policies::Role::Officer},
+            {"clerk", policies::Role::Clerk},
+            {"portal", policies::Role::Portal}};
+        for (const auto& [name, role] : principals) {
+            auto key = (*store)->createApiKey(name, role);
+            if (!key) {
+                return key.error();
+            }
+            Poco::JSON::Object k;
+            k.set("role", std::string(policies::roleName(role)));
+            k.set("name", std::string(name));
+            k.set("apiKey", *key);
+            keys.add(k);
+        }
+        std::string host = options.listen.substr(0, options.listen.rfind(':'));
+        if (host == "0.0.0.0" || host.empty()) {
+            host = "127.0.0.1";
+        }
+        Poco::JSON::Object j;
+        j.set("url", "https://" + host + options.listen.substr(options.listen.rfind(':')));
+        j.set("trustAnchors", d.p("pki/root-ca.pem"));
+        j.set("apiKeys", keys);
+        j.set("clientCertificates", Poco::JSON::Array());
+        Poco::JSON::Array creds;
+        Poco::JSON::Object officer;
+        officer.set("id", "officer-1");
+        officer.set("kind", "officer");
+        officer.set("certificate", d.p("pki/officer-1.pem"));
+        officer.set("pkcs11Uri", officerUri);
+        creds.add(officer);
+        j.set("credentials", creds);
+        std::ostringstream js;
+        j.stringify(js, 2);
+        st = writePrivateFile(credsPath, js.str() + "\n", 0600);
+        if (!st) {
+            return st;
+        }
+        log << "  wrote " << credsPath << " (API keys per role; keep it private)\n";
+    }
+    log << "kyso demo init: done. Start the service with: kyso serve --config " << confPath
+        << "\n";
+    return Ok{};
+}
+
+}  // namespace kyso::api

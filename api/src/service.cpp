@@ -1,0 +1,549 @@
+#include "kyso/api/service.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/Net/SecureServerSocket.h>
+#include <Poco/StreamCopier.h>
+#include <Poco/URI.h>
+#include <openssl/rand.h>
+
+#include "kyso/ca-bridge/issuer.h"
+#include "kyso/hsm/ossl_ptr.h"
+#include "kyso/signer/pades.h"
+
+namespace kyso::api {
+
+namespace fs = std::filesystem;
+using Poco::Net::HTTPResponse;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+int httpStatusFor(const std::string& code) {
+    static const std::map<std::string, int> exact = {
+        {"pdf.empty", 400},           {"pdf.not_pdf", 415},
+        {"request.invalid", 400},     {"content_type.unsupported", 415},
+        {"body.too_large", 413},      {"auth.required", 401},
+        {"auth.invalid", 401},        {"auth.denied", 403},
+        {"credential.unknown", 404},  {"route.not_found", 404},
+        {"method.not_allowed", 405},  {"level.unsupported", 400},
+        {"appearance.unsupported", 400}, {"seal.unsupported", 400},
+    };
+    if (auto it = exact.find(code); it != exact.end()) {
+        return it->second;
+    }
+    if (code.rfind("pdf.", 0) == 0) {
+        return 422;
+    }
+    if (code.rfind("token.", 0) == 0 || code.rfind("key.", 0) == 0 || code == "db.unavailable") {
+        return 503;
+    }
+    return 500;
+}
+
+namespace {
+
+std::string randomHex(std::size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    ::RAND_bytes(b.data(), static_cast<int>(b.size()));
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (unsigned char c : b) {
+        s.push_back(d[c >> 4]);
+        s.push_back(d[c & 15]);
+    }
+    return s;
+}
+
+std::string isoTime(const ASN1_TIME* t) {
+    std::tm tm{};
+    if (t == nullptr || ::ASN1_TIME_to_tm(t, &tm) != 1) {
+        return "";
+    }
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string subjectOf(const std::string& der) {
+    OsslPtr<X509> x = x509FromDer(der);
+    if (!x) {
+        return "";
+    }
+    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
+    ::X509_NAME_print_ex(bio.get(), ::X509_get_subject_name(x.get()), 0,
+                         XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    const long n = ::BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+}
+
+// A file in the spool directory, removed when this goes out of scope.
+class SpoolFile {
+public:
+    explicit SpoolFile(const std::string& dir) {
+        m_path = dir + "/req-XXXXXX";
+        m_fd = ::mkstemp(m_path.data());
+        if (m_fd >= 0) {
+            ::close(m_fd);
+        }
+    }
+    ~SpoolFile() {
+        if (m_fd >= 0) {
+            ::unlink(m_path.c_str());
+        }
+    }
+    SpoolFile(const SpoolFile&) = delete;
+    SpoolFile& operator=(const SpoolFile&) = delete;
+    bool ok() const { return m_fd >= 0; }
+    const std::string& path() const { return m_path; }
+
+private:
+    std::string m_path;
+    int m_fd = -1;
+};
+
+struct Problem {
+    std::string code;
+    std::string detail;
+};
+
+const char* titleFor(int status) {
+    switch (status) {
+        case 400:
+            return "Bad Request";
+        case 401:
+            return "Unauthorized";
+        case 403:
+            return "Forbidden";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 413:
+            return "Content Too Large";
+        case 415:
+            return "Unsupported Media Type";
+        case 422:
+            return "Unprocessable Content";
+        case 503:
+            return "Service Unavailable";
+        default:
+            return "Internal Server Error";
+    }
+}
+
+}  // namespace
+
+struct Service::Impl {
+    const Config& cfg;
+    hsm::Token& token;
+    Store& store;
+    const CredentialRegistry& creds;
+    std::unique_ptr<Poco::Net::HTTPServer> server;
+    std::mutex logMu;
+
+    Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r)
+        : cfg(c), token(t), store(s), creds(r) {}
+
+    struct Exchange {
+        HTTPServerRequest& req;
+        HTTPServerResponse& resp;
+        std::string requestId;
+        std::string principal = "-";
+        int status = 0;
+    };
+
+    void sendJson(Exchange& x, int status, const Poco::JSON::Object& body) {
+        std::ostringstream ss;
+        body.stringify(ss);
+        const std::string s = ss.str();
+        x.status = status;
+        x.resp.setStatus(static_cast<HTTPResponse::HTTPStatus>(status));
+        x.resp.setContentType("application/json");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(s.size()));
+        x.resp.send() << s;
+    }
+
+    void sendProblem(Exchange& x, const Problem& p, int status = 0) {
+        if (status == 0) {
+            status = httpStatusFor(p.code);
+        }
+        Poco::JSON::Object o;
+        o.set("type", "urn:kyso:problem:" + p.code);
+        o.set("title", std::string(titleFor(status)));
+        o.set("status", status);
+        o.set("detail", p.detail);
+        o.set("code", p.code);
+        o.set("requestId", x.requestId);
+        std::ostringstream ss;
+        o.stringify(ss);
+        const std::string s = ss.str();
+        x.status = status;
+        x.resp.setStatus(static_cast<HTTPResponse::HTTPStatus>(status));
+        x.resp.setContentType("application/problem+json");
+        if (status == 401) {
+            x.resp.set("WWW-Authenticate", "Bearer realm=\"kyso\"");
+        }
+        x.resp.setContentLength64(static_cast<Poco::Int64>(s.size()));
+        x.resp.send() << s;
+    }
+
+    void sendError(Exchange& x, const Error& e) { sendProblem(x, Problem{e.code, e.detail}); }
+
+    std::optional<policies::Principal> authenticate(Exchange& x) {
+        const std::string auth = x.req.get("Authorization", "");
+        if (auth.empty()) {
+            sendProblem(x, {"auth.required", "this endpoint needs an API key (Authorization: "
+                                             "Bearer ...)"});
+            return std::nullopt;
+        }
+        if (auth.size() < 8 || Poco::icompare(auth.substr(0, 7), "Bearer ") != 0) {
+            sendProblem(x, {"auth.invalid", "the Authorization header is not a Bearer key"});
+            return std::nullopt;
+        }
+        auto p = store.authenticate(auth.substr(7));
+        if (!p) {
+            sendProblem(x, {"auth.invalid", "the API key is not valid"});
+            return std::nullopt;
+        }
+        x.principal = p->name;
+        return p;
+    }
+
+    void healthz(Exchange& x) {
+        Poco::JSON::Object o;
+        o.set("status", "ok");
+        sendJson(x, 200, o);
+    }
+
+    void readyz(Exchange& x) {
+        Poco::JSON::Object checks;
+        const bool tokenOk = token.ready();
+        const bool dbOk = store.writable();
+        bool certsOk = true;
+        for (const auto& id : creds.ids()) {
+            OsslPtr<X509> c = x509FromDer(creds.find(id)->certificateDer);
+            if (!c || ::X509_cmp_current_time(::X509_get0_notAfter(c.get())) <= 0 ||
+                ::X509_cmp_current_time(::X509_get0_notBefore(c.get())) >= 0) {
+                certsOk = false;
+            }
+        }
+        checks.set("token", tokenOk ? "ok" : "unavailable");
+        checks.set("database", dbOk ? "ok" : "unavailable");
+        checks.set("certificates", certsOk ? "ok" : "expired or not yet valid");
+        Poco::JSON::Object o;
+        const bool ready = tokenOk && dbOk && certsOk;
+        o.set("status", ready ? "ready" : "not ready");
+        o.set("checks", checks);
+        sendJson(x, ready ? 200 : 503, o);
+    }
+
+    void listCredentials(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        Poco::JSON::Array arr;
+        for (const auto& id : creds.ids()) {
+            if (!policies::mayUse(*who, creds.facts(id))) {
+                continue;
+            }
+            const hsm::Credential* c = creds.find(id);
+            OsslPtr<X509> cert = x509FromDer(c->certificateDer);
+            Poco::JSON::Object o;
+            o.set("id", c->id);
+            o.set("kind", c->kind);
+            o.set("subject", subjectOf(c->certificateDer));
+            o.set("keyAlgorithm", keyAlgorithmName(c->key));
+            Poco::JSON::Array chain;
+            chain.add(ca::certificateToPem(c->certificateDer));
+            for (const auto& d : c->chainDer) {
+                chain.add(ca::certificateToPem(d));
+            }
+            o.set("certificateChain", chain);
+            o.set("notAfter", isoTime(cert ? ::X509_get0_notAfter(cert.get()) : nullptr));
+            arr.add(o);
+        }
+        Poco::JSON::Object body;
+        body.set("credentials", arr);
+        sendJson(x, 200, body);
+    }
+
+    // Streams the request body into `file`, refusing more than maxBodyBytes.
+    std::optional<Problem> spoolBody(Exchange& x, const std::string& file, std::uint64_t* size) {
+        const std::int64_t declared = x.req.getContentLength64();
+        if (declared > 0 && static_cast<std::uint64_t>(declared) > cfg.maxBodyBytes) {
+            x.resp.setKeepAlive(false);
+            return Problem{"body.too_large", "the body exceeds the limit of " +
+                                                 std::to_string(cfg.maxBodyBytes) + " bytes"};
+        }
+        std::ofstream out(file, std::ios::binary | std::ios::trunc);
+        std::istream& in = x.req.stream();
+        std::vector<char> buf(1 << 16);
+        std::uint64_t total = 0;
+        while (in) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            const auto n = static_cast<std::uint64_t>(in.gcount());
+            if (n == 0) {
+                break;
+            }
+            total += n;
+            if (total > cfg.maxBodyBytes) {
+                x.resp.setKeepAlive(false);
+                return Problem{"body.too_large", "the body exceeds the limit of " +
+                                                     std::to_string(cfg.maxBodyBytes) + " bytes"};
+            }
+            out.write(buf.data(), static_cast<std::streamsize>(n));
+        }
+        out.close();
+        if (!out) {
+            return Problem{"io.write", "cannot spool the request body"};
+        }
+        if (declared > 0 && total != static_cast<std::uint64_t>(declared)) {
+            x.resp.setKeepAlive(false);
+            return Problem{"request.invalid", "the body is shorter than its Content-Length"};
+        }
+        *size = total;
+        return std::nullopt;
+    }
+
+    void signPdf(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        Poco::URI uri(x.req.getURI());
+        std::map<std::string, std::string> q;
+        for (auto& [k, v] : uri.getQueryParameters()) {
+            if (q.count(k)) {
+                return sendProblem(x, {"request.invalid", "parameter '" + k + "' is repeated"});
+            }
+            q[k] = v;
+        }
+        static const std::set<std::string> known = {"credential", "level", "reason", "location",
+                                                    "visible",    "page",  "rect",   "field",
+                                                    "seal",       "contactInfo"};
+        for (auto& [k, v] : q) {
+            if (!known.count(k)) {
+                return sendProblem(x, {"request.invalid", "unknown parameter '" + k + "'"});
+            }
+        }
+        if (!q.count("credential") || q["credential"].empty()) {
+            return sendProblem(x, {"request.invalid", "the 'credential' parameter is required"});
+        }
+        const std::string& credId = q["credential"];
+        const hsm::Credential* cred = creds.find(credId);
+        if (cred == nullptr) {
+            return sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
+        }
+        auto decision = policies::decide(*who, creds.facts(credId), policies::Operation::SignPdf);
+        if (!decision.allowed) {
+            return sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+        }
+        if (q.count("level") && q["level"] != "B-B") {
+            if (q["level"] == "B-T" || q["level"] == "B-LT") {
+                return sendProblem(x, {"level.unsupported", "level " + q["level"] +
+                                                                " needs a timestamp authority, "
+                                                                "which is not configured"});
+            }
+            return sendProblem(x, {"request.invalid", "level must be B-B, B-T or B-LT"});
+        }
+        if (q.count("visible") && q["visible"] != "false") {
+            return sendProblem(x, {"appearance.unsupported",
+                                   "visible signatures are not available in this version"});
+        }
+        if (q.count("seal")) {
+            return sendProblem(x, {"seal.unsupported",
+                                   "the agency seal is not available in this version"});
+        }
+        signer::PadesOptions opts;
+        opts.reason = q.count("reason") ? q["reason"] : "";
+        opts.location = q.count("location") ? q["location"] : "";
+        opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";
+        if (q.count("field")) {
+            opts.fieldName = q["field"];
+        }
+        if (q.count("page")) {
+            try {
+                std::size_t used = 0;
+                opts.page = std::stoi(q["page"], &used);
+                if (used != q["page"].size() || opts.page < 1) {
+                    throw std::invalid_argument("page");
+                }
+            } catch (const std::exception&) {
+                return sendProblem(x, {"request.invalid", "page must be a positive integer"});
+            }
+        }
+        const std::string ctype = x.req.getContentType();
+        if (ctype.rfind("application/pdf", 0) != 0) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(x, {"content_type.unsupported",
+                                   "the body must be application/pdf, not '" + ctype + "'"});
+        }
+        SpoolFile in(cfg.spoolDir);
+        SpoolFile out(cfg.spoolDir);
+        if (!in.ok() || !out.ok()) {
+            return sendProblem(x, {"io.write", "cannot create spool files"});
+        }
+        std::uint64_t size = 0;
+        if (auto p = spoolBody(x, in.path(), &size)) {
+            return sendProblem(x, *p);
+        }
+        if (size == 0) {
+            return sendProblem(x, {"pdf.empty", "the body is empty"});
+        }
+        auto r = signer::signPdf(in.path(), out.path(), *cred, opts);
+        if (!r) {
+            return sendError(x, r.error());
+        }
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.set("Kyso-Signature-Id", randomHex(16));
+        x.resp.set("Kyso-Signature-Field", r->fieldName);
+        x.resp.sendFile(out.path(), "application/pdf");
+    }
+
+    void handle(HTTPServerRequest& req, HTTPServerResponse& resp) {
+        const auto started = std::chrono::steady_clock::now();
+        Exchange x{req, resp, randomHex(12)};
+        resp.set("X-Request-Id", x.requestId);
+        resp.set("Cache-Control", "no-store");
+        try {
+            Poco::URI uri(req.getURI());
+            const std::string path = uri.getPath();
+            const std::string& m = req.getMethod();
+            auto route = [&](const char* p, const char* method, auto fn) {
+                if (path != p) {
+                    return false;
+                }
+                if (m != method) {
+                    resp.set("Allow", method);
+                    sendProblem(x, {"method.not_allowed", "use " + std::string(method)});
+                } else {
+                    (this->*fn)(x);
+                }
+                return true;
+            };
+            if (!route("/healthz", "GET", &Impl::healthz) &&
+                !route("/readyz", "GET", &Impl::readyz) &&
+                !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
+                !route("/api/v1/sign/pdf", "POST", &Impl::signPdf)) {
+                sendProblem(x, {"route.not_found", "no such endpoint"});
+            }
+        } catch (const std::exception& e) {
+            if (!resp.sent()) {
+                sendProblem(x, {"internal", "internal error"}, 500);
+            }
+            std::lock_guard lk(logMu);
+            std::clog << "kyso: request " << x.requestId << " failed: " << e.what() << "\n";
+        }
+        const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count() /
+                        1000.0;
+        std::lock_guard lk(logMu);
+        std::clog << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod()
+                  << " " << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms
+                  << "ms\n";
+    }
+};
+
+namespace {
+
+class Handler final : public Poco::Net::HTTPRequestHandler {
+public:
+    explicit Handler(Service::Impl& impl) : m_impl(impl) {}
+    void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+        m_impl.handle(req, resp);
+    }
+
+private:
+    Service::Impl& m_impl;
+};
+
+class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
+public:
+    explicit Factory(Service::Impl& impl) : m_impl(impl) {}
+    Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
+        return new Handler(m_impl);
+    }
+
+private:
+    Service::Impl& m_impl;
+};
+
+}  // namespace
+
+Service::Service(const Config& cfg, hsm::Token& token, Store& store,
+                 const CredentialRegistry& creds)
+    : m_impl(std::make_unique<Impl>(cfg, token, store, creds)) {}
+
+Service::~Service() { stop(); }
+
+Status Service::start() {
+    const Config& cfg = m_impl->cfg;
+    try {
+        std::error_code ec;
+        fs::create_directories(cfg.spoolDir, ec);
+        fs::permissions(cfg.spoolDir, fs::perms::owner_all, fs::perm_options::replace, ec);
+        Poco::Net::Context::Params params;
+        params.privateKeyFile = cfg.tlsPrivateKey;
+        params.certificateFile = cfg.tlsCertificate;
+        params.verificationMode = Poco::Net::Context::VERIFY_NONE;
+        params.cipherList =
+            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+            "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+        params.loadDefaultCAs = false;
+        Poco::Net::Context::Ptr ctx =
+            new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
+        ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+        ctx->preferServerCiphers();
+        Poco::Net::SecureServerSocket socket(
+            Poco::Net::SocketAddress(cfg.listenHost, cfg.listenPort), 128, ctx);
+        auto* hp = new Poco::Net::HTTPServerParams;
+        hp->setMaxThreads(static_cast<int>(cfg.threads));
+        hp->setMaxQueued(256);
+        hp->setKeepAlive(true);
+        hp->setMaxKeepAliveRequests(10000);
+        hp->setKeepAliveTimeout(Poco::Timespan(15, 0));
+        hp->setTimeout(Poco::Timespan(60, 0));
+        m_impl->server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*m_impl), socket, hp);
+        m_impl->server->start();
+    } catch (const Poco::Exception& e) {
+        return Error::make("server.start", "cannot start the HTTPS server: " + e.displayText());
+    }
+    return Ok{};
+}
+
+void Service::stop() {
+    if (m_impl->server) {
+        m_impl->server->stopAll(true);
+        m_impl->server.reset();
+    }
+}
+
+std::uint16_t Service::port() const {
+    return m_impl->server ? m_impl->server->port() : 0;
+}
+
+}  // namespace kyso::api

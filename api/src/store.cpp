@@ -1,0 +1,217 @@
+#include "kyso/api/store.h"
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/Session.h>
+#include <Poco/Data/Statement.h>
+#include <botan/argon2.h>
+#include <botan/base64.h>
+#include <botan/hash.h>
+#include <botan/hex.h>
+#include <botan/system_rng.h>
+
+#include "kyso/hsm/secret.h"
+
+namespace kyso::api {
+
+using namespace Poco::Data::Keywords;
+
+namespace {
+
+constexpr std::size_t kArgonMemoryKiB = 19456;
+constexpr std::size_t kArgonIterations = 2;
+constexpr std::size_t kArgonParallelism = 1;
+constexpr auto kCacheTtl = std::chrono::seconds(60);
+
+std::string base64url(const std::vector<std::uint8_t>& bytes) {
+    std::string s = Botan::base64_encode(bytes);
+    for (char& c : s) {
+        c = c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    while (!s.empty() && s.back() == '=') {
+        s.pop_back();
+    }
+    return s;
+}
+
+std::string sha256(std::string_view s) {
+    auto h = Botan::HashFunction::create_or_throw("SHA-256");
+    h->update(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+    auto out = h->final();
+    return std::string(out.begin(), out.end());
+}
+
+std::string nowIso() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+}  // namespace
+
+struct Store::Impl {
+    std::mutex mu;  // Poco::Data sessions are not thread-safe
+    std::unique_ptr<Poco::Data::Session> session;
+
+    struct Cached {
+        std::string secretHash;
+        policies::Principal principal;
+        std::chrono::steady_clock::time_point until;
+    };
+    std::mutex cacheMu;
+    std::map<std::string, Cached> cache;
+};
+
+Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Store::~Store() = default;
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+    static std::once_flag once;
+    std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+    auto impl = std::make_unique<Impl>();
+    try {
+        impl->session = std::make_unique<Poco::Data::Session>("SQLite", path);
+        auto& s = *impl->session;
+        s << "PRAGMA journal_mode=WAL", now;
+        s << "PRAGMA synchronous=FULL", now;
+        s << "PRAGMA busy_timeout=5000", now;
+        s << "CREATE TABLE IF NOT EXISTS api_keys ("
+             " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,"
+             " hash TEXT NOT NULL, created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
+            now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot open database " + path + ": " + e.displayText());
+    }
+    return std::unique_ptr<Store>(new Store(std::move(impl)));
+}
+
+Result<std::string> Store::createApiKey(const std::string& name, policies::Role role) {
+    if (name.empty() || name.size() > 128) {
+        return Error::make("apikey.invalid", "an API key needs a name of 1 to 128 characters");
+    }
+    Botan::System_RNG rng;
+    std::vector<std::uint8_t> idBytes(8);
+    std::vector<std::uint8_t> secretBytes(32);
+    rng.randomize(idBytes.data(), idBytes.size());
+    rng.randomize(secretBytes.data(), secretBytes.size());
+    const std::string id = Botan::hex_encode(idBytes, false);
+    hsm::Secret secret(base64url(secretBytes));
+    hsm::secureWipe(secretBytes.data(), secretBytes.size());
+    const std::string hash = Botan::argon2_generate_pwhash(
+        secret.c_str(), secret.view().size(), rng, kArgonParallelism, kArgonMemoryKiB,
+        kArgonIterations, 2 /* Argon2id */);
+    std::string roleName = policies::roleName(role);
+    std::string created = nowIso();
+    try {
+        std::lock_guard lk(m_impl->mu);
+        std::string n = name;
+        std::string h = hash;
+        std::string i = id;
+        *m_impl->session << "INSERT INTO api_keys (id, name, role, hash, created) "
+                            "VALUES (?, ?, ?, ?, ?)",
+            use(i), use(n), use(roleName), use(h), use(created), now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot store the API key: " + e.displayText());
+    }
+    return "kyso_" + id + "_" + std::string(secret.view());
+}
+
+std::vector<ApiKeyInfo> Store::listApiKeys() {
+    std::vector<std::string> ids, names, roles, created;
+    std::vector<int> revoked;
+    std::lock_guard lk(m_impl->mu);
+    *m_impl->session << "SELECT id, name, role, created, revoked FROM api_keys ORDER BY created, id",
+        into(ids), into(names), into(roles), into(created), into(revoked), now;
+    std::vector<ApiKeyInfo> out;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        out.push_back({ids[i], names[i], roles[i], created[i], revoked[i] != 0});
+    }
+    return out;
+}
+
+Status Store::revokeApiKey(const std::string& idOrName) {
+    std::size_t changed = 0;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        std::string a = idOrName;
+        std::string b = idOrName;
+        Poco::Data::Statement st(*m_impl->session);
+        st << "UPDATE api_keys SET revoked = 1 WHERE (id = ? OR name = ?) AND revoked = 0", use(a),
+            use(b);
+        changed = st.execute();
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot revoke: " + e.displayText());
+    }
+    if (changed == 0) {
+        return Error::make("apikey.unknown", "no active API key with that id or name");
+    }
+    std::lock_guard lk(m_impl->cacheMu);
+    m_impl->cache.clear();
+    return Ok{};
+}
+
+std::optional<policies::Principal> Store::authenticate(std::string_view key) {
+    // kyso_<16 hex>_<43 base64url>
+    if (key.size() != 5 + 16 + 1 + 43 || key.substr(0, 5) != "kyso_" || key[21] != '_') {
+        return std::nullopt;
+    }
+    const std::string id(key.substr(5, 16));
+    const std::string_view secret = key.substr(22);
+    const std::string secretHash = sha256(secret);
+    const auto nowT = std::chrono::steady_clock::now();
+    {
+        std::lock_guard lk(m_impl->cacheMu);
+        auto it = m_impl->cache.find(id);
+        if (it != m_impl->cache.end() && it->second.until > nowT) {
+            if (hsm::constantTimeEquals(it->second.secretHash, secretHash)) {
+                return it->second.principal;
+            }
+            return std::nullopt;
+        }
+    }
+    std::vector<std::string> names, roles, hashes;
+    {
+        std::lock_guard lk(m_impl->mu);
+        std::string i = id;
+        try {
+            *m_impl->session << "SELECT name, role, hash FROM api_keys WHERE id = ? AND revoked = 0",
+                use(i), into(names), into(roles), into(hashes), now;
+        } catch (const Poco::Exception&) {
+            return std::nullopt;
+        }
+    }
+    if (hashes.size() != 1) {
+        return std::nullopt;
+    }
+    const std::string s(secret);
+    if (!Botan::argon2_check_pwhash(s.data(), s.size(), hashes[0])) {
+        return std::nullopt;
+    }
+    auto role = policies::parseRole(roles[0]);
+    if (!role) {
+        return std::nullopt;
+    }
+    policies::Principal p{names[0], *role};
+    std::lock_guard lk(m_impl->cacheMu);
+    m_impl->cache[id] = Impl::Cached{secretHash, p, nowT + kCacheTtl};
+    return p;
+}
+
+bool Store::writable() {
+    try {
+        std::lock_guard lk(m_impl->mu);
+        *m_impl->session << "BEGIN IMMEDIATE", now;
+        *m_impl->session << "ROLLBACK", now;
+        return true;
+    } catch (const Poco::Exception&) {
+        return false;
+    }
+}
+
+}  // namespace kyso::api

@@ -1,0 +1,417 @@
+// The service end to end: `kyso demo init` into a fresh directory, a real HTTPS server on a
+// loopback port, curl as the client, pdfsig and qpdf to check what comes back.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/NetSSL.h>
+
+#include "kyso/api/config.h"
+#include "kyso/api/credentials.h"
+#include "kyso/api/demo.h"
+#include "kyso/api/service.h"
+#include "kyso/api/store.h"
+#include "test_env.h"
+
+namespace kyso::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Poco::JSON::Object;
+
+constexpr std::uint64_t kTestBodyLimit = 256 * 1024;
+
+struct Response {
+    int status = 0;
+    std::string headers;
+    std::string body;
+    Object::Ptr json() const {
+        Poco::JSON::Parser p;
+        return p.parse(body).extract<Object::Ptr>();
+    }
+    std::string header(const std::string& name) const {
+        std::istringstream in(headers);
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0 &&
+                line[name.size()] == ':') {
+                std::string v = line.substr(name.size() + 1);
+                while (!v.empty() && (v.back() == '\r' || v.back() == ' ')) {
+                    v.pop_back();
+                }
+                return v.substr(v.find_first_not_of(' '));
+            }
+        }
+        return "";
+    }
+};
+
+// The demo, loaded and served in this process; one per test binary.
+class Env {
+public:
+    std::string dir;
+    api::Config cfg;
+    std::unique_ptr<hsm::Token> token;
+    std::unique_ptr<api::Store> store;
+    std::optional<api::CredentialRegistry> creds;
+    std::unique_ptr<api::Service> service;
+    std::map<std::string, std::string> keys;  // API key per principal name
+
+    static Env& get() {
+        static Env* env = [] {
+            auto* e = new Env();
+            e->init();
+            return e;
+        }();
+        return *env;
+    }
+
+    std::string url(const std::string& path) const {
+        return "https://127.0.0.1:" + std::to_string(service->port()) + path;
+    }
+
+    Response request(const std::string& method, const std::string& path,
+                     const std::string& bearer = "", const std::string& bodyFile = "",
+                     const std::string& contentType = "application/pdf",
+                     const std::string& outFile = "") const {
+        const std::string tmp = tempDir("curl");
+        std::string cmd = "curl -sS --cacert " + shellQuote(dir + "/pki/root-ca.pem") + " -X " +
+                          method + " -D " + tmp + "/h -o " +
+                          (outFile.empty() ? tmp + "/b" : shellQuote(outFile)) +
+                          " -w '%{http_code}' ";
+        if (!bearer.empty()) {
+            // The key goes through a header file, not argv of a long-lived process.
+            writeFile(tmp + "/auth", "Authorization: Bearer " + bearer + "\n");
+            cmd += "-H @" + tmp + "/auth ";
+        }
+        if (!bodyFile.empty()) {
+            cmd += "-H " + shellQuote("Content-Type: " + contentType) + " --data-binary @" +
+                   shellQuote(bodyFile) + " ";
+        }
+        cmd += shellQuote(url(path));
+        std::string out;
+        run(cmd, &out);
+        Response r;
+        try {
+            r.status = std::stoi(out.substr(out.size() >= 3 ? out.size() - 3 : 0));
+        } catch (const std::exception&) {
+            r.status = -1;
+        }
+        r.headers = readFile(tmp + "/h");
+        r.body = outFile.empty() ? readFile(tmp + "/b") : "";
+        return r;
+    }
+
+private:
+    void init() {
+        dir = tempDir("demo");
+        api::DemoOptions o;
+        o.dir = dir;
+        o.listen = "127.0.0.1:0";
+        std::ostringstream log;
+        auto st = api::demoInit(o, log);
+        if (!st) {
+            throw std::runtime_error("demo init failed: " + st.error().detail);
+        }
+        auto c = api::loadConfig(dir + "/kyso.conf");
+        if (!c) {
+            throw std::runtime_error("config: " + c.error().detail);
+        }
+        cfg = *c;
+        cfg.maxBodyBytes = kTestBodyLimit;
+        api::applyModuleEnvironment(cfg);
+        token = std::move(hsm::Token::open(cfg.token).value());
+        store = std::move(api::Store::open(cfg.databasePath).value());
+        creds = std::move(api::CredentialRegistry::load(cfg, *token).value());
+        Poco::JSON::Parser p;
+        auto j = p.parse(readFile(dir + "/demo-credentials.json")).extract<Object::Ptr>();
+        auto arr = j->getArray("apiKeys");
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            auto k = arr->getObject(static_cast<unsigned>(i));
+            keys[k->getValue<std::string>("name")] = k->getValue<std::string>("apiKey");
+        }
+        keys["officer-2"] = store->createApiKey("officer-2", policies::Role::Officer).value();
+        Poco::Net::initializeSSL();
+        service = std::make_unique<api::Service>(cfg, *token, *store, *creds);
+        auto started = service->start();
+        if (!started) {
+            throw std::runtime_error("service: " + started.error().detail);
+        }
+    }
+};
+
+std::string samplePdf() { return corpusDir() + "/pdf/unsigned/dss-sample.pdf"; }
+
+void expectProblem(const Response& r, int status, const std::string& code) {
+    EXPECT_EQ(r.status, status) << r.body;
+    EXPECT_NE(r.header("Content-Type").find("application/problem+json"), std::string::npos)
+        << r.headers;
+    auto j = r.json();
+    EXPECT_EQ(j->getValue<std::string>("code"), code) << r.body;
+    EXPECT_EQ(j->getValue<int>("status"), status);
+    EXPECT_FALSE(j->getValue<std::string>("requestId").empty());
+    EXPECT_FALSE(j->getValue<std::string>("title").empty());
+    EXPECT_EQ(j->getValue<std::string>("requestId"), r.header("X-Request-Id"));
+}
+
+TEST(Rest, HealthAndReadiness) {
+    auto& env = Env::get();
+    auto h = env.request("GET", "/healthz");
+    EXPECT_EQ(h.status, 200);
+    auto r = env.request("GET", "/readyz");
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto j = r.json();
+    EXPECT_EQ(j->getValue<std::string>("status"), "ready");
+    EXPECT_EQ(j->getObject("checks")->getValue<std::string>("token"), "ok");
+}
+
+TEST(Rest, CredentialsListShowsWhatTheCallerMayUse) {
+    auto& env = Env::get();
+    auto r = env.request("GET", "/api/v1/credentials", env.keys["officer-1"]);
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto list = r.json()->getArray("credentials");
+    ASSERT_EQ(list->size(), 1u);
+    auto c = list->getObject(0);
+    EXPECT_EQ(c->getValue<std::string>("id"), "officer-1");
+    EXPECT_EQ(c->getValue<std::string>("kind"), "officer");
+    EXPECT_EQ(c->getValue<std::string>("keyAlgorithm"), "RSA-2048");
+    EXPECT_NE(c->getValue<std::string>("subject").find("Nguyễn Văn An"), std::string::npos);
+    EXPECT_EQ(c->getArray("certificateChain")->size(), 2u);
+    EXPECT_FALSE(c->getValue<std::string>("notAfter").empty());
+    // Another officer and a portal see nothing they could use.
+    auto other = env.request("GET", "/api/v1/credentials", env.keys["officer-2"]);
+    ASSERT_EQ(other.status, 200);
+    EXPECT_EQ(other.json()->getArray("credentials")->size(), 0u);
+    auto portal = env.request("GET", "/api/v1/credentials", env.keys["portal"]);
+    EXPECT_EQ(portal.json()->getArray("credentials")->size(), 0u);
+}
+
+TEST(Rest, AuthenticationIsRequired) {
+    auto& env = Env::get();
+    expectProblem(env.request("GET", "/api/v1/credentials"), 401, "auth.required");
+    auto bad = env.request("GET", "/api/v1/credentials",
+                           "kyso_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    expectProblem(bad, 401, "auth.invalid");
+    // A real key id with a wrong secret.
+    std::string forged = env.keys["officer-1"];
+    forged.back() = forged.back() == 'A' ? 'B' : 'A';
+    expectProblem(env.request("GET", "/api/v1/credentials", forged), 401, "auth.invalid");
+}
+
+TEST(Rest, RevokedKeyIsRefused) {
+    auto& env = Env::get();
+    auto key = env.store->createApiKey("temp-officer", policies::Role::Officer);
+    ASSERT_TRUE(key.ok());
+    EXPECT_EQ(env.request("GET", "/api/v1/credentials", *key).status, 200);
+    ASSERT_TRUE(env.store->revokeApiKey("temp-officer").ok());
+    expectProblem(env.request("GET", "/api/v1/credentials", *key), 401, "auth.invalid");
+}
+
+TEST(Rest, SignsAPdfVerifiedByPdfsig) {
+    auto& env = Env::get();
+    const std::string out = tempDir("rest") + "/signed.pdf";
+    auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1&reason=Ph%C3%AA%20duy%E1%BB%87t",
+                         env.keys["officer-1"], samplePdf(), "application/pdf", out);
+    ASSERT_EQ(r.status, 200) << readFile(out);
+    EXPECT_EQ(r.header("Content-Type"), "application/pdf");
+    EXPECT_EQ(r.header("Kyso-Signature-Id").size(), 32u);
+    const std::string original = readFile(samplePdf());
+    const std::string signedPdf = readFile(out);
+    ASSERT_GT(signedPdf.size(), original.size());
+    EXPECT_EQ(signedPdf.compare(0, original.size(), original), 0);
+    std::string pdfsig;
+    run("pdfsig " + shellQuote(out), &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Nguyễn Văn An"), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("ETSI.CAdES.detached"), std::string::npos) << pdfsig;
+    std::string check;
+    EXPECT_EQ(run("qpdf --check " + shellQuote(out), &check), 0) << check;
+}
+
+TEST(Rest, ConcurrentSigningRequests) {
+    auto& env = Env::get();
+    std::vector<std::future<int>> results;
+    for (int i = 0; i < 16; ++i) {
+        results.push_back(std::async(std::launch::async, [&env, i] {
+            const std::string out = tempDir("conc") + "/o" + std::to_string(i) + ".pdf";
+            auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
+                                 env.keys["officer-1"], samplePdf(), "application/pdf", out);
+            if (r.status != 200) {
+                return r.status;
+            }
+            std::string pdfsig;
+            run("pdfsig " + shellQuote(out), &pdfsig);
+            return pdfsig.find("Signature is Valid.") != std::string::npos ? 200 : -2;
+        }));
+    }
+    for (auto& f : results) {
+        EXPECT_EQ(f.get(), 200);
+    }
+}
+
+TEST(Rest, DocumentErrorsAreProblems) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("bad");
+    const std::string key = env.keys["officer-1"];
+    const std::string path = "/api/v1/sign/pdf?credential=officer-1";
+    writeFile(dir + "/notpdf", "this is plain text, not a PDF at all");
+    expectProblem(env.request("POST", path, key, dir + "/notpdf"), 415, "pdf.not_pdf");
+    writeFile(dir + "/empty", "");
+    expectProblem(env.request("POST", path, key, dir + "/empty"), 400, "pdf.empty");
+    const std::string sample = readFile(samplePdf());
+    writeFile(dir + "/trunc", sample.substr(0, sample.size() / 3));
+    expectProblem(env.request("POST", path, key, dir + "/trunc"), 422, "pdf.truncated");
+    expectProblem(env.request("POST", path, key,
+                              corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf"),
+                  422, "pdf.encrypted");
+    expectProblem(env.request("POST", path, key,
+                              corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref.pdf"),
+                  422, "pdf.hybrid_xref");
+    expectProblem(env.request("POST", path, key, samplePdf(), "text/plain"), 415,
+                  "content_type.unsupported");
+    // The spool directory holds nothing afterwards: no half-written file stays behind.
+    EXPECT_TRUE(fs::is_empty(env.cfg.spoolDir));
+}
+
+TEST(Rest, BodyOverTheLimitIsRefused) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("big");
+    writeFile(dir + "/big.pdf", "%PDF-1.7\n" + std::string(kTestBodyLimit + 1, 'x'));
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
+                              env.keys["officer-1"], dir + "/big.pdf"),
+                  413, "body.too_large");
+    EXPECT_TRUE(fs::is_empty(env.cfg.spoolDir));
+}
+
+TEST(Rest, CredentialAndPermissionErrors) {
+    auto& env = Env::get();
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=nobody",
+                              env.keys["officer-1"], samplePdf()),
+                  404, "credential.unknown");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
+                              env.keys["officer-2"], samplePdf()),
+                  403, "auth.denied");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
+                              env.keys["portal"], samplePdf()),
+                  403, "auth.denied");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
+                              env.keys["admin"], samplePdf()),
+                  403, "auth.denied");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf", env.keys["officer-1"], samplePdf()),
+                  400, "request.invalid");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&bogus=1",
+                              env.keys["officer-1"], samplePdf()),
+                  400, "request.invalid");
+}
+
+TEST(Rest, RoutingErrors) {
+    auto& env = Env::get();
+    expectProblem(env.request("GET", "/nope"), 404, "route.not_found");
+    expectProblem(env.request("GET", "/api/v1/sign/pdf", env.keys["officer-1"]), 405,
+                  "method.not_allowed");
+}
+
+TEST(Rest, OnlyTls12AndLaterOverHttps) {
+    auto& env = Env::get();
+    const std::string port = std::to_string(env.service->port());
+    std::string out;
+    EXPECT_NE(run("curl -sS --max-time 5 http://127.0.0.1:" + port + "/healthz", &out), 0)
+        << "plain HTTP must be refused: " << out;
+    EXPECT_NE(run("echo | openssl s_client -connect 127.0.0.1:" + port + " -tls1_1", &out), 0)
+        << out;
+    EXPECT_EQ(run("curl -sS --tlsv1.2 --tls-max 1.2 --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") +
+                      " " + env.url("/healthz"),
+                  &out),
+              0)
+        << out;
+}
+
+// The CLI on the same demo: local signing by credential id and by PKCS#11 URI.
+TEST(Cli, SignPdfLocally) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cli");
+    for (const std::string& key :
+         {std::string("officer-1"), std::string("pkcs11:token=kyso-demo;object=officer-1;type=private")}) {
+        const std::string out = dir + "/out.pdf";
+        std::string log;
+        const int rc = run(std::string(KYSO_BINARY) + " sign pdf --config " +
+                               shellQuote(env.dir + "/kyso.conf") + " --key " + shellQuote(key) +
+                               " --in " + shellQuote(samplePdf()) + " --out " + shellQuote(out) +
+                               " --reason Test --location 'Hà Nội'",
+                           &log);
+        ASSERT_EQ(rc, 0) << log;
+        std::string pdfsig;
+        run("pdfsig " + shellQuote(out), &pdfsig);
+        EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+        EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
+    }
+}
+
+TEST(Cli, RefusesPinsOnTheCommandLineAndReportsErrors) {
+    auto& env = Env::get();
+    const std::string conf = shellQuote(env.dir + "/kyso.conf");
+    std::string log;
+    EXPECT_EQ(run(std::string(KYSO_BINARY) + " sign pdf --config " + conf +
+                      " --key officer-1 --in a --out b --pin 1234",
+                  &log),
+              64)
+        << log;
+    EXPECT_EQ(log.find("1234"), std::string::npos) << "a PIN must never be echoed";
+    const std::string out = tempDir("cli") + "/x.pdf";
+    EXPECT_EQ(run(std::string(KYSO_BINARY) + " sign pdf --config " + conf +
+                      " --key officer-1 --in " +
+                      shellQuote(corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf") +
+                      " --out " + shellQuote(out),
+                  &log),
+              65)
+        << log;
+    EXPECT_NE(log.find("pdf.encrypted"), std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Cli, DemoInitIsIdempotent) {
+    auto& env = Env::get();
+    const std::string before = readFile(env.dir + "/demo-credentials.json");
+    const std::string conf = readFile(env.dir + "/kyso.conf");
+    const std::string cert = readFile(env.dir + "/pki/officer-1.pem");
+    std::string log;
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " demo init --dir " + shellQuote(env.dir), &log), 0)
+        << log;
+    EXPECT_EQ(readFile(env.dir + "/demo-credentials.json"), before);
+    EXPECT_EQ(readFile(env.dir + "/kyso.conf"), conf);
+    EXPECT_EQ(readFile(env.dir + "/pki/officer-1.pem"), cert);
+    // No secret in what it prints.
+    const std::string pin = readFile(env.dir + "/secrets/user.pin");
+    EXPECT_EQ(log.find(pin.substr(0, pin.size() - 1)), std::string::npos);
+}
+
+TEST(Cli, ApiKeyCreateShowsTheKeyOnceAndStoresOnlyAHash) {
+    auto& env = Env::get();
+    std::string key;
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " apikey create --config " +
+                      shellQuote(env.dir + "/kyso.conf") + " --role portal --name portal-2",
+                  &key),
+              0)
+        << key;
+    while (!key.empty() && key.back() == '\n') {
+        key.pop_back();
+    }
+    EXPECT_EQ(key.size(), 65u) << key;
+    auto p = env.store->authenticate(key);
+    ASSERT_TRUE(p.has_value());
+    EXPECT_EQ(p->name, "portal-2");
+    EXPECT_EQ(p->role, policies::Role::Portal);
+    // The database holds an Argon2id hash, never the secret.
+    const std::string db = readFile(env.cfg.databasePath) + readFile(env.cfg.databasePath + "-wal");
+    EXPECT_EQ(db.find(key.substr(22)), std::string::npos);
+    EXPECT_NE(db.find("$argon2id$"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kyso::test
