@@ -1,6 +1,8 @@
 // The `kyso` executable: one binary, subcommands (see ../shared/spec/contract.md). Secrets come
 // from files or environment variables named in the configuration, never from argv.
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstring>
@@ -291,7 +293,16 @@ int cmdApiKey(const std::string& verb, const Args& a) {
 
 }  // namespace
 
+// PINs and keys pass through this process's memory: never into a core file or to a debugger
+// of another user.
+static void protectMemory() {
+    struct rlimit none {0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 int main(int argc, char** argv) {
+    protectMemory();
     try {
         if (argc < 2) {
             std::cerr << kUsage;
