@@ -1,8 +1,9 @@
-// The token layer. libp11 loads and initialises the module (with CKF_OS_LOCKING_OK), enumerates
-// slots and finds the token; the operations themselves (login, sign, generate, store) go through
-// the module's own function list on sessions from our pool, because libp11 0.4.12 has no PSS
-// mechanism parameters, no EC key generation, no control over CKA_EXTRACTABLE, and reports CK_RV
-// only through the OpenSSL error queue. See docs/ARCHITECTURE.md, "Decisions".
+// The token layer. libp11 loads and initialises the module (with CKF_OS_LOCKING_OK) once per
+// process; the operations themselves (slot lookup, login, sign, generate, store) go through the
+// module's own function list on sessions from our pool, because libp11 0.4.12 has no PSS
+// mechanism parameters, no EC key generation, no control over CKA_EXTRACTABLE, reports CK_RV only
+// through the OpenSSL error queue, and closes every session of a slot when it releases its slot
+// list. See docs/ARCHITECTURE.md, "Decisions".
 #include "kyso/hsm/token.h"
 
 #include <dlfcn.h>
@@ -20,7 +21,9 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
@@ -115,8 +118,9 @@ bool isConnectionLost(ck_rv_t rv) {
     }
 }
 
-std::string trimPadded(const char* s) {
-    std::string v = s != nullptr ? s : "";
+// A blank-padded, not NUL-terminated CK_TOKEN_INFO field.
+std::string fixedField(const unsigned char* p, std::size_t n) {
+    std::string v(reinterpret_cast<const char*>(p), n);
     while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) {
         v.pop_back();
     }
@@ -247,18 +251,182 @@ std::string spkiKeyId(const std::string& spki) {
 
 }  // namespace
 
+// One loaded PKCS#11 module, shared by every Token of the process that uses the same module path.
+// PKCS#11 initialisation and login state are per process: a Token that finalised the module on
+// its own would end every other Token's sessions and login. So the module is loaded once,
+// finalised only when its last user goes, and re-initialised in place after a loss; the epoch
+// says which initialisation a session handle belongs to (handles restart at 1 after one).
+class Module final {
+public:
+    static Result<std::shared_ptr<Module>> acquire(const std::string& path) {
+        static std::mutex registryMu;
+        static auto* registry = new std::map<std::string, std::weak_ptr<Module>>();
+        std::lock_guard lk(registryMu);
+        if (auto existing = (*registry)[path].lock()) {
+            return existing;
+        }
+        auto m = std::shared_ptr<Module>(new Module(path));
+        m->ctx = ::PKCS11_CTX_new();
+        if (m->ctx == nullptr || ::PKCS11_CTX_load(m->ctx, path.c_str()) != 0) {
+            ::ERR_clear_error();
+            return Error::make("token.module", "cannot load PKCS#11 module " + path);
+        }
+        m->loaded = true;
+        m->dl = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+        auto getList = m->dl != nullptr ? reinterpret_cast<ck_rv_t (*)(ck_function_list**)>(
+                                              ::dlsym(m->dl, "C_GetFunctionList"))
+                                        : nullptr;
+        if (getList == nullptr || getList(&m->fl) != CKR_OK || m->fl == nullptr) {
+            return Error::make("token.module", "module has no C_GetFunctionList: " + path);
+        }
+        (*registry)[path] = m;
+        return m;
+    }
+
+    ~Module() {
+        if (ctx != nullptr) {
+            if (loaded) {
+                ::PKCS11_CTX_unload(ctx);
+            }
+            ::PKCS11_CTX_free(ctx);
+        }
+        if (dl != nullptr) {
+            ::dlclose(dl);
+        }
+    }
+
+    ck_function_list* functions() const { return fl; }
+    std::uint64_t epoch() const { return m_epoch.load(); }
+
+    // Called after a Token saw the connection fail during `seenEpoch`. A sole user resets the
+    // module (C_Finalize, C_Initialize); with other users, only a module that lost its
+    // initialisation is initialised again. Either way a real re-initialisation starts a new
+    // epoch; later callers for the same epoch find the work done.
+    void recover(std::uint64_t seenEpoch, bool soleUser) {
+        std::lock_guard lk(mu);
+        if (m_epoch.load() != seenEpoch) {
+            return;
+        }
+        if (soleUser) {
+            fl->C_Finalize(nullptr);
+        }
+        ck_c_initialize_args args{};
+        args.flags = CKF_OS_LOCKING_OK;
+        if (fl->C_Initialize(&args) == CKR_OK) {
+            logins.clear();
+            ++m_epoch;
+        }
+    }
+
+    // Finds the slot of the token with C_GetSlotList/C_GetTokenInfo. Not libp11's slot
+    // enumeration: libp11 0.4.12 releases a slot with C_CloseAllSessions, which would end every
+    // other Token's sessions on it, and its PKCS11_update_slots crashes on a second call.
+    Result<TokenInfo> findToken(const TokenConfig& cfg) {
+        std::lock_guard lk(mu);
+        unsigned long n = 0;
+        ck_rv_t rv = fl->C_GetSlotList(1, nullptr, &n);
+        std::vector<ck_slot_id_t> ids(n);
+        if (rv == CKR_OK && n > 0) {
+            rv = fl->C_GetSlotList(1, ids.data(), &n);
+            ids.resize(n);
+        }
+        if (rv != CKR_OK) {
+            return Error::make("token.unavailable", "cannot list PKCS#11 slots (" + rvName(rv) + ")",
+                               rv);
+        }
+        for (ck_slot_id_t id : ids) {
+            ck_token_info ti{};
+            if (fl->C_GetTokenInfo(id, &ti) != CKR_OK || (ti.flags & CKF_TOKEN_INITIALIZED) == 0) {
+                continue;
+            }
+            TokenInfo info;
+            info.label = fixedField(ti.label, sizeof ti.label);
+            info.serial = fixedField(ti.serial_number, sizeof ti.serial_number);
+            info.manufacturer = fixedField(ti.manufacturer_id, sizeof ti.manufacturer_id);
+            info.model = fixedField(ti.model, sizeof ti.model);
+            info.slotId = id;
+            if ((cfg.tokenLabel && info.label != *cfg.tokenLabel) ||
+                (cfg.tokenSerial && info.serial != *cfg.tokenSerial)) {
+                continue;
+            }
+            if ((ti.flags & CKF_USER_PIN_LOCKED) != 0) {
+                return Error::make("token.pin_locked", "the token's user PIN is locked");
+            }
+            return info;
+        }
+        std::string which = cfg.tokenLabel ? "label '" + *cfg.tokenLabel + "'" : "";
+        if (cfg.tokenSerial) {
+            which += (which.empty() ? "" : ", ") + std::string("serial '") + *cfg.tokenSerial +
+                     "'";
+        }
+        return Error::make("token.not_found",
+                           "no initialised token" + (which.empty() ? "" : " with " + which));
+    }
+
+    // C_Login on `session`. CKR_USER_ALREADY_LOGGED_IN means another Token of this process
+    // logged in and the token did not check this PIN: accept it only if it is the PIN that
+    // logged in (compared as salted SHA-256, in constant time).
+    ck_rv_t login(ck_session_handle_t session, ck_slot_id_t slot, const Secret& pin) {
+        std::lock_guard lk(mu);
+        ck_rv_t rv = fl->C_Login(session, CKU_USER,
+                                 reinterpret_cast<unsigned char*>(const_cast<char*>(pin.c_str())),
+                                 pin.view().size());
+        auto it = logins.find(slot);
+        if (rv == CKR_OK) {
+            LoginRecord rec;
+            ::RAND_bytes(reinterpret_cast<unsigned char*>(rec.salt.data()),
+                         static_cast<int>(rec.salt.size()));
+            rec.hash = pinHash(rec.salt, pin);
+            logins[slot] = rec;
+        } else if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+            if (it == logins.end() || !constantTimeEquals(pinHash(it->second.salt, pin),
+                                                          it->second.hash)) {
+                rv = CKR_PIN_INCORRECT;
+            } else {
+                rv = CKR_OK;
+            }
+        }
+        return rv;
+    }
+
+private:
+    explicit Module(std::string p) : path(std::move(p)) {}
+
+    struct LoginRecord {
+        std::string salt = std::string(16, '\0');
+        std::string hash;
+    };
+
+    static std::string pinHash(const std::string& salt, const Secret& pin) {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256_CTX c;
+        ::SHA256_Init(&c);
+        ::SHA256_Update(&c, salt.data(), salt.size());
+        ::SHA256_Update(&c, pin.c_str(), pin.view().size());
+        ::SHA256_Final(md, &c);
+        return std::string(reinterpret_cast<char*>(md), sizeof md);
+    }
+
+    std::string path;
+    std::mutex mu;
+    PKCS11_CTX* ctx = nullptr;
+    bool loaded = false;
+    void* dl = nullptr;
+    ck_function_list* fl = nullptr;
+    std::atomic<std::uint64_t> m_epoch{1};
+    std::map<ck_slot_id_t, LoginRecord> logins;
+};
+
 struct Token::Impl {
     TokenConfig cfg;
     TokenInfo info;
 
     // Shared for every operation, exclusive to (re)connect and tear down.
     std::shared_mutex connMutex;
-    PKCS11_CTX* ctx = nullptr;
-    PKCS11_SLOT* slots = nullptr;
-    unsigned nslots = 0;
-    void* dl = nullptr;
+    std::shared_ptr<Module> module;
     ck_function_list* fl = nullptr;
     ck_slot_id_t slotId = 0;
+    std::uint64_t epoch = 0;  // the module epoch our session handles belong to
     bool connected = false;
     std::atomic<bool> lost{false};
     std::atomic<bool> pinRejected{false};
@@ -279,40 +447,28 @@ struct Token::Impl {
 
     ~Impl() { disconnect(); }
 
+    // Closes our sessions. Handles from an older module epoch are dropped without closing: after
+    // a re-initialisation the same numbers may belong to another Token's new sessions.
     void disconnect() {
+        const bool current = module && module->epoch() == epoch;
         {
             std::lock_guard lk(poolMutex);
-            if (fl != nullptr) {
+            if (fl != nullptr && current) {
                 for (auto s : idle) {
                     fl->C_CloseSession(s);
+                }
+                if (haveLoginSession) {
+                    fl->C_CloseSession(loginSession);
                 }
             }
             idle.clear();
             openSessions = 0;
-            if (fl != nullptr && haveLoginSession) {
-                fl->C_CloseSession(loginSession);
-            }
             haveLoginSession = false;
         }
         {
             std::lock_guard lk(cacheMutex);
             keyHandles.clear();
         }
-        if (ctx != nullptr) {
-            if (slots != nullptr) {
-                ::PKCS11_release_all_slots(ctx, slots, nslots);
-            }
-            ::PKCS11_CTX_unload(ctx);
-            ::PKCS11_CTX_free(ctx);
-        }
-        if (dl != nullptr) {
-            ::dlclose(dl);
-        }
-        ctx = nullptr;
-        slots = nullptr;
-        nslots = 0;
-        dl = nullptr;
-        fl = nullptr;
         connected = false;
     }
 
@@ -325,72 +481,32 @@ struct Token::Impl {
         return Error::make("token.error", what + " failed (" + rvName(rv) + ")", rv);
     }
 
-    // Requires connMutex held exclusively.
-    Status connect() {
+    // Requires connMutex held exclusively. `recovering`: the previous connection was lost.
+    Status connect(bool recovering) {
+        const std::uint64_t seen = epoch;
         disconnect();
         if (pinRejected) {
             return Error::make("token.pin_incorrect",
                                "the token rejected the configured PIN; not retrying");
         }
-        ctx = ::PKCS11_CTX_new();
-        if (ctx == nullptr || ::PKCS11_CTX_load(ctx, cfg.modulePath.c_str()) != 0) {
-            if (ctx != nullptr) {
-                ::PKCS11_CTX_free(ctx);
-                ctx = nullptr;
+        if (!module) {
+            auto m = Module::acquire(cfg.modulePath);
+            if (!m) {
+                return m.error();
             }
-            return Error::make("token.module", "cannot load PKCS#11 module " + cfg.modulePath);
+            module = *m;
+        } else if (recovering) {
+            module->recover(seen, module.use_count() == 1);
         }
-        if (::PKCS11_enumerate_slots(ctx, &slots, &nslots) != 0) {
-            disconnect();
-            return Error::make("token.unavailable", "cannot enumerate PKCS#11 slots");
+        fl = module->functions();
+        auto found = module->findToken(cfg);
+        if (!found) {
+            return found.error();
         }
-        PKCS11_SLOT* found = nullptr;
-        for (unsigned i = 0; i < nslots; ++i) {
-            PKCS11_TOKEN* t = slots[i].token;
-            if (t == nullptr || t->initialized == 0) {
-                continue;
-            }
-            if (cfg.tokenLabel && trimPadded(t->label) != *cfg.tokenLabel) {
-                continue;
-            }
-            if (cfg.tokenSerial && trimPadded(t->serialnr) != *cfg.tokenSerial) {
-                continue;
-            }
-            found = &slots[i];
-            break;
-        }
-        if (found == nullptr) {
-            disconnect();
-            std::string which = cfg.tokenLabel ? "label '" + *cfg.tokenLabel + "'" : "";
-            if (cfg.tokenSerial) {
-                which += (which.empty() ? "" : ", ") + std::string("serial '") +
-                         *cfg.tokenSerial + "'";
-            }
-            return Error::make("token.not_found",
-                               "no initialised token" + (which.empty() ? "" : " with " + which));
-        }
-        info.label = trimPadded(found->token->label);
-        info.serial = trimPadded(found->token->serialnr);
-        info.manufacturer = trimPadded(found->token->manufacturer);
-        info.model = trimPadded(found->token->model);
-        slotId = ::PKCS11_get_slotid_from_slot(found);
-        info.slotId = slotId;
-        const bool pinLocked = found->token->userPinLocked != 0;
-
-        // The module is already loaded and initialised by libp11: take its function list.
-        dl = ::dlopen(cfg.modulePath.c_str(), RTLD_NOW | RTLD_LOCAL);
-        auto getList = dl != nullptr ? reinterpret_cast<ck_rv_t (*)(ck_function_list**)>(
-                                           ::dlsym(dl, "C_GetFunctionList"))
-                                     : nullptr;
-        if (getList == nullptr || getList(&fl) != CKR_OK || fl == nullptr) {
-            disconnect();
-            return Error::make("token.module", "module has no C_GetFunctionList");
-        }
+        info = *found;
+        slotId = info.slotId;
+        epoch = module->epoch();
         connected = true;
-        if (pinLocked) {
-            disconnect();
-            return Error::make("token.pin_locked", "the token's user PIN is locked");
-        }
         return login();
     }
 
@@ -406,13 +522,8 @@ struct Token::Impl {
             fl->C_CloseSession(s);
             return pin.error();
         }
-        rv = fl->C_Login(s, CKU_USER,
-                         reinterpret_cast<unsigned char*>(const_cast<char*>(pin->c_str())),
-                         pin->view().size());
+        rv = module->login(s, slotId, *pin);
         pin->wipe();
-        if (rv == CKR_USER_ALREADY_LOGGED_IN) {
-            rv = CKR_OK;
-        }
         if (rv != CKR_OK) {
             fl->C_CloseSession(s);
             if (rv == CKR_PIN_INCORRECT || rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE) {
@@ -436,14 +547,15 @@ struct Token::Impl {
         for (int attempt = 0; attempt < 2; ++attempt) {
             {
                 std::shared_lock lk(connMutex);
-                if (connected && !lost) {
+                // Another Token re-initialised the module: our handles are stale.
+                if (connected && !lost && module->epoch() == epoch) {
                     return lk;
                 }
             }
             std::unique_lock ex(connMutex);
             if (!connected || lost) {
                 lost = false;
-                auto st = connect();
+                auto st = connect(true);
                 if (!st) {
                     disconnect();
                     return st.error();
@@ -569,7 +681,27 @@ struct Token::Impl {
         return out;
     }
 
-    Result<KeyInfo> describeKey(ck_session_handle_t s, ck_object_handle_t priv) {
+    // Whether public key object `pub` is the other half of `priv`: same key type, and for RSA the
+    // same modulus (when the private object shows it), for EC the same curve.
+    bool isPublicHalf(ck_session_handle_t s, ck_object_handle_t priv, ck_object_handle_t pub,
+                      ck_key_type_t type) {
+        auto pt = getAttr(s, pub, CKA_KEY_TYPE);
+        ck_key_type_t ptype = ~0ul;
+        if (pt) {
+            std::memcpy(&ptype, pt->data(), std::min(pt->size(), sizeof ptype));
+        }
+        if (ptype != type) {
+            return false;
+        }
+        const ck_attribute_type_t attr = type == CKK_RSA ? CKA_MODULUS : CKA_EC_PARAMS;
+        auto a = getAttr(s, priv, attr);
+        auto b = getAttr(s, pub, attr);
+        return b && (!a || *a == *b);
+    }
+
+    // `pubHint`: the public half when the caller knows it (right after generation).
+    Result<KeyInfo> describeKey(ck_session_handle_t s, ck_object_handle_t priv,
+                                std::optional<ck_object_handle_t> pubHint = std::nullopt) {
         KeyInfo k;
         auto label = getAttr(s, priv, CKA_LABEL);
         auto id = getAttr(s, priv, CKA_ID);
@@ -584,16 +716,32 @@ struct Token::Impl {
         ck_key_type_t type = 0;
         std::memcpy(&type, kt->data(), std::min(kt->size(), sizeof type));
 
-        // Public components: from the public key object with the same id, else from the private
-        // key object (SoftHSM2 and most HSMs expose the modulus and EC params there).
+        // Public components: from the matching public key object, found by label and id, then by
+        // id, then by label; else from the private key object (SoftHSM2 and most HSMs expose the
+        // RSA modulus there). Ids are not unique on every token, so each candidate is checked.
         ck_object_handle_t pub = priv;
-        KeyRef pubRef{std::nullopt, k.id};
-        if (k.id.empty()) {
-            pubRef = KeyRef{k.label, std::nullopt};
-        }
-        auto pubs = findObjects(s, CKO_PUBLIC_KEY, pubRef);
-        if (pubs && pubs->size() == 1) {
-            pub = pubs->front();
+        if (pubHint) {
+            pub = *pubHint;
+        } else {
+            const std::optional<std::string> lbl =
+                k.label.empty() ? std::nullopt : std::optional<std::string>(k.label);
+            const std::optional<std::string> kid =
+                k.id.empty() ? std::nullopt : std::optional<std::string>(k.id);
+            bool found = false;
+            for (const KeyRef& ref : {KeyRef{lbl, kid}, KeyRef{std::nullopt, kid},
+                                      KeyRef{lbl, std::nullopt}}) {
+                if (found || (!ref.label && !ref.id)) {
+                    continue;
+                }
+                auto pubs = findObjects(s, CKO_PUBLIC_KEY, ref);
+                for (auto h : pubs ? *pubs : std::vector<ck_object_handle_t>{}) {
+                    if (isPublicHalf(s, priv, h, type)) {
+                        pub = h;
+                        found = true;
+                        break;
+                    }
+                }
+            }
         }
         if (type == CKK_RSA) {
             k.type = KeyType::Rsa;
@@ -676,7 +824,7 @@ Result<std::unique_ptr<Token>> Token::open(TokenConfig cfg) {
     impl->cfg = std::move(cfg);
     {
         std::unique_lock ex(impl->connMutex);
-        auto st = impl->connect();
+        auto st = impl->connect(false);
         if (!st) {
             impl->disconnect();
             return st.error();
@@ -888,7 +1036,7 @@ Result<KeyInfo> Token::generateKey(const KeySpec& spec) {
         fl->C_DestroyObject(*s, pub);
         return e;
     };
-    auto info = m_impl->describeKey(*s, priv);
+    auto info = m_impl->describeKey(*s, priv, pub);
     if (!info) {
         return rollback(info.error());
     }

@@ -2,16 +2,20 @@
 // verifiers we did not write, OpenSSL and Botan 2; key and certificate attributes are checked by
 // OpenSC's pkcs11-tool in a separate process.
 //
-// Each test opens its own Token and closes it at the end. That is deliberate: closing a Token (or
-// a failed Token::open) finalises the PKCS#11 module for the whole process, so two Tokens alive
-// at once disturb each other. The DISABLED_ tests at the end of this file pin that down.
+// Each test opens its own Token and closes it at the end. Tokens of one process share the loaded
+// module (PKCS#11 initialisation and login are per process); the TokenSharing tests at the end
+// check that closing one Token, a wrong PIN in another, or keys sharing an id disturb nothing.
+//
+// Keys are token objects and outlive a Token: signing tests share a few keys by label (generated
+// on first use), tests about generation use fresh labels.
 #include <dlfcn.h>
 #include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <cctype>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -1029,8 +1033,7 @@ TEST_F(TokenFindKey, UnknownLabelIsNotFound) {
 }
 
 TEST_F(TokenFindKey, SharedIdIsAmbiguous) {
-    // An EC key and an RSA key with the same CKA_ID. (Two EC keys cannot be made this way:
-    // see DISABLED_KeysSharingAnIdAreBothStillUsable.)
+    // An EC key and an RSA key with the same CKA_ID.
     const std::string id = freshLabel("shared-id");
     for (KeyType type : {KeyType::Ec, KeyType::Rsa}) {
         KeySpec spec;
@@ -1271,15 +1274,11 @@ TEST_F(TokenReconnect, RecoversTwiceInARow) {
     }
 }
 
-// ==== known bugs (see the report) ==========================================================
-//
-// These assert the behaviour the header promises and fail against the current token.cpp; run
-// them with --gtest_also_run_disabled_tests. The first two come from PKCS#11 initialisation and
-// login being per process while each Token loads, initialises and finalises the module itself.
+// ==== several Tokens in one process ========================================================
 
 // C_Login while the user is already logged in (by another Token) returns
-// CKR_USER_ALREADY_LOGGED_IN without checking the PIN; Token::login treats that as success.
-TEST(TokenKnownBugs, DISABLED_WrongPinIsRefusedWhileAnotherTokenIsLoggedIn) {
+// CKR_USER_ALREADY_LOGGED_IN without checking the PIN: the PIN must still be checked.
+TEST(TokenSharing, WrongPinIsRefusedWhileAnotherTokenIsLoggedIn) {
     auto good = openToken();
     ASSERT_NE(good, nullptr);
     const std::string pinFile = tempDir("pin") + "/wrong.pin";
@@ -1291,9 +1290,8 @@ TEST(TokenKnownBugs, DISABLED_WrongPinIsRefusedWhileAnotherTokenIsLoggedIn) {
     EXPECT_EQ(r.error().code, "token.pin_incorrect");
 }
 
-// Destroying a Token calls C_Finalize (libp11's PKCS11_CTX_unload), which ends every other
-// Token's sessions and login in the process.
-TEST(TokenKnownBugs, DISABLED_ClosingOneTokenDoesNotDisturbAnother) {
+// Destroying a Token must not finalise the module, nor close sessions that are not its own.
+TEST(TokenSharing, ClosingOneTokenDoesNotDisturbAnother) {
     auto a = openToken();
     ASSERT_NE(a, nullptr);
     const KeyInfo key = signingKey(*a, "t-multi-p256", KeyType::Ec);
@@ -1305,10 +1303,9 @@ TEST(TokenKnownBugs, DISABLED_ClosingOneTokenDoesNotDisturbAnother) {
     EXPECT_TRUE(sig.ok()) << sig.error().code << ": " << sig.error().detail;
 }
 
-// describeKey finds the public half by CKA_ID alone and, when that is not unique, falls back to
-// the private key object, which on SoftHSM2 has no CKA_EC_POINT: an EC key whose id is shared
-// becomes "key.unsupported" (generateKey rolls it back; findKey refuses an existing key).
-TEST(TokenKnownBugs, DISABLED_KeysSharingAnIdAreBothStillUsable) {
+// The public half is found by label and id and checked against the private key, so keys whose
+// CKA_ID is shared keep their own public keys (SoftHSM2's EC private objects have no point).
+TEST(TokenSharing, KeysSharingAnIdAreBothStillUsable) {
     auto token = openToken();
     ASSERT_NE(token, nullptr);
     const std::string id = freshLabel("shared-ec-id");
