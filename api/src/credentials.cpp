@@ -53,6 +53,13 @@ Result<hsm::KeyInfo> findByUri(const std::string& uri, hsm::Token& token) {
                                                 "' is not the configured token '" +
                                                 token.info().label + "'");
     }
+    if (parsed->serial && *parsed->serial != token.info().serial) {
+        return Error::make("key.not_found", "the key's token serial '" + *parsed->serial +
+                                                "' is not the configured token's");
+    }
+    if (parsed->type && *parsed->type != "private") {
+        return Error::make("config.invalid", "the key URI must name a private key (type=private)");
+    }
     return token.findKey(hsm::keyRefFrom(*parsed));
 }
 

@@ -59,8 +59,13 @@ Result<FileFacts> inspectFile(const std::string& path) {
     std::string head(std::min<std::uint64_t>(f.size, 1024), '\0');
     in.seekg(0);
     in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    if (head.find("%PDF-") == std::string::npos) {
+    const auto header = head.find("%PDF-");
+    if (header == std::string::npos) {
         return Error::make("pdf.not_pdf", "the document does not start with a PDF header");
+    }
+    if (header != 0) {
+        // Readers disagree on whether offsets then count from the file or from the header.
+        return Error::make("pdf.damaged", "the PDF header is not at the start of the file");
     }
     const std::uint64_t tailLen = std::min<std::uint64_t>(f.size, kTailWindow);
     std::string tail(tailLen, '\0');
@@ -276,6 +281,15 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
     if (pdf.isEncrypted()) {
         return Error::make("pdf.encrypted", "encrypted documents are not signed");
     }
+    // Opening warnings: a reconstructed cross-reference table means readers may see different
+    // objects than the chain our /Prev continues; refuse. Other opening warnings (a /Size larger
+    // than needed, whitespace before "xref") leave the chain intact and are tolerated.
+    for (const auto& w : pdf.getWarnings()) {
+        const std::string m = w.getMessageDetail();
+        if (m.find("reconstruct") != std::string::npos || m.find("damaged") != std::string::npos) {
+            return damaged("the document's cross-reference table is broken (" + m + ")");
+        }
+    }
     QPDFObjectHandle trailer = pdf.getTrailer();
     if (trailer.hasKey("/XRefStm")) {
         return Error::make("pdf.hybrid_xref",
@@ -293,6 +307,8 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
     try {
         root = pdf.getRoot();
         pages = QPDFPageDocumentHelper(pdf).getAllPages();
+        // From here on, any warning is about objects the update reads or rewrites (a page tree
+        // that qpdf had to fix, a missing dictionary): refuse rather than rewrite them.
         if (pdf.anyWarnings()) {
             return damaged("the document's structure is damaged: " +
                            pdf.getWarnings().front().getMessageDetail());
@@ -414,6 +430,11 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
         }
     } catch (const std::exception& e) {
         return damaged(std::string("qpdf cannot read the document: ") + e.what());
+    }
+    // Objects are read lazily: damage met while walking the form or the page counts too.
+    if (pdf.anyWarnings()) {
+        return damaged("the document's structure is damaged: " +
+                       pdf.getWarnings().front().getMessageDetail());
     }
     if (!root.isIndirect()) {
         return damaged("the document catalog is not an indirect object");

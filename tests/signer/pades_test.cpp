@@ -385,3 +385,64 @@ TEST(Pades, CorpusIsSignedOrRefusedWithAReason) {
 
 }  // namespace
 }  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// pdfsig's "Signature Validation" verdicts, in order.
+std::vector<std::string> verdicts(const std::string& path) {
+    std::string out;
+    run("pdfsig -nocert " + shellQuote(path), &out);
+    std::vector<std::string> v;
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto p = line.find("Signature Validation:");
+        if (p != std::string::npos) {
+            v.push_back(line.substr(p));
+        }
+    }
+    return v;
+}
+
+TEST(Pades, SigningSignedDocumentsFromOtherProductsKeepsTheirVerdicts) {
+    const std::string dir = corpusDir() + "/pdf/signed";
+    ASSERT_TRUE(fs::is_directory(dir)) << dir;
+    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref", "pdf.damaged",
+                                            "pdf.certified_no_changes"};
+    int signedCount = 0;
+    std::vector<fs::path> files;
+    for (auto& e : fs::directory_iterator(dir)) {
+        files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& path : files) {
+        SCOPED_TRACE(path.filename().string());
+        const auto before = verdicts(path.string());
+        const std::string out = tempDir("resign") + "/out.pdf";
+        auto r = signer::signPdf(path.string(), out, rsaCredential(), {});
+        if (!r.ok()) {
+            EXPECT_TRUE(refusals.count(r.error().code)) << r.error().code << ": "
+                                                         << r.error().detail;
+            EXPECT_FALSE(fs::exists(out));
+            std::printf("  refused %-55s %s\n", path.filename().c_str(), r.error().code.c_str());
+            continue;
+        }
+        ++signedCount;
+        const auto after = verdicts(out);
+        ASSERT_EQ(after.size(), before.size() + 1);
+        for (std::size_t i = 0; i < before.size(); ++i) {
+            EXPECT_EQ(after[i], before[i]) << "signature " << i + 1 << " changed its verdict";
+        }
+        EXPECT_EQ(after.back(), "Signature Validation: Signature is Valid.");
+        expectPrefix(path.string(), out);
+        expectCmsVerifies(out);
+        std::printf("  signed  %-55s (%zu earlier signatures)\n", path.filename().c_str(),
+                    before.size());
+    }
+    std::printf("signed corpus: %d signed again\n", signedCount);
+    EXPECT_GT(signedCount, 20);
+}
+
+}  // namespace
+}  // namespace kyso::test
