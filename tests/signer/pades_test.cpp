@@ -304,6 +304,7 @@ TEST(Pades, RefusesBadInputWithNamedReasonsAndNoOutput) {
         {"empty", "", "pdf.empty"},
         {"not-pdf", "GIF89a this is not a pdf", "pdf.not_pdf"},
         {"truncated", good.substr(0, good.size() / 2), "pdf.truncated"},
+        {"shifted-header", "junk before the header\n" + good, "pdf.damaged"},
     };
     for (const auto& c : cases) {
         const std::string in = dir + "/" + c.name + ".pdf";
