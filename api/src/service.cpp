@@ -172,15 +172,20 @@ struct Service::Impl {
         int status = 0;
     };
 
-    void sendJson(Exchange& x, int status, const Poco::JSON::Object& body) {
+    void sendObject(Exchange& x, int status, const std::string& contentType,
+                    const Poco::JSON::Object& body) {
         std::ostringstream ss;
         body.stringify(ss);
         const std::string s = ss.str();
         x.status = status;
         x.resp.setStatus(static_cast<HTTPResponse::HTTPStatus>(status));
-        x.resp.setContentType("application/json");
+        x.resp.setContentType(contentType);
         x.resp.setContentLength64(static_cast<Poco::Int64>(s.size()));
         x.resp.send() << s;
+    }
+
+    void sendJson(Exchange& x, int status, const Poco::JSON::Object& body) {
+        sendObject(x, status, "application/json", body);
     }
 
     void sendProblem(Exchange& x, const Problem& p, int status = 0) {
@@ -194,17 +199,10 @@ struct Service::Impl {
         o.set("detail", p.detail);
         o.set("code", p.code);
         o.set("requestId", x.requestId);
-        std::ostringstream ss;
-        o.stringify(ss);
-        const std::string s = ss.str();
-        x.status = status;
-        x.resp.setStatus(static_cast<HTTPResponse::HTTPStatus>(status));
-        x.resp.setContentType("application/problem+json");
         if (status == 401) {
             x.resp.set("WWW-Authenticate", "Bearer realm=\"kyso\"");
         }
-        x.resp.setContentLength64(static_cast<Poco::Int64>(s.size()));
-        x.resp.send() << s;
+        sendObject(x, status, "application/problem+json", o);
     }
 
     void sendError(Exchange& x, const Error& e) { sendProblem(x, Problem{e.code, e.detail}); }

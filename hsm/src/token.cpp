@@ -619,6 +619,27 @@ struct Token::Impl {
         bool m_broken = false;
     };
 
+    // One operation: the connection held (shared) and a pooled session leased.
+    struct Scope {
+        Scope(std::shared_lock<std::shared_mutex> l, Impl& impl, ck_session_handle_t s)
+            : lock(std::move(l)), lease(impl, s) {}
+        std::shared_lock<std::shared_mutex> lock;  // released after the lease returns the session
+        Lease lease;
+        ck_session_handle_t session() const { return lease.get(); }
+    };
+
+    Result<std::unique_ptr<Scope>> begin() {
+        auto lk = acquire();
+        if (!lk) {
+            return lk.error();
+        }
+        auto s = takeSession();
+        if (!s) {
+            return s.error();
+        }
+        return std::make_unique<Scope>(std::move(*lk), *this, *s);
+    }
+
     Result<std::string> getAttr(ck_session_handle_t s, ck_object_handle_t o,
                                 ck_attribute_type_t type) {
         ck_attribute a{type, nullptr, 0};
@@ -841,16 +862,13 @@ Result<KeyInfo> Token::findKey(const KeyRef& ref) {
     if (!ref.label && !ref.id) {
         return Error::make("key.not_found", "no key label or id given");
     }
-    auto lk = m_impl->acquire();
-    if (!lk) {
-        return lk.error();
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return s.error();
-    }
-    Impl::Lease lease(*m_impl, *s);
-    auto found = m_impl->findObjects(*s, CKO_PRIVATE_KEY, ref);
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
+    auto found = m_impl->findObjects(s, CKO_PRIVATE_KEY, ref);
     if (!found) {
         lease.markBroken();
         return found.error();
@@ -862,7 +880,7 @@ Result<KeyInfo> Token::findKey(const KeyRef& ref) {
     if (found->size() > 1) {
         return Error::make("key.ambiguous", "several private keys " + what + " on the token");
     }
-    return m_impl->describeKey(*s, found->front());
+    return m_impl->describeKey(s, found->front());
 }
 
 Result<std::string> Token::sign(const KeyInfo& key, SignScheme scheme, HashAlg hash,
@@ -905,21 +923,18 @@ Result<std::string> Token::sign(const KeyInfo& key, SignScheme scheme, HashAlg h
             break;
     }
 
-    auto lk = m_impl->acquire();
-    if (!lk) {
-        return lk.error();
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return s.error();
-    }
-    Impl::Lease lease(*m_impl, *s);
-    auto h = m_impl->keyHandle(*s, key);
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
+    auto h = m_impl->keyHandle(s, key);
     if (!h) {
         return h.error();
     }
     ck_function_list* fl = m_impl->fl;
-    ck_rv_t rv = fl->C_SignInit(*s, &mech, *h);
+    ck_rv_t rv = fl->C_SignInit(s, &mech, *h);
     if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
         // The key was replaced on the token since we cached its handle.
         std::lock_guard clk(m_impl->cacheMutex);
@@ -931,11 +946,11 @@ Result<std::string> Token::sign(const KeyInfo& key, SignScheme scheme, HashAlg h
     }
     auto* in = reinterpret_cast<unsigned char*>(input.data());
     unsigned long len = 0;
-    rv = fl->C_Sign(*s, in, input.size(), nullptr, &len);
+    rv = fl->C_Sign(s, in, input.size(), nullptr, &len);
     std::string sig;
     if (rv == CKR_OK) {
         sig.resize(len);
-        rv = fl->C_Sign(*s, in, input.size(), reinterpret_cast<unsigned char*>(sig.data()), &len);
+        rv = fl->C_Sign(s, in, input.size(), reinterpret_cast<unsigned char*>(sig.data()), &len);
     }
     if (rv != CKR_OK) {
         // A failed C_Sign ends the operation (PKCS#11 5.2); the session state is unknown.
@@ -969,16 +984,12 @@ Result<KeyInfo> Token::generateKey(const KeySpec& spec) {
         return Error::make("key.spec", "EC keys must use P-256 or P-384");
     }
 
-    auto lk = m_impl->acquire();
-    if (!lk) {
-        return lk.error();
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return s.error();
-    }
-    Impl::Lease lease(*m_impl, *s);
-    auto existing = m_impl->findObjects(*s, CKO_PRIVATE_KEY, KeyRef{spec.label, std::nullopt});
+    const ck_session_handle_t s = (*op)->session();
+    auto existing = m_impl->findObjects(s, CKO_PRIVATE_KEY, KeyRef{spec.label, std::nullopt});
     if (!existing) {
         return existing.error();
     }
@@ -1025,27 +1036,27 @@ Result<KeyInfo> Token::generateKey(const KeySpec& spec) {
     ck_object_handle_t pub = 0;
     ck_object_handle_t priv = 0;
     ck_function_list* fl = m_impl->fl;
-    ck_rv_t rv = fl->C_GenerateKeyPair(*s, &mech, pubT.data(), pubT.size(), privT.data(),
+    ck_rv_t rv = fl->C_GenerateKeyPair(s, &mech, pubT.data(), pubT.size(), privT.data(),
                                        privT.size(), &pub, &priv);
     if (rv != CKR_OK) {
         return m_impl->fromRv(rv, "generate key pair");
     }
     // From here on, any failure destroys both halves: no orphan keys on the token.
     auto rollback = [&](Error e) -> Result<KeyInfo> {
-        fl->C_DestroyObject(*s, priv);
-        fl->C_DestroyObject(*s, pub);
+        fl->C_DestroyObject(s, priv);
+        fl->C_DestroyObject(s, pub);
         return e;
     };
-    auto info = m_impl->describeKey(*s, priv, pub);
+    auto info = m_impl->describeKey(s, priv, pub);
     if (!info) {
         return rollback(info.error());
     }
     if (spec.id.empty()) {
         std::string kid = spkiKeyId(info->publicKeyDer);
         ck_attribute a{CKA_ID, kid.data(), kid.size()};
-        rv = fl->C_SetAttributeValue(*s, priv, &a, 1);
+        rv = fl->C_SetAttributeValue(s, priv, &a, 1);
         if (rv == CKR_OK) {
-            rv = fl->C_SetAttributeValue(*s, pub, &a, 1);
+            rv = fl->C_SetAttributeValue(s, pub, &a, 1);
         }
         if (rv != CKR_OK) {
             return rollback(m_impl->fromRv(rv, "set key id"));
@@ -1080,16 +1091,12 @@ Status Token::storeCertificate(std::string_view label, std::string_view id, std:
     }
     ::X509_free(x);
 
-    auto lk = m_impl->acquire();
-    if (!lk) {
-        return lk.error();
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return s.error();
-    }
-    Impl::Lease lease(*m_impl, *s);
-    auto old = m_impl->findObjects(*s, CKO_CERTIFICATE, KeyRef{std::string(label), std::nullopt});
+    const ck_session_handle_t s = (*op)->session();
+    auto old = m_impl->findObjects(s, CKO_CERTIFICATE, KeyRef{std::string(label), std::nullopt});
     if (!old) {
         return old.error();
     }
@@ -1114,48 +1121,41 @@ Status Token::storeCertificate(std::string_view label, std::string_view id, std:
         {CKA_VALUE, v.data(), v.size()},
     };
     ck_object_handle_t h = 0;
-    ck_rv_t rv = fl->C_CreateObject(*s, t.data(), t.size(), &h);
+    ck_rv_t rv = fl->C_CreateObject(s, t.data(), t.size(), &h);
     if (rv != CKR_OK) {
         return m_impl->fromRv(rv, "store certificate");
     }
     for (auto o : *old) {
-        fl->C_DestroyObject(*s, o);
+        fl->C_DestroyObject(s, o);
     }
     return Ok{};
 }
 
 Result<std::string> Token::findCertificate(const KeyRef& ref) {
-    auto lk = m_impl->acquire();
-    if (!lk) {
-        return lk.error();
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return s.error();
-    }
-    Impl::Lease lease(*m_impl, *s);
-    auto found = m_impl->findObjects(*s, CKO_CERTIFICATE, ref);
+    const ck_session_handle_t s = (*op)->session();
+    auto found = m_impl->findObjects(s, CKO_CERTIFICATE, ref);
     if (!found) {
         return found.error();
     }
     if (found->empty()) {
         return Error::make("cert.not_found", "no certificate for this key on the token");
     }
-    return m_impl->getAttr(*s, found->front(), CKA_VALUE);
+    return m_impl->getAttr(s, found->front(), CKA_VALUE);
 }
 
 bool Token::ready() {
-    auto lk = m_impl->acquire();
-    if (!lk) {
+    auto op = m_impl->begin();
+    if (!op) {
         return false;
     }
-    auto s = m_impl->takeSession();
-    if (!s) {
-        return false;
-    }
-    Impl::Lease lease(*m_impl, *s);
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
     ck_session_info si{};
-    ck_rv_t rv = m_impl->fl->C_GetSessionInfo(*s, &si);
+    ck_rv_t rv = m_impl->fl->C_GetSessionInfo(s, &si);
     if (rv != CKR_OK) {
         lease.markBroken();
         m_impl->fromRv(rv, "session info");
