@@ -374,6 +374,7 @@ struct Service::Impl {
                                    "the agency seal is not available in this version"});
         }
         signer::PadesOptions opts;
+        opts.durable = false;  // a spool file, streamed back and removed
         opts.reason = q.count("reason") ? q["reason"] : "";
         opts.location = q.count("location") ? q["location"] : "";
         opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";

@@ -167,8 +167,8 @@ public:
     TempOutput& operator=(const TempOutput&) = delete;
     bool ok() const { return m_fd >= 0; }
     int fd() const { return m_fd; }
-    bool commit() {
-        if (::fsync(m_fd) != 0 || ::close(m_fd) != 0) {
+    bool commit(bool durable) {
+        if ((durable && ::fsync(m_fd) != 0) || ::close(m_fd) != 0) {
             m_fd = -1;
             return false;
         }
@@ -611,7 +611,7 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
     if (!writeAll(out.fd(), update.data(), update.size())) {
         return Error::make("io.write", "cannot write the output file");
     }
-    if (!out.commit()) {
+    if (!out.commit(options.durable)) {
         return Error::make("io.write", "cannot finish the output file");
     }
     result.fieldName = fieldName;

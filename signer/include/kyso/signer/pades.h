@@ -27,6 +27,9 @@ struct PadesOptions {
     int page = 1;
     // The claimed signing time (/M). Defaults to now.
     std::optional<std::chrono::system_clock::time_point> signingTime;
+    // fsync the output before it is renamed into place. A spool file that is streamed back to a
+    // client and deleted does not need it.
+    bool durable = true;
 };
 
 struct PadesResult {
