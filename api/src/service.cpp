@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/StreamCopier.h>
+#include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 #include <openssl/rand.h>
 
@@ -158,8 +160,15 @@ struct Service::Impl {
     hsm::Token& token;
     Store& store;
     const CredentialRegistry& creds;
+    std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
+
+    // Requests inside handle(): stop() waits for them before the token may go away.
+    std::mutex flightMu;
+    std::condition_variable flightCv;
+    int inFlight = 0;
+    bool stopping = false;
 
     Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r)
         : cfg(c), token(t), store(s), creds(r) {}
@@ -426,6 +435,23 @@ struct Service::Impl {
         Exchange x{req, resp, randomHex(12)};
         resp.set("X-Request-Id", x.requestId);
         resp.set("Cache-Control", "no-store");
+        {
+            std::lock_guard lk(flightMu);
+            if (stopping) {
+                resp.setKeepAlive(false);
+                sendProblem(x, {"service.stopping", "the service is shutting down"}, 503);
+                return;
+            }
+            ++inFlight;
+        }
+        struct Leave {
+            Impl& impl;
+            ~Leave() {
+                std::lock_guard lk(impl.flightMu);
+                --impl.inFlight;
+                impl.flightCv.notify_all();
+            }
+        } leave{*this};
         try {
             Poco::URI uri(req.getURI());
             const std::string path = uri.getPath();
@@ -504,6 +530,12 @@ Status Service::start() {
         std::error_code ec;
         fs::create_directories(cfg.spoolDir, ec);
         fs::permissions(cfg.spoolDir, fs::perms::owner_all, fs::perm_options::replace, ec);
+        // Left over by a process that died mid-request: documents of past requests, not ours.
+        for (const auto& e : fs::directory_iterator(cfg.spoolDir, ec)) {
+            if (e.path().filename().string().rfind("req-", 0) == 0) {
+                fs::remove(e.path(), ec);
+            }
+        }
         Poco::Net::Context::Params params;
         params.privateKeyFile = cfg.tlsPrivateKey;
         params.certificateFile = cfg.tlsCertificate;
@@ -526,7 +558,10 @@ Status Service::start() {
         hp->setMaxKeepAliveRequests(10000);
         hp->setKeepAliveTimeout(Poco::Timespan(15, 0));
         hp->setTimeout(Poco::Timespan(60, 0));
-        m_impl->server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*m_impl), socket, hp);
+        // Our own pool, so that stop() can wait for every connection thread.
+        m_impl->pool = std::make_unique<Poco::ThreadPool>(2, static_cast<int>(cfg.threads) + 2);
+        m_impl->server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*m_impl),
+                                                                 *m_impl->pool, socket, hp);
         m_impl->server->start();
     } catch (const Poco::Exception& e) {
         return Error::make("server.start", "cannot start the HTTPS server: " + e.displayText());
@@ -535,10 +570,22 @@ Status Service::start() {
 }
 
 void Service::stop() {
-    if (m_impl->server) {
-        m_impl->server->stopAll(true);
-        m_impl->server.reset();
+    if (!m_impl->server) {
+        return;
     }
+    // Stop accepting, let requests in progress finish (bounded), then close every connection and
+    // wait for the connection threads: nothing may still be signing when the token is closed.
+    m_impl->server->stop();
+    {
+        std::unique_lock lk(m_impl->flightMu);
+        m_impl->stopping = true;
+        m_impl->flightCv.wait_for(lk, std::chrono::seconds(30),
+                                  [this] { return m_impl->inFlight == 0; });
+    }
+    m_impl->server->stopAll(true);
+    m_impl->pool->joinAll();
+    m_impl->server.reset();
+    m_impl->pool.reset();
 }
 
 std::uint16_t Service::port() const {

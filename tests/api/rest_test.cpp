@@ -415,3 +415,87 @@ TEST(Cli, ApiKeyCreateShowsTheKeyOnceAndStoresOnlyAHash) {
 
 }  // namespace
 }  // namespace kyso::test
+
+#include <signal.h>
+#include <sys/wait.h>
+
+namespace kyso::test {
+namespace {
+
+// `kyso serve` as its own process, stopped with SIGTERM while signing requests are in flight:
+// it must wait for them, exit 0, and leave no request document in its spool directory.
+TEST(Serve, StopsCleanlyUnderLoad) {
+    auto& env = Env::get();
+    std::string conf = readFile(env.dir + "/kyso.conf");
+    const auto sp = conf.find("spoolDir = spool");
+    ASSERT_NE(sp, std::string::npos);
+    conf.replace(sp, 16, "spoolDir = spool-serve-test");
+    const std::string confPath = env.dir + "/kyso-serve-test.conf";
+    writeFile(confPath, conf);
+    const std::string log = tempDir("serve") + "/serve.log";
+
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::freopen(log.c_str(), "w", stdout);
+        ::dup2(::fileno(stdout), 2);
+        ::execl(KYSO_BINARY, "kyso", "serve", "--config", confPath.c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    std::string port;
+    for (int i = 0; i < 200 && port.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        const std::string l = readFile(log);
+        const auto p = l.find("listening on https://127.0.0.1:");
+        if (p != std::string::npos) {
+            const auto start = p + std::string("listening on https://127.0.0.1:").size();
+            port = l.substr(start, l.find(' ', start) - start);
+        }
+    }
+    ASSERT_FALSE(port.empty()) << readFile(log);
+
+    std::atomic<bool> stop{false};
+    std::atomic<int> ok{0};
+    std::atomic<int> unexpected{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 8; ++t) {
+        clients.emplace_back([&, t] {
+            const std::string dir = tempDir("load");
+            writeFile(dir + "/auth", "Authorization: Bearer " + env.keys["officer-1"] + "\n");
+            while (!stop) {
+                std::string code;
+                run("curl -s --max-time 20 --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") +
+                        " -H @" + dir + "/auth -H 'Content-Type: application/pdf' --data-binary @" +
+                        shellQuote(samplePdf()) + " -o " + dir + "/o.pdf -w '%{http_code}' " +
+                        "'https://127.0.0.1:" + port + "/api/v1/sign/pdf?credential=officer-1'",
+                    &code);
+                // 200, 503 (stopping), or no answer once the listener is closed.
+                if (code == "200") {
+                    ++ok;
+                } else if (code != "503" && code != "000") {
+                    ++unexpected;
+                }
+                (void)t;
+            }
+        });
+    }
+    while (ok < 8) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_EQ(::kill(pid, SIGTERM), 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    stop = true;
+    for (auto& c : clients) {
+        c.join();
+    }
+    EXPECT_TRUE(WIFEXITED(status)) << "kyso serve died by signal " << WTERMSIG(status) << "\n"
+                                   << readFile(log);
+    EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << readFile(log);
+    EXPECT_EQ(unexpected.load(), 0);
+    EXPECT_TRUE(fs::is_empty(env.dir + "/spool-serve-test"));
+}
+
+}  // namespace
+}  // namespace kyso::test
