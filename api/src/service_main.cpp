@@ -1,0 +1,169 @@
+// `kyso-service`: the service side of the `kyso` command (serve, demo init, apikey), started by
+// `kyso` with the same arguments. It links the HTTP, database and Argon2id libraries that local
+// signing does not need.
+#include <pthread.h>
+#include <signal.h>
+
+#include <iostream>
+#include <string>
+
+#include <Poco/Net/NetSSL.h>
+
+#include "cli_common.h"
+#include "kyso/api/credentials.h"
+#include "kyso/api/demo.h"
+#include "kyso/api/service.h"
+#include "kyso/api/store.h"
+
+namespace kyso::cli {
+namespace {
+
+int cmdDemoInit(const Args& a) {
+    if (!onlyKnown(a, {"dir", "listen", "module"})) {
+        return kExitUsage;
+    }
+    kyso::api::DemoOptions o;
+    if (!a.options.count("dir")) {
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+    o.dir = a.options.at("dir");
+    if (a.options.count("listen")) {
+        o.listen = a.options.at("listen");
+    }
+    if (a.options.count("module")) {
+        o.module = a.options.at("module");
+    }
+    auto st = kyso::api::demoInit(o, std::cout);
+    return st ? 0 : fail(st.error(), exitCodeFor(st.error()));
+}
+
+int cmdServe(const Args& a) {
+    if (!onlyKnown(a, {"config"})) {
+        return kExitUsage;
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    // Block the termination signals in every thread; the main thread waits for them below.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    auto token = kyso::hsm::Token::open(cfg->token);
+    if (!token) {
+        return fail(token.error(), kExitUnavailable);
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    auto creds = kyso::api::CredentialRegistry::load(*cfg, **token);
+    if (!creds) {
+        return fail(creds.error(), exitCodeFor(creds.error()));
+    }
+    Poco::Net::initializeSSL();
+    kyso::api::Service service(*cfg, **token, **store, *creds);
+    auto st = service.start();
+    if (!st) {
+        return fail(st.error(), kExitUnavailable);
+    }
+    std::cout << "kyso: listening on https://" << cfg->listenHost << ":" << service.port()
+              << " (token '" << (*token)->info().label << "', " << creds->ids().size()
+              << " credentials)" << std::endl;
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::cout << "kyso: stopping (signal " << sig << ")" << std::endl;
+    service.stop();
+    Poco::Net::uninitializeSSL();
+    return 0;
+}
+
+int cmdApiKey(const std::string& verb, const Args& a) {
+    if (!onlyKnown(a, {"config", "role", "name", "id"})) {
+        return kExitUsage;
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    if (verb == "create") {
+        if (!a.options.count("role") || !a.options.count("name")) {
+            std::cerr << kUsage;
+            return kExitUsage;
+        }
+        auto role = kyso::policies::parseRole(a.options.at("role"));
+        if (!role) {
+            std::cerr << "kyso: role must be admin, officer, clerk or portal\n";
+            return kExitUsage;
+        }
+        auto key = (*store)->createApiKey(a.options.at("name"), *role);
+        if (!key) {
+            return fail(key.error(), kExitUnavailable);
+        }
+        // The only time the key is shown.
+        std::cout << *key << "\n";
+        return 0;
+    }
+    if (verb == "list") {
+        for (const auto& k : (*store)->listApiKeys()) {
+            std::cout << k.id << "\t" << k.name << "\t" << k.role << "\t" << k.created << "\t"
+                      << (k.revoked ? "revoked" : "active") << "\n";
+        }
+        return 0;
+    }
+    if (verb == "revoke") {
+        if (!a.options.count("id")) {
+            std::cerr << kUsage;
+            return kExitUsage;
+        }
+        auto st = (*store)->revokeApiKey(a.options.at("id"));
+        return st ? 0 : fail(st.error(), kExitData);
+    }
+    std::cerr << kUsage;
+    return kExitUsage;
+}
+
+}  // namespace
+}  // namespace kyso::cli
+
+int main(int argc, char** argv) {
+    using namespace kyso::cli;
+    protectMemory();
+    try {
+        if (argc < 2) {
+            std::cerr << kUsage;
+            return kExitUsage;
+        }
+        const std::string cmd = argv[1];
+        const std::string sub = argc > 2 ? argv[2] : "";
+        const int from = (cmd == "serve") ? 2 : 3;
+        auto args = parseArgs(argc, argv, from);
+        if (!args || !args->positional.empty()) {
+            std::cerr << kUsage;
+            return kExitUsage;
+        }
+        if (cmd == "demo" && sub == "init") {
+            return cmdDemoInit(*args);
+        }
+        if (cmd == "serve") {
+            return cmdServe(*args);
+        }
+        if (cmd == "apikey") {
+            return cmdApiKey(sub, *args);
+        }
+        std::cerr << kUsage;
+        return kExitUsage;
+    } catch (const std::exception& e) {
+        std::cerr << "kyso: internal error: " << e.what() << "\n";
+        return kExitSoftware;
+    }
+}
