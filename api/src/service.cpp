@@ -1,6 +1,7 @@
 #include "kyso/api/service.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -98,28 +99,42 @@ std::string subjectOf(const std::string& der) {
     return std::string(data, static_cast<std::size_t>(n));
 }
 
-// A file in the spool directory, removed when this goes out of scope.
+// An anonymous spool file: in memory (memfd) for bodies up to kMemorySpool bytes, otherwise an
+// O_TMPFILE file in the spool directory. Neither has a name in any directory, so nothing is left
+// behind when the request ends or the process dies, and no directory entry is created per
+// request. qpdf and the signer read it through /proc/self/fd/N.
+constexpr std::int64_t kMemorySpool = 8 * 1024 * 1024;
+
 class SpoolFile {
 public:
-    explicit SpoolFile(const std::string& dir) {
-        m_path = dir + "/req-XXXXXX";
-        m_fd = ::mkstemp(m_path.data());
-        if (m_fd >= 0) {
-            ::close(m_fd);
+    SpoolFile(const std::string& dir, bool inMemory) {
+        if (inMemory) {
+            m_fd = ::memfd_create("kyso-spool", MFD_CLOEXEC);
+        }
+        if (m_fd < 0) {
+            m_fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        }
+        if (m_fd < 0) {
+            // A file system without O_TMPFILE: a named file, unlinked at once.
+            std::string path = dir + "/req-XXXXXX";
+            m_fd = ::mkstemp(path.data());
+            if (m_fd >= 0) {
+                ::unlink(path.c_str());
+            }
         }
     }
     ~SpoolFile() {
         if (m_fd >= 0) {
-            ::unlink(m_path.c_str());
+            ::close(m_fd);
         }
     }
     SpoolFile(const SpoolFile&) = delete;
     SpoolFile& operator=(const SpoolFile&) = delete;
     bool ok() const { return m_fd >= 0; }
-    const std::string& path() const { return m_path; }
+    int fd() const { return m_fd; }
+    std::string path() const { return "/proc/self/fd/" + std::to_string(m_fd); }
 
 private:
-    std::string m_path;
     int m_fd = -1;
 };
 
@@ -296,14 +311,8 @@ struct Service::Impl {
     }
 
     // Streams the request body into `file`, refusing more than maxBodyBytes.
-    std::optional<Problem> spoolBody(Exchange& x, const std::string& file, std::uint64_t* size) {
+    std::optional<Problem> spoolBody(Exchange& x, const SpoolFile& file, std::uint64_t* size) {
         const std::int64_t declared = x.req.getContentLength64();
-        if (declared > 0 && static_cast<std::uint64_t>(declared) > cfg.maxBodyBytes) {
-            x.resp.setKeepAlive(false);
-            return Problem{"body.too_large", "the body exceeds the limit of " +
-                                                 std::to_string(cfg.maxBodyBytes) + " bytes"};
-        }
-        std::ofstream out(file, std::ios::binary | std::ios::trunc);
         std::istream& in = x.req.stream();
         std::vector<char> buf(1 << 16);
         std::uint64_t total = 0;
@@ -316,14 +325,21 @@ struct Service::Impl {
             total += n;
             if (total > cfg.maxBodyBytes) {
                 x.resp.setKeepAlive(false);
-                return Problem{"body.too_large", "the body exceeds the limit of " +
-                                                     std::to_string(cfg.maxBodyBytes) + " bytes"};
+                return tooLarge();
             }
-            out.write(buf.data(), static_cast<std::streamsize>(n));
-        }
-        out.close();
-        if (!out) {
-            return Problem{"io.write", "cannot spool the request body"};
+            const char* p = buf.data();
+            std::size_t left = n;
+            while (left > 0) {
+                const ssize_t w = ::write(file.fd(), p, left);
+                if (w < 0 && errno == EINTR) {
+                    continue;
+                }
+                if (w <= 0) {
+                    return Problem{"io.write", "cannot spool the request body"};
+                }
+                p += w;
+                left -= static_cast<std::size_t>(w);
+            }
         }
         if (declared > 0 && total != static_cast<std::uint64_t>(declared)) {
             x.resp.setKeepAlive(false);
@@ -331,6 +347,12 @@ struct Service::Impl {
         }
         *size = total;
         return std::nullopt;
+    }
+
+    Problem tooLarge() const {
+        return Problem{"body.too_large",
+                       "the body exceeds the limit of " + std::to_string(cfg.maxBodyBytes) +
+                           " bytes"};
     }
 
     void signPdf(Exchange& x) {
@@ -383,7 +405,6 @@ struct Service::Impl {
                                    "the agency seal is not available in this version"});
         }
         signer::PadesOptions opts;
-        opts.durable = false;  // a spool file, streamed back and removed
         opts.reason = q.count("reason") ? q["reason"] : "";
         opts.location = q.count("location") ? q["location"] : "";
         opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";
@@ -407,19 +428,26 @@ struct Service::Impl {
             return sendProblem(x, {"content_type.unsupported",
                                    "the body must be application/pdf, not '" + ctype + "'"});
         }
-        SpoolFile in(cfg.spoolDir);
-        SpoolFile out(cfg.spoolDir);
+        // Refused from Content-Length alone, before a byte of the body is read.
+        const std::int64_t declared = x.req.getContentLength64();
+        if (declared > 0 && static_cast<std::uint64_t>(declared) > cfg.maxBodyBytes) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(x, tooLarge());
+        }
+        const bool small = declared >= 0 && declared <= kMemorySpool;
+        SpoolFile in(cfg.spoolDir, small);
+        SpoolFile out(cfg.spoolDir, small);
         if (!in.ok() || !out.ok()) {
             return sendProblem(x, {"io.write", "cannot create spool files"});
         }
         std::uint64_t size = 0;
-        if (auto p = spoolBody(x, in.path(), &size)) {
+        if (auto p = spoolBody(x, in, &size)) {
             return sendProblem(x, *p);
         }
         if (size == 0) {
             return sendProblem(x, {"pdf.empty", "the body is empty"});
         }
-        auto r = signer::signPdf(in.path(), out.path(), *cred, opts);
+        auto r = signer::signPdfTo(in.path(), out.fd(), *cred, opts);
         if (!r) {
             return sendError(x, r.error());
         }
@@ -427,7 +455,18 @@ struct Service::Impl {
         x.resp.setStatus(HTTPResponse::HTTP_OK);
         x.resp.set("Kyso-Signature-Id", randomHex(16));
         x.resp.set("Kyso-Signature-Field", r->fieldName);
-        x.resp.sendFile(out.path(), "application/pdf");
+        x.resp.setContentType("application/pdf");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(r->outputSize));
+        std::ostream& body = x.resp.send();
+        std::vector<char> buf(1 << 16);
+        for (std::uint64_t off = 0; off < r->outputSize && body;) {
+            const ssize_t n = ::pread(out.fd(), buf.data(), buf.size(), static_cast<off_t>(off));
+            if (n <= 0) {
+                break;  // the connection is closed short: the client sees a truncated body
+            }
+            body.write(buf.data(), n);
+            off += static_cast<std::uint64_t>(n);
+        }
     }
 
     void handle(HTTPServerRequest& req, HTTPServerResponse& resp) {
@@ -530,7 +569,8 @@ Status Service::start() {
         std::error_code ec;
         fs::create_directories(cfg.spoolDir, ec);
         fs::permissions(cfg.spoolDir, fs::perms::owner_all, fs::perm_options::replace, ec);
-        // Left over by a process that died mid-request: documents of past requests, not ours.
+        // Named spool files of an older version, or of the mkstemp fallback, left by a process
+        // that died mid-request: documents of past requests.
         for (const auto& e : fs::directory_iterator(cfg.spoolDir, ec)) {
             if (e.path().filename().string().rfind("req-", 0) == 0) {
                 fs::remove(e.path(), ec);

@@ -256,8 +256,8 @@ std::string hexEncode(const std::string& bin) {
 
 }  // namespace
 
-Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
-                            const Credential& credential, const PadesOptions& options) {
+Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Credential& credential,
+                              const PadesOptions& options) {
     auto facts = inspectFile(inPath);
     if (!facts) {
         return facts.error();
@@ -547,10 +547,6 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
                            std::to_string(cEnd) + " " + std::to_string(total - cEnd);
     update.replace(byteRangeAt, br.size(), br);
 
-    TempOutput out(outPath);
-    if (!out.ok()) {
-        return Error::make("io.write", "cannot create the output file");
-    }
     OsslPtr<EVP_MD_CTX> md(::EVP_MD_CTX_new());
     const EVP_MD* evp = credential.hash == hsm::HashAlg::Sha256   ? ::EVP_sha256()
                         : credential.hash == hsm::HashAlg::Sha384 ? ::EVP_sha384()
@@ -579,7 +575,7 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
             const std::size_t take =
                 static_cast<std::size_t>(std::min<std::uint64_t>(n, origSize - copied));
             ::EVP_DigestUpdate(md.get(), buf.data(), take);
-            if (!writeAll(out.fd(), buf.data(), take)) {
+            if (!writeAll(outFd, buf.data(), take)) {
                 ::close(in);
                 return Error::make("io.write", "cannot write the output file");
             }
@@ -608,15 +604,28 @@ Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPat
         return Error::make("cms.build", "signature larger than its reservation");
     }
     update.replace(contentsAt + 1, hex.size(), hex);
-    if (!writeAll(out.fd(), update.data(), update.size())) {
+    if (!writeAll(outFd, update.data(), update.size())) {
         return Error::make("io.write", "cannot write the output file");
-    }
-    if (!out.commit(options.durable)) {
-        return Error::make("io.write", "cannot finish the output file");
     }
     result.fieldName = fieldName;
     result.outputSize = total;
     return result;
+}
+
+Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
+                            const Credential& credential, const PadesOptions& options) {
+    TempOutput out(outPath);
+    if (!out.ok()) {
+        return Error::make("io.write", "cannot create the output file");
+    }
+    auto r = signPdfTo(inPath, out.fd(), credential, options);
+    if (!r) {
+        return r;
+    }
+    if (!out.commit(options.durable)) {
+        return Error::make("io.write", "cannot finish the output file");
+    }
+    return r;
 }
 
 }  // namespace kyso::signer

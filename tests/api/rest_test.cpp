@@ -234,6 +234,33 @@ TEST(Rest, SignsAPdfVerifiedByPdfsig) {
     EXPECT_EQ(run("qpdf --check " + shellQuote(out), &check), 0) << check;
 }
 
+// Without Content-Length the body is spooled to an anonymous file on disk rather than memory.
+TEST(Rest, SignsAChunkedBody) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("chunked");
+    writeFile(dir + "/auth", "Authorization: Bearer " + env.keys["officer-1"] + "\n");
+    std::string code;
+    run("curl -sS --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
+            "/auth -H 'Content-Type: application/pdf' -H 'Transfer-Encoding: chunked' "
+            "--data-binary @" + shellQuote(samplePdf()) + " -o " + dir + "/o.pdf -w '%{http_code}' " +
+            shellQuote(env.url("/api/v1/sign/pdf?credential=officer-1")),
+        &code);
+    ASSERT_EQ(code, "200") << readFile(dir + "/o.pdf");
+    std::string pdfsig;
+    run("pdfsig " + dir + "/o.pdf", &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
+    // A chunked body over the limit is cut off while it is read.
+    writeFile(dir + "/big.pdf", "%PDF-1.7\n" + std::string(kTestBodyLimit + 1, 'x'));
+    run("curl -sS --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
+            "/auth -H 'Content-Type: application/pdf' -H 'Transfer-Encoding: chunked' "
+            "--data-binary @" + dir + "/big.pdf -o " + dir + "/p.json -w '%{http_code}' " +
+            shellQuote(env.url("/api/v1/sign/pdf?credential=officer-1")),
+        &code);
+    EXPECT_EQ(code, "413") << readFile(dir + "/p.json");
+    EXPECT_TRUE(fs::is_empty(env.cfg.spoolDir));
+}
+
 TEST(Rest, ConcurrentSigningRequests) {
     auto& env = Env::get();
     std::vector<std::future<int>> results;

@@ -27,8 +27,7 @@ struct PadesOptions {
     int page = 1;
     // The claimed signing time (/M). Defaults to now.
     std::optional<std::chrono::system_clock::time_point> signingTime;
-    // fsync the output before it is renamed into place. A spool file that is streamed back to a
-    // client and deleted does not need it.
+    // fsync the output before it is renamed into place (signPdf only).
     bool durable = true;
 };
 
@@ -53,5 +52,11 @@ struct PadesResult {
 // plus the credential's token errors.
 Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
                             const Credential& credential, const PadesOptions& options);
+
+// The same, writing the whole output to an open file descriptor (at its current position) and
+// nothing else: for a caller that owns the output, such as the service's anonymous spool files.
+// On failure, what was written to `outFd` must be discarded by the caller.
+Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Credential& credential,
+                              const PadesOptions& options);
 
 }  // namespace kyso::signer
