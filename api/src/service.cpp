@@ -349,6 +349,27 @@ struct Service::Impl {
         return std::nullopt;
     }
 
+    // After the answer, read and discard a bounded part of an unread body: a client still
+    // sending when the connection closes would see a reset instead of the answer, and a kept-alive
+    // connection must not parse the rest of a body as the next request. Nothing is kept; a body
+    // far over the bound gets the connection closed.
+    static void drain(Exchange& x) {
+        constexpr std::uint64_t kDrainBytes = 8 * 1024 * 1024;
+        std::istream& in = x.req.stream();
+        std::vector<char> buf(1 << 16);
+        std::uint64_t seen = 0;
+        while (in && seen < kDrainBytes) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            if (in.gcount() <= 0) {
+                break;
+            }
+            seen += static_cast<std::uint64_t>(in.gcount());
+        }
+        if (in && seen >= kDrainBytes) {
+            x.resp.setKeepAlive(false);
+        }
+    }
+
     Problem tooLarge() const {
         return Problem{"body.too_large",
                        "the body exceeds the limit of " + std::to_string(cfg.maxBodyBytes) +
@@ -513,6 +534,8 @@ struct Service::Impl {
                 !route("/api/v1/sign/pdf", "POST", &Impl::signPdf)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             }
+            // Whatever the handler did not read of the body (an early answer: 401, 403, 413, ...).
+            drain(x);
         } catch (const std::exception& e) {
             if (!resp.sent()) {
                 sendProblem(x, {"internal", "internal error"}, 500);
