@@ -155,6 +155,20 @@ unsigned long finalizeModule() {
     return rv;
 }
 
+// Closes every session of the slot, as a token that was pulled and put back would.
+unsigned long closeAllSessions(unsigned long slotId) {
+    void* h = ::dlopen(softhsmModule(), RTLD_NOW | RTLD_NOLOAD);
+    if (h == nullptr) {
+        ADD_FAILURE() << "the module is not loaded: " << ::dlerror();
+        return ~0UL;
+    }
+    using CloseAllFn = unsigned long (*)(unsigned long);
+    auto close = reinterpret_cast<CloseAllFn>(::dlsym(h, "C_CloseAllSessions"));
+    const unsigned long rv = close != nullptr ? close(slotId) : ~0UL;
+    ::dlclose(h);
+    return rv;
+}
+
 // ---- independent verifiers -----------------------------------------------------------------
 
 struct PkeyFree {
@@ -1240,6 +1254,26 @@ TEST_F(TokenReconnect, RecoversAfterTheModuleIsFinalized) {
     auto found = token().findKey(KeyRef{key.label, std::nullopt});
     ASSERT_TRUE(found.ok()) << found.error().code;
     EXPECT_EQ(found->publicKeyDer, key.publicKeyDer);
+}
+
+TEST_F(TokenReconnect, RecoversAfterItsSessionsAreClosed) {
+    const KeyInfo key = signingKey(token(), "t-reconnect-rsa", KeyType::Rsa);
+    const std::string digest = digestOf(HashAlg::Sha256, "sessions gone");
+    ASSERT_TRUE(token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest).ok());
+    const unsigned before = token().generation();
+
+    ASSERT_EQ(closeAllSessions(token().info().slotId), kCkrOk);
+
+    auto lost = token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest);
+    ASSERT_FALSE(lost.ok()) << "signed on a closed session";
+    EXPECT_EQ(lost.error().code, "token.unavailable") << lost.error().detail;
+    EXPECT_EQ(lost.error().cause, 0xB3UL) << "CKR_SESSION_HANDLE_INVALID expected: "
+                                          << lost.error().detail;
+    auto sig = token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest);
+    ASSERT_TRUE(sig.ok()) << sig.error().code << ": " << sig.error().detail;
+    EXPECT_TRUE(opensslVerify(key.publicKeyDer, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest,
+                              *sig));
+    EXPECT_EQ(token().generation(), before + 1);
 }
 
 TEST_F(TokenReconnect, ReadyNoticesTheLossAndRecovers) {
