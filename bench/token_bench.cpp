@@ -87,12 +87,12 @@ bool verifies(const kyso::hsm::KeyInfo& key, const std::string& digest, const st
         return false;
     }
     EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pub, nullptr);
-    bool ok = ctx && EVP_PKEY_verify_init(ctx) > 0 &&
-              EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
-              EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) > 0 &&
-              EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                              reinterpret_cast<const unsigned char*>(digest.data()),
-                              digest.size()) == 1;
+    bool ok =
+        ctx && EVP_PKEY_verify_init(ctx) > 0 &&
+        EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
+        EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) > 0 &&
+        EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                        reinterpret_cast<const unsigned char*>(digest.data()), digest.size()) == 1;
     EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(pub);
     return ok;
@@ -154,9 +154,9 @@ int main(int argc, char** argv) {
                 unsigned long n = 0;
                 std::size_t k = i * 31;
                 while (!stop.load(std::memory_order_relaxed)) {
-                    auto sig = (*token)->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15,
-                                              kyso::hsm::HashAlg::Sha256,
-                                              digests[k++ % digests.size()]);
+                    auto sig =
+                        (*token)->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15,
+                                       kyso::hsm::HashAlg::Sha256, digests[k++ % digests.size()]);
                     if (sig) {
                         ++n;
                     } else {
@@ -176,8 +176,8 @@ int main(int argc, char** argv) {
         for (auto c : counts) {
             total += c;
         }
-        std::printf("token_bench threads=%u signatures=%lu seconds=%.3f rate=%.1f errors=%lu\n",
-                    t, total, secs, total / secs, errors.load());
+        std::printf("token_bench threads=%u signatures=%lu seconds=%.3f rate=%.1f errors=%lu\n", t,
+                    total, secs, total / secs, errors.load());
         std::fflush(stdout);
         if (errors.load()) {
             rc = 70;

@@ -17,7 +17,6 @@ namespace kyso::cli {
 
 using kyso::Error;
 
-
 // sysexits(3)
 constexpr int kExitUsage = 64;
 constexpr int kExitData = 65;
@@ -113,11 +112,12 @@ inline kyso::Result<kyso::api::Config> configFrom(const Args& a) {
     return cfg;
 }
 
-
 // PINs and keys pass through the process's memory: never into a core file or to a debugger of
 // another user.
 inline void protectMemory() {
-    struct rlimit none {0, 0};
+    struct rlimit none {
+        0, 0
+    };
     ::setrlimit(RLIMIT_CORE, &none);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

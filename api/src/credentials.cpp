@@ -79,8 +79,7 @@ Result<CredentialRegistry> CredentialRegistry::load(const Config& cfg, hsm::Toke
     for (const auto& cc : cfg.credentials) {
         auto key = findByUri(cc.key, token);
         if (!key) {
-            return Error::make(key.error().code,
-                               "credential " + cc.id + ": " + key.error().detail);
+            return Error::make(key.error().code, "credential " + cc.id + ": " + key.error().detail);
         }
         auto certs = readPemFile(cc.certificate);
         if (!certs) {
@@ -146,8 +145,8 @@ Result<hsm::Credential> credentialFromUri(const std::string& uri, hsm::Token& to
         cert = token.findCertificate(hsm::KeyRef{key->label, std::nullopt});
     }
     if (!cert) {
-        return Error::make("cert.not_found", "no certificate for key '" + key->label +
-                                                 "' on the token");
+        return Error::make("cert.not_found",
+                           "no certificate for key '" + key->label + "' on the token");
     }
     c.certificateDer = *cert;
     auto st = checkMatches(c.certificateDer, c.key, "key " + key->label);

@@ -1,15 +1,14 @@
 #include "kyso/api/demo.h"
 
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <Poco/JSON/Array.h>
-#include <Poco/JSON/Object.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include "kyso/api/config.h"
 #include "kyso/api/store.h"
@@ -62,8 +61,8 @@ struct Demo {
         if (k.error().code != "key.not_found") {
             return k.error();
         }
-        log << "  generating " << (type == hsm::KeyType::Rsa ? "RSA-" + std::to_string(bits)
-                                                             : std::string("EC"))
+        log << "  generating "
+            << (type == hsm::KeyType::Rsa ? "RSA-" + std::to_string(bits) : std::string("EC"))
             << " key '" << label << "' on the token\n";
         hsm::KeySpec spec;
         spec.type = type;
@@ -149,10 +148,9 @@ struct Demo {
         }
         log << "  issued the localhost TLS certificate\n";
         // Leaf first, then the issuing CA: clients that trust the root can build the path.
-        return writePrivateFile(certPath,
-                                ca::certificateToPem(*cert) +
-                                    ca::certificateToPem(issuer.certificateDer),
-                                0644);
+        return writePrivateFile(
+            certPath, ca::certificateToPem(*cert) + ca::certificateToPem(issuer.certificateDer),
+            0644);
     }
 };
 
@@ -177,7 +175,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!fs::exists(hsmConf)) {
         auto st = writePrivateFile(hsmConf,
                                    "# SoftHSM2 configuration of the kyso demo token\n"
-                                   "directories.tokendir = " + d.p("tokens") +
+                                   "directories.tokendir = " +
+                                       d.p("tokens") +
                                        "\nobjectstore.backend = file\nlog.level = ERROR\n",
                                    0600);
         if (!st) {
@@ -199,8 +198,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         if (!st) {
             return st;
         }
-        log << "  initialising SoftHSM2 token '" << kTokenLabel << "' (PINs in "
-            << d.p("secrets") << ")\n";
+        log << "  initialising SoftHSM2 token '" << kTokenLabel << "' (PINs in " << d.p("secrets")
+            << ")\n";
         st = hsm::initToken(options.module, kTokenLabel, so, user);
         if (!st) {
             return st;
@@ -277,8 +276,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         return st;
     }
 
-    const std::string officerUri = "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) +
-                                   ";object=officer-1;type=private";
+    const std::string officerUri =
+        "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) + ";object=officer-1;type=private";
     const std::string confPath = d.p("kyso.conf");
     if (!fs::exists(confPath)) {
         std::ostringstream conf;
@@ -347,8 +346,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         }
         log << "  wrote " << credsPath << " (API keys per role; keep it private)\n";
     }
-    log << "kyso demo init: done. Start the service with: kyso serve --config " << confPath
-        << "\n";
+    log << "kyso demo init: done. Start the service with: kyso serve --config " << confPath << "\n";
     return Ok{};
 }
 

@@ -31,9 +31,9 @@ int cmdSignPdf(const Args& a) {
         }
     }
     if (a.options.count("level") && a.options.at("level") != "B-B") {
-        return fail(Error::make("level.unsupported",
-                                "only B-B is available without a timestamp authority"),
-                    kExitUsage);
+        return fail(
+            Error::make("level.unsupported", "only B-B is available without a timestamp authority"),
+            kExitUsage);
     }
     auto cfg = configFrom(a);
     if (!cfg) {
@@ -74,7 +74,6 @@ int cmdSignPdf(const Args& a) {
               << (r->outputSize - r->originalSize) << " bytes appended)\n";
     return 0;
 }
-
 
 // Replaces this process with kyso-service from the same directory, same arguments.
 int execService(char** argv) {

@@ -1,18 +1,5 @@
 #include "kyso/api/service.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <condition_variable>
-#include <chrono>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iostream>
-#include <mutex>
-
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/Net/Context.h>
@@ -27,7 +14,19 @@
 #include <Poco/StreamCopier.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
+#include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
 
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/hsm/ossl_ptr.h"
@@ -42,13 +41,20 @@ using Poco::Net::HTTPServerResponse;
 
 int httpStatusFor(const std::string& code) {
     static const std::map<std::string, int> exact = {
-        {"pdf.empty", 400},           {"pdf.not_pdf", 415},
-        {"request.invalid", 400},     {"content_type.unsupported", 415},
-        {"body.too_large", 413},      {"auth.required", 401},
-        {"auth.invalid", 401},        {"auth.denied", 403},
-        {"credential.unknown", 404},  {"route.not_found", 404},
-        {"method.not_allowed", 405},  {"level.unsupported", 400},
-        {"appearance.unsupported", 400}, {"seal.unsupported", 400},
+        {"pdf.empty", 400},
+        {"pdf.not_pdf", 415},
+        {"request.invalid", 400},
+        {"content_type.unsupported", 415},
+        {"body.too_large", 413},
+        {"auth.required", 401},
+        {"auth.invalid", 401},
+        {"auth.denied", 403},
+        {"credential.unknown", 404},
+        {"route.not_found", 404},
+        {"method.not_allowed", 405},
+        {"level.unsupported", 400},
+        {"appearance.unsupported", 400},
+        {"seal.unsupported", 400},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -106,7 +112,7 @@ std::string subjectOf(const std::string& der) {
 constexpr std::int64_t kMemorySpool = 8 * 1024 * 1024;
 
 class SpoolFile {
-public:
+  public:
     SpoolFile(const std::string& dir, bool inMemory) {
         if (inMemory) {
             m_fd = ::memfd_create("kyso-spool", MFD_CLOEXEC);
@@ -134,7 +140,7 @@ public:
     int fd() const { return m_fd; }
     std::string path() const { return "/proc/self/fd/" + std::to_string(m_fd); }
 
-private:
+  private:
     int m_fd = -1;
 };
 
@@ -234,8 +240,9 @@ struct Service::Impl {
     std::optional<policies::Principal> authenticate(Exchange& x) {
         const std::string auth = x.req.get("Authorization", "");
         if (auth.empty()) {
-            sendProblem(x, {"auth.required", "this endpoint needs an API key (Authorization: "
-                                             "Bearer ...)"});
+            sendProblem(x, {"auth.required",
+                            "this endpoint needs an API key (Authorization: "
+                            "Bearer ...)"});
             return std::nullopt;
         }
         if (auth.size() < 8 || Poco::icompare(auth.substr(0, 7), "Bearer ") != 0) {
@@ -371,9 +378,8 @@ struct Service::Impl {
     }
 
     Problem tooLarge() const {
-        return Problem{"body.too_large",
-                       "the body exceeds the limit of " + std::to_string(cfg.maxBodyBytes) +
-                           " bytes"};
+        return Problem{"body.too_large", "the body exceeds the limit of " +
+                                             std::to_string(cfg.maxBodyBytes) + " bytes"};
     }
 
     void signPdf(Exchange& x) {
@@ -389,9 +395,9 @@ struct Service::Impl {
             }
             q[k] = v;
         }
-        static const std::set<std::string> known = {"credential", "level", "reason", "location",
-                                                    "visible",    "page",  "rect",   "field",
-                                                    "seal",       "contactInfo"};
+        static const std::set<std::string> known = {
+            "credential", "level", "reason", "location", "visible",
+            "page",       "rect",  "field",  "seal",     "contactInfo"};
         for (auto& [k, v] : q) {
             if (!known.count(k)) {
                 return sendProblem(x, {"request.invalid", "unknown parameter '" + k + "'"});
@@ -407,7 +413,8 @@ struct Service::Impl {
         }
         auto decision = policies::decide(*who, creds.facts(credId), policies::Operation::SignPdf);
         if (!decision.allowed) {
-            return sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+            return sendProblem(x,
+                               {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
         }
         if (q.count("level") && q["level"] != "B-B") {
             if (q["level"] == "B-T" || q["level"] == "B-LT") {
@@ -422,8 +429,8 @@ struct Service::Impl {
                                    "visible signatures are not available in this version"});
         }
         if (q.count("seal")) {
-            return sendProblem(x, {"seal.unsupported",
-                                   "the agency seal is not available in this version"});
+            return sendProblem(
+                x, {"seal.unsupported", "the agency seal is not available in this version"});
         }
         signer::PadesOptions opts;
         opts.reason = q.count("reason") ? q["reason"] : "";
@@ -548,33 +555,32 @@ struct Service::Impl {
                             .count() /
                         1000.0;
         std::lock_guard lk(logMu);
-        std::clog << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod()
-                  << " " << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms
-                  << "ms\n";
+        std::clog << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod() << " "
+                  << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms << "ms\n";
     }
 };
 
 namespace {
 
 class Handler final : public Poco::Net::HTTPRequestHandler {
-public:
+  public:
     explicit Handler(Service::Impl& impl) : m_impl(impl) {}
     void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
         m_impl.handle(req, resp);
     }
 
-private:
+  private:
     Service::Impl& m_impl;
 };
 
 class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
-public:
+  public:
     explicit Factory(Service::Impl& impl) : m_impl(impl) {}
     Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
         return new Handler(m_impl);
     }
 
-private:
+  private:
     Service::Impl& m_impl;
 };
 
@@ -584,7 +590,9 @@ Service::Service(const Config& cfg, hsm::Token& token, Store& store,
                  const CredentialRegistry& creds)
     : m_impl(std::make_unique<Impl>(cfg, token, store, creds)) {}
 
-Service::~Service() { stop(); }
+Service::~Service() {
+    stop();
+}
 
 Status Service::start() {
     const Config& cfg = m_impl->cfg;

@@ -1,13 +1,12 @@
 // `kyso-service`: the service side of the `kyso` command (serve, demo init, apikey), started by
 // `kyso` with the same arguments. It links the HTTP, database and Argon2id libraries that local
 // signing does not need.
+#include <Poco/Net/NetSSL.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <iostream>
 #include <string>
-
-#include <Poco/Net/NetSSL.h>
 
 #include "cli_common.h"
 #include "kyso/api/credentials.h"

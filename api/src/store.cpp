@@ -1,9 +1,5 @@
 #include "kyso/api/store.h"
 
-#include <chrono>
-#include <map>
-#include <mutex>
-
 #include <Poco/Data/SQLite/Connector.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
@@ -12,6 +8,10 @@
 #include <botan/hash.h>
 #include <botan/hex.h>
 #include <botan/system_rng.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
 
 #include "kyso/hsm/secret.h"
 
@@ -86,7 +86,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
              " hash TEXT NOT NULL, created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
             now;
     } catch (const Poco::Exception& e) {
-        return Error::make("db.unavailable", "cannot open database " + path + ": " + e.displayText());
+        return Error::make("db.unavailable",
+                           "cannot open database " + path + ": " + e.displayText());
     }
     return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -103,9 +104,9 @@ Result<std::string> Store::createApiKey(const std::string& name, policies::Role 
     const std::string id = Botan::hex_encode(idBytes, false);
     hsm::Secret secret(base64url(secretBytes));
     hsm::secureWipe(secretBytes.data(), secretBytes.size());
-    const std::string hash = Botan::argon2_generate_pwhash(
-        secret.c_str(), secret.view().size(), rng, kArgonParallelism, kArgonMemoryKiB,
-        kArgonIterations, 2 /* Argon2id */);
+    const std::string hash =
+        Botan::argon2_generate_pwhash(secret.c_str(), secret.view().size(), rng, kArgonParallelism,
+                                      kArgonMemoryKiB, kArgonIterations, 2 /* Argon2id */);
     std::string roleName = policies::roleName(role);
     std::string created = nowIso();
     try {
@@ -126,7 +127,8 @@ std::vector<ApiKeyInfo> Store::listApiKeys() {
     std::vector<std::string> ids, names, roles, created;
     std::vector<int> revoked;
     std::lock_guard lk(m_impl->mu);
-    *m_impl->session << "SELECT id, name, role, created, revoked FROM api_keys ORDER BY created, id",
+    *m_impl->session
+        << "SELECT id, name, role, created, revoked FROM api_keys ORDER BY created, id",
         into(ids), into(names), into(roles), into(created), into(revoked), now;
     std::vector<ApiKeyInfo> out;
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -180,7 +182,8 @@ std::optional<policies::Principal> Store::authenticate(std::string_view key) {
         std::lock_guard lk(m_impl->mu);
         std::string i = id;
         try {
-            *m_impl->session << "SELECT name, role, hash FROM api_keys WHERE id = ? AND revoked = 0",
+            *m_impl->session
+                << "SELECT name, role, hash FROM api_keys WHERE id = ? AND revoked = 0",
                 use(i), into(names), into(roles), into(hashes), now;
         } catch (const Poco::Exception&) {
             return std::nullopt;

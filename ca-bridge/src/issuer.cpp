@@ -108,16 +108,15 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
         ::X509_set_issuer_name(cert.get(), issuerCert ? ::X509_get_subject_name(issuerCert.get())
                                                       : subject.get()) != 1 ||
         ::X509_gmtime_adj(::X509_getm_notBefore(cert.get()), -p.backdateSeconds) == nullptr ||
-        ::X509_time_adj_ex(::X509_getm_notAfter(cert.get()), p.validDays, 0, nullptr) ==
-            nullptr ||
+        ::X509_time_adj_ex(::X509_getm_notAfter(cert.get()), p.validDays, 0, nullptr) == nullptr ||
         ::X509_set_pubkey(cert.get(), subjectKey.get()) != 1) {
         return buildError("certificate fields");
     }
 
     X509V3_CTX ctx;
     X509V3_set_ctx_nodb(&ctx);
-    ::X509V3_set_ctx(&ctx, issuerCert ? issuerCert.get() : cert.get(), cert.get(), nullptr,
-                     nullptr, 0);
+    ::X509V3_set_ctx(&ctx, issuerCert ? issuerCert.get() : cert.get(), cert.get(), nullptr, nullptr,
+                     0);
     std::string bc = p.isCa ? "critical,CA:TRUE" : "critical,CA:FALSE";
     if (p.isCa && p.pathLength >= 0) {
         bc += ",pathlen:" + std::to_string(p.pathLength);
@@ -203,8 +202,7 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     if (!sig) {
         return sig.error();
     }
-    const std::string certDer =
-        derTlv(0x30, tbs + alg + derTlv(0x03, std::string(1, '\0') + *sig));
+    const std::string certDer = derTlv(0x30, tbs + alg + derTlv(0x03, std::string(1, '\0') + *sig));
     // Round-trip through OpenSSL so that a malformed result is caught here, not by a relying
     // party.
     OsslPtr<X509> check = x509FromDer(certDer);

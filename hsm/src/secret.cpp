@@ -1,11 +1,11 @@
 #include "kyso/hsm/secret.h"
 
+#include <openssl/crypto.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
-
-#include <openssl/crypto.h>
 
 namespace kyso::hsm {
 
@@ -35,7 +35,9 @@ Secret& Secret::operator=(Secret&& other) noexcept {
     return *this;
 }
 
-Secret::~Secret() { wipe(); }
+Secret::~Secret() {
+    wipe();
+}
 
 void Secret::wipe() noexcept {
     // Wipe the whole capacity: a shorter value may have been assigned over a longer one.

@@ -7,6 +7,16 @@
 #include "kyso/hsm/token.h"
 
 #include <dlfcn.h>
+#include <libp11.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,17 +25,6 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
-
-#include <libp11.h>
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/err.h>
-#include <openssl/param_build.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
-#include <openssl/x509.h>
 
 #include "kyso/hsm/secret.h"
 #include "pkcs11_gnu.h"
@@ -75,7 +74,9 @@ std::optional<HashAlg> parseHashAlg(std::string_view name) noexcept {
     return std::nullopt;
 }
 
-KeyRef keyRefFrom(const Pkcs11Uri& uri) { return KeyRef{uri.object, uri.id}; }
+KeyRef keyRefFrom(const Pkcs11Uri& uri) {
+    return KeyRef{uri.object, uri.id};
+}
 
 namespace {
 
@@ -184,10 +185,10 @@ std::string unwrapEcPoint(const std::string& v) {
 
 std::string ecSpki(const char* group, const std::string& point) {
     OSSL_PARAM params[3];
-    params[0] = ::OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-                                                   const_cast<char*>(group), 0);
-    params[1] = ::OSSL_PARAM_construct_octet_string(
-        OSSL_PKEY_PARAM_PUB_KEY, const_cast<char*>(point.data()), point.size());
+    params[0] =
+        ::OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0);
+    params[1] = ::OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                    const_cast<char*>(point.data()), point.size());
     params[2] = ::OSSL_PARAM_construct_end();
     EVP_PKEY_CTX* ctx = ::EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
     EVP_PKEY* pkey = nullptr;
@@ -257,7 +258,7 @@ std::string spkiKeyId(const std::string& spki) {
 // finalised only when its last user goes, and re-initialised in place after a loss; the epoch
 // says which initialisation a session handle belongs to (handles restart at 1 after one).
 class Module final {
-public:
+  public:
     static Result<std::shared_ptr<Module>> acquire(const std::string& path) {
         static std::mutex registryMu;
         static auto* registry = new std::map<std::string, std::weak_ptr<Module>>();
@@ -331,8 +332,8 @@ public:
             ids.resize(n);
         }
         if (rv != CKR_OK) {
-            return Error::make("token.unavailable", "cannot list PKCS#11 slots (" + rvName(rv) + ")",
-                               rv);
+            return Error::make("token.unavailable",
+                               "cannot list PKCS#11 slots (" + rvName(rv) + ")", rv);
         }
         for (ck_slot_id_t id : ids) {
             ck_token_info ti{};
@@ -356,8 +357,7 @@ public:
         }
         std::string which = cfg.tokenLabel ? "label '" + *cfg.tokenLabel + "'" : "";
         if (cfg.tokenSerial) {
-            which += (which.empty() ? "" : ", ") + std::string("serial '") + *cfg.tokenSerial +
-                     "'";
+            which += (which.empty() ? "" : ", ") + std::string("serial '") + *cfg.tokenSerial + "'";
         }
         return Error::make("token.not_found",
                            "no initialised token" + (which.empty() ? "" : " with " + which));
@@ -379,8 +379,8 @@ public:
             rec.hash = pinHash(rec.salt, pin);
             logins[slot] = rec;
         } else if (rv == CKR_USER_ALREADY_LOGGED_IN) {
-            if (it == logins.end() || !constantTimeEquals(pinHash(it->second.salt, pin),
-                                                          it->second.hash)) {
+            if (it == logins.end() ||
+                !constantTimeEquals(pinHash(it->second.salt, pin), it->second.hash)) {
                 rv = CKR_PIN_INCORRECT;
             } else {
                 rv = CKR_OK;
@@ -389,7 +389,7 @@ public:
         return rv;
     }
 
-private:
+  private:
     explicit Module(std::string p) : path(std::move(p)) {}
 
     struct LoginRecord {
@@ -475,8 +475,8 @@ struct Token::Impl {
     Error fromRv(ck_rv_t rv, const std::string& what) {
         if (isConnectionLost(rv)) {
             lost = true;
-            return Error::make("token.unavailable", what + ": token unavailable (" + rvName(rv) + ")",
-                               rv);
+            return Error::make("token.unavailable",
+                               what + ": token unavailable (" + rvName(rv) + ")", rv);
         }
         return Error::make("token.error", what + " failed (" + rvName(rv) + ")", rv);
     }
@@ -512,8 +512,8 @@ struct Token::Impl {
 
     Status login() {
         ck_session_handle_t s = 0;
-        ck_rv_t rv = fl->C_OpenSession(slotId, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
-                                       nullptr, &s);
+        ck_rv_t rv =
+            fl->C_OpenSession(slotId, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s);
         if (rv != CKR_OK) {
             return fromRv(rv, "open session");
         }
@@ -578,8 +578,8 @@ struct Token::Impl {
                 ++openSessions;
                 lk.unlock();
                 ck_session_handle_t s = 0;
-                ck_rv_t rv = fl->C_OpenSession(slotId, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-                                               nullptr, nullptr, &s);
+                ck_rv_t rv = fl->C_OpenSession(slotId, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
+                                               nullptr, &s);
                 if (rv != CKR_OK) {
                     lk.lock();
                     --openSessions;
@@ -605,7 +605,7 @@ struct Token::Impl {
 
     // A session from the pool for the scope of one operation.
     class Lease {
-    public:
+      public:
         Lease(Impl& impl, ck_session_handle_t s) : m_impl(impl), m_s(s) {}
         ~Lease() { m_impl.giveSession(m_s, m_broken); }
         Lease(const Lease&) = delete;
@@ -613,7 +613,7 @@ struct Token::Impl {
         ck_session_handle_t get() const { return m_s; }
         void markBroken() { m_broken = true; }
 
-    private:
+      private:
         Impl& m_impl;
         ck_session_handle_t m_s;
         bool m_broken = false;
@@ -660,8 +660,7 @@ struct Token::Impl {
         return v;
     }
 
-    bool getBool(ck_session_handle_t s, ck_object_handle_t o, ck_attribute_type_t type,
-                 bool dflt) {
+    bool getBool(ck_session_handle_t s, ck_object_handle_t o, ck_attribute_type_t type, bool dflt) {
         unsigned char b = 0;
         ck_attribute a{type, &b, sizeof b};
         if (fl->C_GetAttributeValue(s, o, &a, 1) != CKR_OK) {
@@ -671,8 +670,7 @@ struct Token::Impl {
     }
 
     Result<std::vector<ck_object_handle_t>> findObjects(ck_session_handle_t s,
-                                                        ck_object_class_t cls,
-                                                        const KeyRef& ref) {
+                                                        ck_object_class_t cls, const KeyRef& ref) {
         std::vector<ck_attribute> tmpl;
         tmpl.push_back({CKA_CLASS, &cls, sizeof cls});
         std::string label = ref.label.value_or("");
@@ -749,8 +747,8 @@ struct Token::Impl {
             const std::optional<std::string> kid =
                 k.id.empty() ? std::nullopt : std::optional<std::string>(k.id);
             bool found = false;
-            for (const KeyRef& ref : {KeyRef{lbl, kid}, KeyRef{std::nullopt, kid},
-                                      KeyRef{lbl, std::nullopt}}) {
+            for (const KeyRef& ref :
+                 {KeyRef{lbl, kid}, KeyRef{std::nullopt, kid}, KeyRef{lbl, std::nullopt}}) {
                 if (found || (!ref.label && !ref.id)) {
                     continue;
                 }
@@ -829,7 +827,8 @@ struct Token::Impl {
             return found.error();
         }
         if (found->size() != 1) {
-            return Error::make("key.not_found", "private key '" + k.label + "' is not on the token");
+            return Error::make("key.not_found",
+                               "private key '" + k.label + "' is not on the token");
         }
         std::lock_guard lk(cacheMutex);
         keyHandles[cacheKey(k)] = found->front();
@@ -855,8 +854,12 @@ Result<std::unique_ptr<Token>> Token::open(TokenConfig cfg) {
     return std::unique_ptr<Token>(new Token(std::move(impl)));
 }
 
-const TokenInfo& Token::info() const noexcept { return m_impl->info; }
-unsigned Token::generation() const noexcept { return m_impl->generation; }
+const TokenInfo& Token::info() const noexcept {
+    return m_impl->info;
+}
+unsigned Token::generation() const noexcept {
+    return m_impl->generation;
+}
 
 Result<KeyInfo> Token::findKey(const KeyRef& ref) {
     if (!ref.label && !ref.id) {
@@ -886,8 +889,8 @@ Result<KeyInfo> Token::findKey(const KeyRef& ref) {
 Result<std::string> Token::sign(const KeyInfo& key, SignScheme scheme, HashAlg hash,
                                 std::string_view digest) {
     if (digest.size() != digestLength(hash)) {
-        return Error::make("sign.bad_digest", std::string("digest length does not match ") +
-                                                  hashName(hash));
+        return Error::make("sign.bad_digest",
+                           std::string("digest length does not match ") + hashName(hash));
     }
     if ((key.type == KeyType::Ec) != (scheme == SignScheme::Ecdsa)) {
         return Error::make("sign.scheme", "signature scheme does not fit the key type");
@@ -1008,19 +1011,29 @@ Result<KeyInfo> Token::generateKey(const KeySpec& spec) {
     unsigned long bits = spec.rsaBits;
     unsigned char exponent[] = {0x01, 0x00, 0x01};
     std::vector<ck_attribute> pubT = {
-        {CKA_CLASS, &pubClass, sizeof pubClass}, {CKA_KEY_TYPE, &keyType, sizeof keyType},
-        {CKA_TOKEN, &yes, 1},                    {CKA_PRIVATE, &no, 1},
-        {CKA_VERIFY, &yes, 1},                   {CKA_ENCRYPT, &no, 1},
-        {CKA_WRAP, &no, 1},                      {CKA_LABEL, label.data(), label.size()},
+        {CKA_CLASS, &pubClass, sizeof pubClass},
+        {CKA_KEY_TYPE, &keyType, sizeof keyType},
+        {CKA_TOKEN, &yes, 1},
+        {CKA_PRIVATE, &no, 1},
+        {CKA_VERIFY, &yes, 1},
+        {CKA_ENCRYPT, &no, 1},
+        {CKA_WRAP, &no, 1},
+        {CKA_LABEL, label.data(), label.size()},
         {CKA_ID, id.data(), id.size()},
     };
     std::vector<ck_attribute> privT = {
-        {CKA_CLASS, &privClass, sizeof privClass}, {CKA_KEY_TYPE, &keyType, sizeof keyType},
-        {CKA_TOKEN, &yes, 1},                      {CKA_PRIVATE, &yes, 1},
-        {CKA_SENSITIVE, &yes, 1},                  {CKA_EXTRACTABLE, &no, 1},
-        {CKA_SIGN, &yes, 1},                       {CKA_DECRYPT, &no, 1},
-        {CKA_UNWRAP, &no, 1},                      {CKA_DERIVE, &no, 1},
-        {CKA_LABEL, label.data(), label.size()},   {CKA_ID, id.data(), id.size()},
+        {CKA_CLASS, &privClass, sizeof privClass},
+        {CKA_KEY_TYPE, &keyType, sizeof keyType},
+        {CKA_TOKEN, &yes, 1},
+        {CKA_PRIVATE, &yes, 1},
+        {CKA_SENSITIVE, &yes, 1},
+        {CKA_EXTRACTABLE, &no, 1},
+        {CKA_SIGN, &yes, 1},
+        {CKA_DECRYPT, &no, 1},
+        {CKA_UNWRAP, &no, 1},
+        {CKA_DERIVE, &no, 1},
+        {CKA_LABEL, label.data(), label.size()},
+        {CKA_ID, id.data(), id.size()},
     };
     ck_mechanism mech{};
     std::string ecp;

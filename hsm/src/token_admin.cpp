@@ -20,7 +20,7 @@ std::string trimmed(const char* s) {
 
 // libp11 context with its slots, released in one place.
 class Context final {
-public:
+  public:
     Context() : m_ctx(::PKCS11_CTX_new()) {}
     ~Context() {
         if (m_slots != nullptr) {
@@ -50,7 +50,7 @@ public:
     PKCS11_SLOT* slot(unsigned i) { return &m_slots[i]; }
     unsigned count() const { return m_nslots; }
 
-private:
+  private:
     PKCS11_CTX* m_ctx;
     PKCS11_SLOT* m_slots = nullptr;
     unsigned m_nslots = 0;

@@ -61,7 +61,9 @@ Decision deny(std::string rule, std::string reason) {
     return Decision{false, std::move(rule), std::move(reason)};
 }
 
-Decision allow(std::string rule) { return Decision{true, std::move(rule), {}}; }
+Decision allow(std::string rule) {
+    return Decision{true, std::move(rule), {}};
+}
 
 }  // namespace
 
@@ -81,9 +83,8 @@ Decision decide(const Principal& who, const CredentialFacts& c, Operation op) {
         if (owner) {
             return allow("officer-own-credential");
         }
-        return deny("officer-not-owner",
-                    "an officer signs only with his own credential; '" + c.id +
-                        "' belongs to someone else");
+        return deny("officer-not-owner", "an officer signs only with his own credential; '" + c.id +
+                                             "' belongs to someone else");
     }
     if (who.role == Role::Clerk && op == Operation::Seal) {
         return allow("clerk-applies-seal");

@@ -1,15 +1,15 @@
 #include "kyso/signer/cms.h"
 
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/rsa.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
-
-#include <openssl/cms.h>
-#include <openssl/err.h>
-#include <openssl/rsa.h>
 
 #include "kyso/hsm/ossl_ptr.h"
 
@@ -101,8 +101,7 @@ bool setPssAlgorithm(CMS_SignerInfo* si, const EVP_MD* md) {
         if (mgfParam != nullptr) {
             ::X509_ALGOR_set0(pss->maskGenAlgorithm, ::OBJ_nid2obj(NID_mgf1), V_ASN1_SEQUENCE,
                               mgfParam);
-            ASN1_STRING* params =
-                ::ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), nullptr);
+            ASN1_STRING* params = ::ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), nullptr);
             if (params != nullptr) {
                 ok = ::X509_ALGOR_set0(sigAlg, ::OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE,
                                        params) == 1;

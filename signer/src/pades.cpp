@@ -7,6 +7,7 @@
 #include "kyso/signer/pades.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,15 +17,13 @@
 #include <ctime>
 #include <fstream>
 #include <map>
-#include <set>
-#include <vector>
-
-#include <openssl/evp.h>
 #include <qpdf/QPDF.hh>
 #include <qpdf/QPDFAcroFormDocumentHelper.hh>
 #include <qpdf/QPDFExc.hh>
 #include <qpdf/QPDFObjectHandle.hh>
 #include <qpdf/QPDFPageDocumentHelper.hh>
+#include <set>
+#include <vector>
 
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
@@ -150,7 +149,7 @@ bool writeAll(int fd, const char* data, std::size_t n) {
 
 // A temporary output that is removed unless committed.
 class TempOutput {
-public:
+  public:
     explicit TempOutput(std::string target) : m_target(std::move(target)) {
         m_path = m_target + ".kyso-tmp-XXXXXX";
         m_fd = ::mkstemp(m_path.data());
@@ -181,14 +180,16 @@ public:
         return true;
     }
 
-private:
+  private:
     std::string m_target;
     std::string m_path;
     int m_fd = -1;
     bool m_committed = false;
 };
 
-Error damaged(const std::string& why) { return Error::make("pdf.damaged", why); }
+Error damaged(const std::string& why) {
+    return Error::make("pdf.damaged", why);
+}
 
 // DocMDP P=1 in /Perms: the author certified the document and allowed no change at all.
 bool certifiedNoChanges(QPDFObjectHandle root) {
@@ -219,8 +220,8 @@ bool certifiedNoChanges(QPDFObjectHandle root) {
 }
 
 std::string sigDictionary(const PadesOptions& o, std::size_t contentsHexLen,
-                          std::chrono::system_clock::time_point when,
-                          std::size_t* byteRangeOffset, std::size_t* contentsOffset) {
+                          std::chrono::system_clock::time_point when, std::size_t* byteRangeOffset,
+                          std::size_t* contentsOffset) {
     std::string s = "<<\n/Type /Sig\n/Filter /Adobe.PPKLite\n/SubFilter /ETSI.CAdES.detached\n";
     s += "/ByteRange [";
     *byteRangeOffset = s.size();
@@ -323,8 +324,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         }
 
         // New object numbers start above everything the original knows about.
-        long long size = trailer.getKey("/Size").isInteger() ? trailer.getKey("/Size").getIntValue()
-                                                             : 0;
+        long long size =
+            trailer.getKey("/Size").isInteger() ? trailer.getKey("/Size").getIntValue() : 0;
         for (auto& [og, entry] : pdf.getXRefTable()) {
             size = std::max<long long>(size, og.getObj() + 1);
         }
@@ -351,9 +352,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 if (f.getFullyQualifiedName() == *options.fieldName) {
                     target = f.getObjectHandle();
                     if (f.getFieldType() != "/Sig") {
-                        return Error::make("pdf.field_not_signature",
-                                           "field '" + *options.fieldName +
-                                               "' is not a signature field");
+                        return Error::make(
+                            "pdf.field_not_signature",
+                            "field '" + *options.fieldName + "' is not a signature field");
                     }
                     if (!f.getValue().isNull()) {
                         return Error::make("pdf.field_signed",
@@ -383,11 +384,10 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                     break;
                 }
             }
-            QPDFObjectHandle page = pages[static_cast<std::size_t>(options.page - 1)]
-                                        .getObjectHandle();
+            QPDFObjectHandle page =
+                pages[static_cast<std::size_t>(options.page - 1)].getObjectHandle();
             std::string widget = "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " +
-                                 pdfTextString(fieldName) +
-                                 "\n/V " + std::to_string(sigNum) +
+                                 pdfTextString(fieldName) + "\n/V " + std::to_string(sigNum) +
                                  " 0 R\n/F 132\n/Rect [0 0 0 0]\n/P " +
                                  std::to_string(page.getObjectID()) + " " +
                                  std::to_string(page.getGeneration()) + " R\n>>";
@@ -398,8 +398,7 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 annots.appendItem(placeholderRef(widgetNum));
                 objects.push_back({annots.getObjectID(), serialize(annots)});
             } else {
-                QPDFObjectHandle arr =
-                    annots.isArray() ? annots : QPDFObjectHandle::newArray();
+                QPDFObjectHandle arr = annots.isArray() ? annots : QPDFObjectHandle::newArray();
                 arr.appendItem(placeholderRef(widgetNum));
                 page.replaceKey("/Annots", arr);
                 objects.push_back({page.getObjectID(), serialize(page)});
@@ -407,8 +406,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         }
 
         // The AcroForm: make it list the new field and say that the document holds signatures.
-        QPDFObjectHandle form = acroForm.isDictionary() ? acroForm
-                                                        : QPDFObjectHandle::newDictionary();
+        QPDFObjectHandle form =
+            acroForm.isDictionary() ? acroForm : QPDFObjectHandle::newDictionary();
         form.replaceKey("/SigFlags", QPDFObjectHandle::newInteger(3));
         if (newField) {
             if (fields.isInitialized() && fields.isArray() && fields.isIndirect()) {
@@ -518,10 +517,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         }
         index.pop_back();
         update += std::to_string(xrefNum) + " 0 obj\n<<\n/Type /XRef\n/Size " +
-                  std::to_string(xrefNum + 1) + "\n/W [1 " + std::to_string(w2) +
-                  " 2]\n/Index [" + index + "]\n" + trailerKeys + "\n/Length " +
-                  std::to_string(data.size()) + "\n>>\nstream\n" + data +
-                  "\nendstream\nendobj\nstartxref\n" +
+                  std::to_string(xrefNum + 1) + "\n/W [1 " + std::to_string(w2) + " 2]\n/Index [" +
+                  index + "]\n" + trailerKeys + "\n/Length " + std::to_string(data.size()) +
+                  "\n>>\nstream\n" + data + "\nendstream\nendobj\nstartxref\n" +
                   std::to_string(origSize + offsets[xrefNum]) + "\n%%EOF\n";
     } else {
         const std::uint64_t xrefAt = origSize + update.size();
@@ -593,8 +591,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     unsigned int digestLen = 0;
     ::EVP_DigestFinal_ex(md.get(), digest, &digestLen);
 
-    auto cms = buildCadesDetached(
-        credential, std::string_view(reinterpret_cast<char*>(digest), digestLen));
+    auto cms = buildCadesDetached(credential,
+                                  std::string_view(reinterpret_cast<char*>(digest), digestLen));
     if (!cms) {
         return cms.error();
     }

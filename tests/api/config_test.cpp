@@ -1,7 +1,8 @@
 // The configuration file: unknown keys and bad values are refused with the file and line named.
+#include "kyso/api/config.h"
+
 #include <gtest/gtest.h>
 
-#include "kyso/api/config.h"
 #include "test_env.h"
 
 namespace kyso::test {

@@ -1,15 +1,14 @@
 // The service end to end: `kyso demo init` into a fresh directory, a real HTTPS server on a
 // loopback port, curl as the client, pdfsig and qpdf to check what comes back.
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/NetSSL.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <future>
 #include <sstream>
 #include <thread>
-
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/Net/NetSSL.h>
 
 #include "kyso/api/config.h"
 #include "kyso/api/credentials.h"
@@ -38,7 +37,8 @@ struct Response {
         std::istringstream in(headers);
         std::string line;
         while (std::getline(in, line)) {
-            if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0 &&
+            if (line.size() > name.size() &&
+                strncasecmp(line.c_str(), name.c_str(), name.size()) == 0 &&
                 line[name.size()] == ':') {
                 std::string v = line.substr(name.size() + 1);
                 while (!v.empty() && (v.back() == '\r' || v.back() == ' ')) {
@@ -53,7 +53,7 @@ struct Response {
 
 // The demo, loaded and served in this process; one per test binary.
 class Env {
-public:
+  public:
     std::string dir;
     api::Config cfg;
     std::unique_ptr<hsm::Token> token;
@@ -107,7 +107,7 @@ public:
         return r;
     }
 
-private:
+  private:
     void init() {
         dir = tempDir("demo");
         api::DemoOptions o;
@@ -145,7 +145,9 @@ private:
     }
 };
 
-std::string samplePdf() { return corpusDir() + "/pdf/unsigned/dss-sample.pdf"; }
+std::string samplePdf() {
+    return corpusDir() + "/pdf/unsigned/dss-sample.pdf";
+}
 
 void expectProblem(const Response& r, int status, const std::string& code) {
     EXPECT_EQ(r.status, status) << r.body;
@@ -215,8 +217,9 @@ TEST(Rest, RevokedKeyIsRefused) {
 TEST(Rest, SignsAPdfVerifiedByPdfsig) {
     auto& env = Env::get();
     const std::string out = tempDir("rest") + "/signed.pdf";
-    auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1&reason=Ph%C3%AA%20duy%E1%BB%87t",
-                         env.keys["officer-1"], samplePdf(), "application/pdf", out);
+    auto r =
+        env.request("POST", "/api/v1/sign/pdf?credential=officer-1&reason=Ph%C3%AA%20duy%E1%BB%87t",
+                    env.keys["officer-1"], samplePdf(), "application/pdf", out);
     ASSERT_EQ(r.status, 200) << readFile(out);
     EXPECT_EQ(r.header("Content-Type"), "application/pdf");
     EXPECT_EQ(r.header("Kyso-Signature-Id").size(), 32u);
@@ -242,7 +245,8 @@ TEST(Rest, SignsAChunkedBody) {
     std::string code;
     run("curl -sS --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
             "/auth -H 'Content-Type: application/pdf' -H 'Transfer-Encoding: chunked' "
-            "--data-binary @" + shellQuote(samplePdf()) + " -o " + dir + "/o.pdf -w '%{http_code}' " +
+            "--data-binary @" +
+            shellQuote(samplePdf()) + " -o " + dir + "/o.pdf -w '%{http_code}' " +
             shellQuote(env.url("/api/v1/sign/pdf?credential=officer-1")),
         &code);
     ASSERT_EQ(code, "200") << readFile(dir + "/o.pdf");
@@ -254,7 +258,8 @@ TEST(Rest, SignsAChunkedBody) {
     writeFile(dir + "/big.pdf", "%PDF-1.7\n" + std::string(kTestBodyLimit + 1, 'x'));
     run("curl -sS --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
             "/auth -H 'Content-Type: application/pdf' -H 'Transfer-Encoding: chunked' "
-            "--data-binary @" + dir + "/big.pdf -o " + dir + "/p.json -w '%{http_code}' " +
+            "--data-binary @" +
+            dir + "/big.pdf -o " + dir + "/p.json -w '%{http_code}' " +
             shellQuote(env.url("/api/v1/sign/pdf?credential=officer-1")),
         &code);
     EXPECT_EQ(code, "413") << readFile(dir + "/p.json");
@@ -294,12 +299,12 @@ TEST(Rest, DocumentErrorsAreProblems) {
     const std::string sample = readFile(samplePdf());
     writeFile(dir + "/trunc", sample.substr(0, sample.size() / 3));
     expectProblem(env.request("POST", path, key, dir + "/trunc"), 422, "pdf.truncated");
-    expectProblem(env.request("POST", path, key,
-                              corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf"),
-                  422, "pdf.encrypted");
-    expectProblem(env.request("POST", path, key,
-                              corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref.pdf"),
-                  422, "pdf.hybrid_xref");
+    expectProblem(
+        env.request("POST", path, key, corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf"), 422,
+        "pdf.encrypted");
+    expectProblem(
+        env.request("POST", path, key, corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref.pdf"),
+        422, "pdf.hybrid_xref");
     expectProblem(env.request("POST", path, key, samplePdf(), "text/plain"), 415,
                   "content_type.unsupported");
     // The spool directory holds nothing afterwards: no half-written file stays behind.
@@ -318,20 +323,20 @@ TEST(Rest, BodyOverTheLimitIsRefused) {
 
 TEST(Rest, CredentialAndPermissionErrors) {
     auto& env = Env::get();
-    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=nobody",
-                              env.keys["officer-1"], samplePdf()),
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=nobody", env.keys["officer-1"],
+                              samplePdf()),
                   404, "credential.unknown");
     expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
                               env.keys["officer-2"], samplePdf()),
                   403, "auth.denied");
-    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
-                              env.keys["portal"], samplePdf()),
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1", env.keys["portal"],
+                              samplePdf()),
                   403, "auth.denied");
-    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1",
-                              env.keys["admin"], samplePdf()),
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1", env.keys["admin"],
+                              samplePdf()),
                   403, "auth.denied");
-    expectProblem(env.request("POST", "/api/v1/sign/pdf", env.keys["officer-1"], samplePdf()),
-                  400, "request.invalid");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf", env.keys["officer-1"], samplePdf()), 400,
+                  "request.invalid");
     expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&bogus=1",
                               env.keys["officer-1"], samplePdf()),
                   400, "request.invalid");
@@ -352,8 +357,8 @@ TEST(Rest, OnlyTls12AndLaterOverHttps) {
         << "plain HTTP must be refused: " << out;
     EXPECT_NE(run("echo | openssl s_client -connect 127.0.0.1:" + port + " -tls1_1", &out), 0)
         << out;
-    EXPECT_EQ(run("curl -sS --tlsv1.2 --tls-max 1.2 --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") +
-                      " " + env.url("/healthz"),
+    EXPECT_EQ(run("curl -sS --tlsv1.2 --tls-max 1.2 --cacert " +
+                      shellQuote(env.dir + "/pki/root-ca.pem") + " " + env.url("/healthz"),
                   &out),
               0)
         << out;
@@ -364,7 +369,8 @@ TEST(Cli, SignPdfLocally) {
     auto& env = Env::get();
     const std::string dir = tempDir("cli");
     for (const std::string& key :
-         {std::string("officer-1"), std::string("pkcs11:token=kyso-demo;object=officer-1;type=private")}) {
+         {std::string("officer-1"),
+          std::string("pkcs11:token=kyso-demo;object=officer-1;type=private")}) {
         const std::string out = dir + "/out.pdf";
         std::string log;
         const int rc = run(std::string(KYSO_BINARY) + " sign pdf --config " +
@@ -391,12 +397,12 @@ TEST(Cli, RefusesPinsOnTheCommandLineAndReportsErrors) {
         << log;
     EXPECT_EQ(log.find("1234"), std::string::npos) << "a PIN must never be echoed";
     const std::string out = tempDir("cli") + "/x.pdf";
-    EXPECT_EQ(run(std::string(KYSO_BINARY) + " sign pdf --config " + conf +
-                      " --key officer-1 --in " +
-                      shellQuote(corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf") +
-                      " --out " + shellQuote(out),
-                  &log),
-              65)
+    EXPECT_EQ(
+        run(std::string(KYSO_BINARY) + " sign pdf --config " + conf + " --key officer-1 --in " +
+                shellQuote(corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf") + " --out " +
+                shellQuote(out),
+            &log),
+        65)
         << log;
     EXPECT_NE(log.find("pdf.encrypted"), std::string::npos) << log;
     EXPECT_FALSE(fs::exists(out));

@@ -1,10 +1,10 @@
 #include "kyso/hsm/pkcs11_uri.h"
 
+#include <gtest/gtest.h>
+
 #include <limits>
 #include <string>
 #include <string_view>
-
-#include <gtest/gtest.h>
 
 namespace kyso::hsm {
 namespace {
@@ -220,10 +220,10 @@ TEST(Pkcs11Uri, RefusesOverflowingSlotId) {
 }
 
 TEST(Pkcs11Uri, RefusesPinValueWithoutEchoingIt) {
-    for (const char* uri : {"pkcs11:token=a?pin-value=s3cr3t-Pin",
-                            "pkcs11:token=a?module-name=m&pin-value=s3cr3t-Pin",
-                            "pkcs11:?pin-source=file:/p&pin-value=s3cr3t-Pin",
-                            "pkcs11:?pin-value=s3cr3t-Pin%"}) {
+    for (const char* uri :
+         {"pkcs11:token=a?pin-value=s3cr3t-Pin",
+          "pkcs11:token=a?module-name=m&pin-value=s3cr3t-Pin",
+          "pkcs11:?pin-source=file:/p&pin-value=s3cr3t-Pin", "pkcs11:?pin-value=s3cr3t-Pin%"}) {
         const auto r = parsePkcs11Uri(uri);
         ASSERT_FALSE(r.ok()) << uri;
         EXPECT_EQ(r.error().code, "uri.invalid");

@@ -8,7 +8,17 @@
 //
 // Keys are token objects and outlive a Token: signing tests share a few keys by label (generated
 // on first use), tests about generation use fresh labels.
+#include "kyso/hsm/token.h"
+
+#include <botan/pubkey.h>
+#include <botan/x509_key.h>
 #include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -23,17 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include <botan/pubkey.h>
-#include <botan/x509_key.h>
-#include <gtest/gtest.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
-#include <openssl/sha.h>
-#include <openssl/x509.h>
-
 #include "kyso/hsm/secret.h"
-#include "kyso/hsm/token.h"
 #include "test_env.h"
 
 namespace kyso::hsm {
@@ -117,7 +117,9 @@ std::unique_ptr<Token> openToken(TokenConfig cfg) {
     return std::move(r.value());
 }
 
-std::unique_ptr<Token> openToken() { return openToken(testToken().config()); }
+std::unique_ptr<Token> openToken() {
+    return openToken(testToken().config());
+}
 
 // The key with this label, generated on first use (keys persist on the token across Tokens).
 KeyInfo signingKey(Token& token, const std::string& label, KeyType type,
@@ -213,8 +215,8 @@ bool opensslVerify(EVP_PKEY* pkey, SignScheme scheme, HashAlg hash, std::string_
                            digest.size()) == 1;
 }
 
-bool opensslVerify(std::string_view spki, SignScheme scheme, HashAlg hash,
-                   std::string_view digest, std::string_view sig) {
+bool opensslVerify(std::string_view spki, SignScheme scheme, HashAlg hash, std::string_view digest,
+                   std::string_view sig) {
     PkeyPtr pkey = parseSpki(spki);
     if (!pkey) {
         ADD_FAILURE() << "OpenSSL cannot parse the SubjectPublicKeyInfo";
@@ -248,8 +250,8 @@ bool botanVerify(std::string_view spki, const std::string& emsa, Botan::Signatur
         std::unique_ptr<Botan::Public_Key> key(Botan::X509::load_key(der));
         Botan::PK_Verifier verifier(*key, emsa, format);
         return verifier.verify_message(reinterpret_cast<const uint8_t*>(message.data()),
-                                       message.size(),
-                                       reinterpret_cast<const uint8_t*>(sig.data()), sig.size());
+                                       message.size(), reinterpret_cast<const uint8_t*>(sig.data()),
+                                       sig.size());
     } catch (const std::exception&) {
         // A malformed signature may throw instead of returning false: still a rejection.
         return false;
@@ -418,9 +420,8 @@ std::vector<P11Object> pkcs11ToolList(const std::string& type, bool login) {
         }
     }
     // Drop the "Using slot ..." preamble and anything else that is not an object.
-    std::erase_if(objects, [](const P11Object& o) {
-        return o.header.find("Object") == std::string::npos;
-    });
+    std::erase_if(objects,
+                  [](const P11Object& o) { return o.header.find("Object") == std::string::npos; });
     return objects;
 }
 
@@ -485,7 +486,7 @@ void expectTokenShowsProtectedKey(const KeyInfo& key) {
 
 // A Token of its own for each test, closed at the end of the test.
 class TokenTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         m_token = openToken();
         ASSERT_NE(m_token, nullptr);
@@ -781,10 +782,10 @@ TEST_F(TokenSign, RsaPssUsesDigestLengthSaltAndMatchingMgf1) {
     EXPECT_FALSE(opensslVerify(pkey.get(), SignScheme::RsaPss, HashAlg::Sha256, digest, *a,
                                std::nullopt, EVP_sha1()))
         << "MGF1 is not SHA-256";
-    EXPECT_TRUE(botanVerify(key.publicKeyDer, "EMSA4(SHA-256,MGF1,32)", Botan::IEEE_1363,
-                            message, *a));
-    EXPECT_FALSE(botanVerify(key.publicKeyDer, "EMSA4(SHA-256,MGF1,20)", Botan::IEEE_1363,
-                             message, *a));
+    EXPECT_TRUE(
+        botanVerify(key.publicKeyDer, "EMSA4(SHA-256,MGF1,32)", Botan::IEEE_1363, message, *a));
+    EXPECT_FALSE(
+        botanVerify(key.publicKeyDer, "EMSA4(SHA-256,MGF1,20)", Botan::IEEE_1363, message, *a));
 }
 
 TEST_F(TokenSign, EcdsaP256Sha256) {
@@ -849,8 +850,8 @@ TEST_F(TokenSign, KeyNotOnTheTokenIsNotFound) {
     KeyInfo ghost = signingKey(token(), "t-sign-p256", KeyType::Ec);
     ghost.label = "t-no-such-key";
     ghost.id = "no-such-id";
-    auto r = token().sign(ghost, SignScheme::Ecdsa, HashAlg::Sha256,
-                          digestOf(HashAlg::Sha256, "m"));
+    auto r =
+        token().sign(ghost, SignScheme::Ecdsa, HashAlg::Sha256, digestOf(HashAlg::Sha256, "m"));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, "key.not_found") << r.error().detail;
 }
@@ -1180,16 +1181,16 @@ TEST_F(TokenConcurrency, EightThreadsThousandRsaSignaturesEach) {
     std::map<std::string, unsigned> errors;
     const auto all =
         signConcurrently(token(), key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, 8, 1000, errors);
-    EXPECT_TRUE(errors.empty()) << errors.size() << " kinds of error, first: "
-                                << errors.begin()->first << " x" << errors.begin()->second;
+    EXPECT_TRUE(errors.empty()) << errors.size()
+                                << " kinds of error, first: " << errors.begin()->first << " x"
+                                << errors.begin()->second;
     ASSERT_EQ(all.size(), 8000u);
     // Every signature must verify over its own digest: no cross-talk between sessions.
     PkeyPtr pkey = parseSpki(key.publicKeyDer);
     ASSERT_TRUE(pkey);
     unsigned bad = 0;
     for (const auto& s : all) {
-        if (!opensslVerify(pkey.get(), SignScheme::RsaPkcs1v15, HashAlg::Sha256, s.digest,
-                           s.sig)) {
+        if (!opensslVerify(pkey.get(), SignScheme::RsaPkcs1v15, HashAlg::Sha256, s.digest, s.sig)) {
             ++bad;
         }
     }
@@ -1208,8 +1209,9 @@ TEST_F(TokenConcurrency, EightThreadsOnEcdsaWithASmallSessionPool) {
     std::map<std::string, unsigned> errors;
     const auto all =
         signConcurrently(*small, key, SignScheme::Ecdsa, HashAlg::Sha256, 8, 200, errors);
-    EXPECT_TRUE(errors.empty()) << errors.size() << " kinds of error, first: "
-                                << errors.begin()->first << " x" << errors.begin()->second;
+    EXPECT_TRUE(errors.empty()) << errors.size()
+                                << " kinds of error, first: " << errors.begin()->first << " x"
+                                << errors.begin()->second;
     ASSERT_EQ(all.size(), 1600u);
     PkeyPtr pkey = parseSpki(key.publicKeyDer);
     ASSERT_TRUE(pkey);
@@ -1247,8 +1249,8 @@ TEST_F(TokenReconnect, RecoversAfterTheModuleIsFinalized) {
     // Same Token object, no restart: the next call reconnects and logs in again.
     auto sig = token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest);
     ASSERT_TRUE(sig.ok()) << sig.error().code << ": " << sig.error().detail;
-    EXPECT_TRUE(opensslVerify(key.publicKeyDer, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest,
-                              *sig));
+    EXPECT_TRUE(
+        opensslVerify(key.publicKeyDer, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest, *sig));
     EXPECT_EQ(token().generation(), before + 1);
     EXPECT_TRUE(token().ready());
     auto found = token().findKey(KeyRef{key.label, std::nullopt});
@@ -1267,12 +1269,12 @@ TEST_F(TokenReconnect, RecoversAfterItsSessionsAreClosed) {
     auto lost = token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest);
     ASSERT_FALSE(lost.ok()) << "signed on a closed session";
     EXPECT_EQ(lost.error().code, "token.unavailable") << lost.error().detail;
-    EXPECT_EQ(lost.error().cause, 0xB3UL) << "CKR_SESSION_HANDLE_INVALID expected: "
-                                          << lost.error().detail;
+    EXPECT_EQ(lost.error().cause, 0xB3UL)
+        << "CKR_SESSION_HANDLE_INVALID expected: " << lost.error().detail;
     auto sig = token().sign(key, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest);
     ASSERT_TRUE(sig.ok()) << sig.error().code << ": " << sig.error().detail;
-    EXPECT_TRUE(opensslVerify(key.publicKeyDer, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest,
-                              *sig));
+    EXPECT_TRUE(
+        opensslVerify(key.publicKeyDer, SignScheme::RsaPkcs1v15, HashAlg::Sha256, digest, *sig));
     EXPECT_EQ(token().generation(), before + 1);
 }
 

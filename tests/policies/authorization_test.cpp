@@ -1,7 +1,7 @@
 // One test per row of the decision table in kyso/policies/authorization.h.
-#include <gtest/gtest.h>
-
 #include "kyso/policies/authorization.h"
+
+#include <gtest/gtest.h>
 
 namespace kyso::policies {
 namespace {

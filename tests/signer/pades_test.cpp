@@ -1,5 +1,7 @@
 // PAdES B-B: every output is checked by tools we did not write (poppler pdfsig, qpdf --check,
 // openssl cms -verify over the /ByteRange bytes), and the original must be a prefix.
+#include "kyso/signer/pades.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -7,7 +9,6 @@
 #include <regex>
 #include <set>
 
-#include "kyso/signer/pades.h"
 #include "test_env.h"
 
 namespace kyso::test {
@@ -35,15 +36,13 @@ const hsm::Credential& rsaCredential() {
 // offsets (the test's own input, independent of our writer).
 std::string minimalPdf(const std::string& text = "Hello") {
     std::vector<std::string> objs = {
-        "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
         "/Resources << /Font << /F1 5 0 R >> >> >>",
-        "",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
+        "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"};
     const std::string stream = "BT /F1 24 Tf 72 720 Td (" + text + ") Tj ET";
-    objs[3] = "<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream +
-              "\nendstream";
+    objs[3] =
+        "<< /Length " + std::to_string(stream.size()) + " >>\nstream\n" + stream + "\nendstream";
     std::string pdf = "%PDF-1.7\n%\xe2\xe3\xcf\xd3\n";
     std::vector<std::size_t> offs;
     for (std::size_t i = 0; i < objs.size(); ++i) {
@@ -57,8 +56,8 @@ std::string minimalPdf(const std::string& text = "Hello") {
         std::snprintf(line, sizeof line, "%010zu 00000 n \n", o);
         pdf += line;
     }
-    pdf += "trailer\n<< /Size " + std::to_string(objs.size() + 1) +
-           " /Root 1 0 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+    pdf += "trailer\n<< /Size " + std::to_string(objs.size() + 1) + " /Root 1 0 R >>\nstartxref\n" +
+           std::to_string(xref) + "\n%%EOF\n";
     return pdf;
 }
 
@@ -133,10 +132,10 @@ void expectCmsVerifies(const std::string& signedPath) {
     writeFile(dir + "/content", pdf.substr(0, s.br[1]) + pdf.substr(s.br[2], s.br[3]));
     writeFile(dir + "/sig.der", s.cmsDer);
     std::string out;
-    const int rc = run("openssl cms -verify -binary -inform DER -in " + dir + "/sig.der -content " +
-                           dir + "/content -CAfile " + testPki(token()).caPemFile +
-                           " -purpose any -out /dev/null",
-                       &out);
+    const int rc =
+        run("openssl cms -verify -binary -inform DER -in " + dir + "/sig.der -content " + dir +
+                "/content -CAfile " + testPki(token()).caPemFile + " -purpose any -out /dev/null",
+            &out);
     EXPECT_EQ(rc, 0) << out;
     // CAdES: signing-certificate-v2 present, no signing-time attribute.
     run("openssl cms -cmsout -print -inform DER -in " + dir + "/sig.der", &out);
@@ -247,11 +246,12 @@ TEST(Pades, SignsAfterPdfsigAddSignature) {
     fs::create_directories(nssdb);
     ASSERT_EQ(run("certutil -N -d sql:" + nssdb + " --empty-password"), 0);
     std::string out;
-    ASSERT_EQ(run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir + "/k.pem -out " +
-                      dir + "/c.pem -days 30 -subj '/CN=NSS Signer' -addext "
-                      "keyUsage=critical,digitalSignature,nonRepudiation",
-                  &out),
-              0)
+    ASSERT_EQ(
+        run("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + dir + "/k.pem -out " + dir +
+                "/c.pem -days 30 -subj '/CN=NSS Signer' -addext "
+                "keyUsage=critical,digitalSignature,nonRepudiation",
+            &out),
+        0)
         << out;
     ASSERT_EQ(run("openssl pkcs12 -export -inkey " + dir + "/k.pem -in " + dir +
                       "/c.pem -name nss-signer -passout pass: -out " + dir + "/p.p12",
@@ -347,9 +347,9 @@ TEST(Pades, RefusesCertifiedNoChangesDocuments) {
 TEST(Pades, CorpusIsSignedOrRefusedWithAReason) {
     const std::string dir = corpusDir() + "/pdf/unsigned";
     ASSERT_TRUE(fs::is_directory(dir)) << dir;
-    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref", "pdf.damaged",
-                                            "pdf.certified_no_changes", "pdf.truncated",
-                                            "pdf.not_pdf"};
+    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref",
+                                            "pdf.damaged",   "pdf.certified_no_changes",
+                                            "pdf.truncated", "pdf.not_pdf"};
     int signedCount = 0;
     int refused = 0;
     std::vector<fs::path> files;
@@ -362,11 +362,11 @@ TEST(Pades, CorpusIsSignedOrRefusedWithAReason) {
         const std::string out = tempDir("corpus") + "/out.pdf";
         auto r = signer::signPdf(path.string(), out, rsaCredential(), {});
         if (!r.ok()) {
-            EXPECT_TRUE(refusals.count(r.error().code)) << r.error().code << ": "
-                                                         << r.error().detail;
+            EXPECT_TRUE(refusals.count(r.error().code))
+                << r.error().code << ": " << r.error().detail;
             EXPECT_FALSE(fs::exists(out));
-            std::printf("  refused %-55s %s: %s\n", path.filename().c_str(),
-                        r.error().code.c_str(), r.error().detail.c_str());
+            std::printf("  refused %-55s %s: %s\n", path.filename().c_str(), r.error().code.c_str(),
+                        r.error().detail.c_str());
             ++refused;
             continue;
         }
@@ -423,8 +423,8 @@ TEST(Pades, SigningSignedDocumentsFromOtherProductsKeepsTheirVerdicts) {
         const std::string out = tempDir("resign") + "/out.pdf";
         auto r = signer::signPdf(path.string(), out, rsaCredential(), {});
         if (!r.ok()) {
-            EXPECT_TRUE(refusals.count(r.error().code)) << r.error().code << ": "
-                                                         << r.error().detail;
+            EXPECT_TRUE(refusals.count(r.error().code))
+                << r.error().code << ": " << r.error().detail;
             EXPECT_FALSE(fs::exists(out));
             std::printf("  refused %-55s %s\n", path.filename().c_str(), r.error().code.c_str());
             continue;

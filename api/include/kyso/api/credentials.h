@@ -15,7 +15,7 @@
 namespace kyso::api {
 
 class CredentialRegistry {
-public:
+  public:
     // Errors: "config.invalid" (bad URI, unreadable or mismatched certificate), "key.not_found",
     // and the token's errors.
     static Result<CredentialRegistry> load(const Config& cfg, hsm::Token& token);
@@ -24,7 +24,7 @@ public:
     policies::CredentialFacts facts(const std::string& id) const;
     const std::vector<std::string>& ids() const { return m_ids; }
 
-private:
+  private:
     std::map<std::string, hsm::Credential> m_creds;
     std::map<std::string, policies::CredentialFacts> m_facts;
     std::vector<std::string> m_ids;

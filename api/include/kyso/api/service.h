@@ -13,7 +13,7 @@
 namespace kyso::api {
 
 class Service {
-public:
+  public:
     // All references must outlive the service.
     Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds);
     ~Service();
@@ -28,7 +28,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::unique_ptr<Impl> m_impl;
 };
 

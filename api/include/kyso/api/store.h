@@ -27,7 +27,7 @@ struct ApiKeyInfo {
 };
 
 class Store {
-public:
+  public:
     // Opens (and creates or migrates) the database. Errors: "db.unavailable".
     static Result<std::unique_ptr<Store>> open(const std::string& path);
     ~Store();
@@ -46,7 +46,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     explicit Store(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> m_impl;
 };

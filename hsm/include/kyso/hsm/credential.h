@@ -11,14 +11,14 @@
 namespace kyso::hsm {
 
 struct Credential {
-    std::string id;                       // configured credential id ("officer-1")
-    std::string kind;                     // "officer", "seal", "tsa", ...
-    Token* token = nullptr;          // borrowed; outlives the credential
-    KeyInfo key;                     // the private key on the token
+    std::string id;          // configured credential id ("officer-1")
+    std::string kind;        // "officer", "seal", "tsa", ...
+    Token* token = nullptr;  // borrowed; outlives the credential
+    KeyInfo key;             // the private key on the token
     SignScheme scheme = SignScheme::RsaPkcs1v15;
     HashAlg hash = HashAlg::Sha256;
-    std::string certificateDer;           // the signer's certificate
-    std::vector<std::string> chainDer;    // intermediates (issuer first), no trust anchor
+    std::string certificateDer;         // the signer's certificate
+    std::vector<std::string> chainDer;  // intermediates (issuer first), no trust anchor
 
     // Signs a digest of `hash` on the token (one token operation).
     Result<std::string> signDigest(std::string_view digest) const {

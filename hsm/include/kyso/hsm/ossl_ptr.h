@@ -2,10 +2,6 @@
 // uses these; a raw OpenSSL pointer in kyso code is borrowed (get0) unless it is wrapped here.
 #pragma once
 
-#include <memory>
-#include <string>
-#include <string_view>
-
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
@@ -13,14 +9,18 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <memory>
+#include <string>
+#include <string_view>
+
 namespace kyso {
 
 template <typename T>
 struct OsslDeleter;
 
-#define KYSO_OSSL_DELETER(T, fn)                           \
-    template <>                                            \
-    struct OsslDeleter<T> {                                \
+#define KYSO_OSSL_DELETER(T, fn)                          \
+    template <>                                           \
+    struct OsslDeleter<T> {                               \
         void operator()(T* p) const noexcept { ::fn(p); } \
     }
 

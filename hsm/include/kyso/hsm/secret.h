@@ -11,7 +11,7 @@
 namespace kyso::hsm {
 
 class Secret final {
-public:
+  public:
     Secret() = default;
     explicit Secret(std::string value) : m_value(std::move(value)) {}
     Secret(const Secret&) = delete;
@@ -26,7 +26,7 @@ public:
     bool empty() const noexcept { return m_value.empty(); }
     void wipe() noexcept;
 
-private:
+  private:
     std::string m_value;
 };
 

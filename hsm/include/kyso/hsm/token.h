@@ -37,11 +37,11 @@ const char* hashName(HashAlg h) noexcept;
 std::optional<HashAlg> parseHashAlg(std::string_view name) noexcept;
 
 struct TokenConfig {
-    std::string modulePath;                 // the PKCS#11 module (.so)
-    std::optional<std::string> tokenLabel;  // pick the token by label ...
-    std::optional<std::string> tokenSerial; // ... and/or by serial
-    std::string pinSource;                  // "file:/path" or "env:NAME" (see secret.h)
-    unsigned maxSessions = 16;              // upper bound of the session pool
+    std::string modulePath;                  // the PKCS#11 module (.so)
+    std::optional<std::string> tokenLabel;   // pick the token by label ...
+    std::optional<std::string> tokenSerial;  // ... and/or by serial
+    std::string pinSource;                   // "file:/path" or "env:NAME" (see secret.h)
+    unsigned maxSessions = 16;               // upper bound of the session pool
 };
 
 // Which key: by label, by id, or both (both must match). Build one from a URI with keyRefFrom.
@@ -53,7 +53,7 @@ KeyRef keyRefFrom(const Pkcs11Uri& uri);
 
 struct KeyInfo {
     std::string label;
-    std::string id;            // raw CKA_ID bytes
+    std::string id;  // raw CKA_ID bytes
     KeyType type = KeyType::Rsa;
     unsigned bits = 0;         // RSA modulus bits, or the EC field size
     std::string curve;         // "P-256", "P-384" for EC keys
@@ -79,7 +79,7 @@ struct TokenInfo {
 };
 
 class Token final {
-public:
+  public:
     // Loads the module, finds the token and logs in as the user with the PIN from
     // cfg.pinSource. Errors: "token.module" (module cannot be loaded), "token.not_found",
     // "token.pin_incorrect", "token.pin_locked", "secret.unavailable", "token.unavailable".
@@ -123,7 +123,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     explicit Token(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> m_impl;
 };

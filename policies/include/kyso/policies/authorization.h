@@ -1,16 +1,17 @@
 // Who may use which credential for what: a pure function of (principal, credential, operation),
 // with its decision table below and a test per row (tests/policies/authorization_test.cpp).
 //
-// | rule                    | principal role | operation              | credential          | result |
+// | rule                    | principal role | operation              | credential          |
+// result |
 // |-------------------------|----------------|------------------------|---------------------|--------|
-// | admin-no-signing        | admin          | any signing            | any                 | deny   |
-// | officer-own-credential  | officer        | sign-pdf/cms/hash      | officer, owned      | allow  |
-// | officer-not-owner       | officer        | sign-pdf/cms/hash      | officer, not owned  | deny   |
-// | clerk-applies-seal      | clerk          | seal                   | seal                | allow  |
-// | portal-seals-receipts   | portal         | receipt                | receipt-seal        | allow  |
-// | tsa-for-timestamps      | any            | timestamp              | tsa                 | allow  |
-// | kind-mismatch           | any            | any                    | kind not for op     | deny   |
-// | default-deny            | anything else  |                        |                     | deny   |
+// | admin-no-signing        | admin          | any signing            | any                 | deny
+// | | officer-own-credential  | officer        | sign-pdf/cms/hash      | officer, owned      |
+// allow  | | officer-not-owner       | officer        | sign-pdf/cms/hash      | officer, not owned
+// | deny   | | clerk-applies-seal      | clerk          | seal                   | seal | allow  |
+// | portal-seals-receipts   | portal         | receipt                | receipt-seal        | allow
+// | | tsa-for-timestamps      | any            | timestamp              | tsa                 |
+// allow  | | kind-mismatch           | any            | any                    | kind not for op |
+// deny   | | default-deny            | anything else  |                        | | deny   |
 //
 // "Owned" means the principal's name is listed in the credential's owners. Listing credentials
 // shows a principal exactly those it may use for at least one operation.

@@ -32,7 +32,7 @@ struct PadesOptions {
 };
 
 struct PadesResult {
-    std::string fieldName;        // the signature field that now holds the signature
+    std::string fieldName;  // the signature field that now holds the signature
     std::uint64_t originalSize = 0;
     std::uint64_t outputSize = 0;
     std::uint64_t contentsBytes = 0;  // bytes reserved for /Contents (binary, before hex)
