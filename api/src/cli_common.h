@@ -4,6 +4,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <exception>
 #include <initializer_list>
 #include <iostream>
 #include <map>
@@ -120,6 +121,23 @@ inline void protectMemory() {
     };
     ::setrlimit(RLIMIT_CORE, &none);
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+// The frame of both executables' main(): memory protection, the usage message for a bare
+// command, and a catch-all that turns an escaped exception into exit code 70.
+template <typename Dispatch>
+int runCli(int argc, char** argv, Dispatch&& dispatch) {
+    protectMemory();
+    try {
+        if (argc < 2) {
+            std::cerr << kUsage;
+            return kExitUsage;
+        }
+        return dispatch(std::string(argv[1]), std::string(argc > 2 ? argv[2] : ""));
+    } catch (const std::exception& e) {
+        std::cerr << "kyso: internal error: " << e.what() << "\n";
+        return kExitSoftware;
+    }
 }
 
 }  // namespace kyso::cli

@@ -110,6 +110,22 @@ struct Demo {
         return c;
     }
 
+    // Key and certificate of `label`, made if missing; `issuer` null means self-signed.
+    Result<hsm::Credential> ensureCredential(const std::string& label, unsigned rsaBits,
+                                             ca::CertificateProfile profile,
+                                             const hsm::Credential* issuer) {
+        auto key = ensureKey(label, hsm::KeyType::Rsa, rsaBits);
+        if (!key) {
+            return key.error();
+        }
+        const hsm::Credential self = credential(label, *key, "");
+        auto cert = ensureCert(label, *key, std::move(profile), issuer ? *issuer : self);
+        if (!cert) {
+            return cert.error();
+        }
+        return credential(label, *key, *cert);
+    }
+
     // The TLS key is a file (0600): the HTTPS stack loads it directly. Signing keys never are.
     Status ensureTls(const hsm::Credential& issuer) {
         const std::string keyPath = p("tls/server.key");
@@ -220,27 +236,17 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     d.token = std::move(token.value());
 
     // The demo PKI: root CA -> issuing CA -> officer; every key generated on the token.
-    auto rootKey = d.ensureKey("root-ca", hsm::KeyType::Rsa, 3072);
-    if (!rootKey) {
-        return rootKey.error();
-    }
-    hsm::Credential rootSelf = d.credential("root-ca", *rootKey, "");
     ca::CertificateProfile rootProf;
     rootProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Root CA"}};
     rootProf.isCa = true;
     rootProf.keyCertSign = true;
     rootProf.crlSign = true;
     rootProf.validDays = 3650;
-    auto rootCert = d.ensureCert("root-ca", *rootKey, rootProf, rootSelf);
-    if (!rootCert) {
-        return rootCert.error();
+    auto root = d.ensureCredential("root-ca", 3072, rootProf, nullptr);
+    if (!root) {
+        return root.error();
     }
-    hsm::Credential root = d.credential("root-ca", *rootKey, *rootCert);
 
-    auto issuingKey = d.ensureKey("issuing-ca", hsm::KeyType::Rsa, 2048);
-    if (!issuingKey) {
-        return issuingKey.error();
-    }
     ca::CertificateProfile issuingProf;
     issuingProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Issuing CA"}};
     issuingProf.isCa = true;
@@ -248,16 +254,11 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     issuingProf.keyCertSign = true;
     issuingProf.crlSign = true;
     issuingProf.validDays = 1825;
-    auto issuingCert = d.ensureCert("issuing-ca", *issuingKey, issuingProf, root);
-    if (!issuingCert) {
-        return issuingCert.error();
+    auto issuing = d.ensureCredential("issuing-ca", 2048, issuingProf, &*root);
+    if (!issuing) {
+        return issuing.error();
     }
-    hsm::Credential issuing = d.credential("issuing-ca", *issuingKey, *issuingCert);
 
-    auto officerKey = d.ensureKey("officer-1", hsm::KeyType::Rsa, 2048);
-    if (!officerKey) {
-        return officerKey.error();
-    }
     ca::CertificateProfile officerProf;
     officerProf.subject = {{"C", "VN"},
                            {"ST", "Hà Nội"},
@@ -267,11 +268,11 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     officerProf.digitalSignature = true;
     officerProf.nonRepudiation = true;
     officerProf.validDays = 730;
-    auto officerCert = d.ensureCert("officer-1", *officerKey, officerProf, issuing);
-    if (!officerCert) {
-        return officerCert.error();
+    auto officer = d.ensureCredential("officer-1", 2048, officerProf, &*issuing);
+    if (!officer) {
+        return officer.error();
     }
-    auto st = d.ensureTls(issuing);
+    auto st = d.ensureTls(*issuing);
     if (!st) {
         return st;
     }

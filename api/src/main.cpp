@@ -97,14 +97,7 @@ int execService(char** argv) {
 
 int main(int argc, char** argv) {
     using namespace kyso::cli;
-    protectMemory();
-    try {
-        if (argc < 2) {
-            std::cerr << kUsage;
-            return kExitUsage;
-        }
-        const std::string cmd = argv[1];
-        const std::string sub = argc > 2 ? argv[2] : "";
+    return runCli(argc, argv, [&](const std::string& cmd, const std::string& sub) {
         if (cmd == "version" || cmd == "--version") {
             std::cout << "kyso " << KYSO_VERSION << "\n";
             return 0;
@@ -130,8 +123,5 @@ int main(int argc, char** argv) {
         }
         std::cerr << kUsage;
         return kExitUsage;
-    } catch (const std::exception& e) {
-        std::cerr << "kyso: internal error: " << e.what() << "\n";
-        return kExitSoftware;
-    }
+    });
 }

@@ -136,16 +136,8 @@ int cmdApiKey(const std::string& verb, const Args& a) {
 
 int main(int argc, char** argv) {
     using namespace kyso::cli;
-    protectMemory();
-    try {
-        if (argc < 2) {
-            std::cerr << kUsage;
-            return kExitUsage;
-        }
-        const std::string cmd = argv[1];
-        const std::string sub = argc > 2 ? argv[2] : "";
-        const int from = (cmd == "serve") ? 2 : 3;
-        auto args = parseArgs(argc, argv, from);
+    return runCli(argc, argv, [&](const std::string& cmd, const std::string& sub) {
+        auto args = parseArgs(argc, argv, cmd == "serve" ? 2 : 3);
         if (!args || !args->positional.empty()) {
             std::cerr << kUsage;
             return kExitUsage;
@@ -161,8 +153,5 @@ int main(int argc, char** argv) {
         }
         std::cerr << kUsage;
         return kExitUsage;
-    } catch (const std::exception& e) {
-        std::cerr << "kyso: internal error: " << e.what() << "\n";
-        return kExitSoftware;
-    }
+    });
 }
