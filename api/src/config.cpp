@@ -110,6 +110,9 @@ Result<Config> loadConfig(const std::string& path) {
         {"server", {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir"}},
         {"pkcs11", {"module", "token", "serial", "pin", "softhsm2Conf", "maxSessions"}},
         {"database", {"path"}},
+        {"tsa",
+         {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
+          "includeName"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
                                                          "chain", "owners", "scheme"};
@@ -251,6 +254,58 @@ Result<Config> loadConfig(const std::string& path) {
             cc.scheme = e->value;
         }
         c.credentials.push_back(std::move(cc));
+    }
+    if (ini.sections.count("tsa")) {
+        TsaConfig t;
+        const Entry* cred = get("tsa", "credential");
+        if (cred == nullptr) {
+            return bad(0, "[tsa] credential is required");
+        }
+        const CredentialConfig* cc = c.findCredential(cred->value);
+        if (cc == nullptr || cc->kind != "tsa") {
+            return bad(cred->line, "[tsa] credential must name a [credential.ID] of kind tsa");
+        }
+        t.credential = cred->value;
+        if (const Entry* e = get("tsa", "policy")) {
+            t.policy = e->value;
+        }
+        if (const Entry* e = get("tsa", "otherPolicies")) {
+            t.otherPolicies = splitList(e->value);
+        }
+        if (const Entry* e = get("tsa", "digests")) {
+            t.digests.clear();
+            for (const auto& name : splitList(e->value)) {
+                auto h = hsm::parseHashAlg(name);
+                if (!h) {
+                    return bad(e->line, "digests: SHA-256, SHA-384 or SHA-512");
+                }
+                t.digests.push_back(*h);
+            }
+            if (t.digests.empty()) {
+                return bad(e->line, "digests: at least one of SHA-256, SHA-384, SHA-512");
+            }
+        }
+        if (const Entry* e = get("tsa", "accuracySeconds")) {
+            auto v = number(e, 0, 3600, "accuracySeconds");
+            if (!v) {
+                return v.error();
+            }
+            t.accuracySeconds = static_cast<int>(*v);
+        }
+        if (const Entry* e = get("tsa", "accuracyMillis")) {
+            auto v = number(e, 0, 999, "accuracyMillis");
+            if (!v) {
+                return v.error();
+            }
+            t.accuracyMillis = static_cast<int>(*v);
+        }
+        if (const Entry* e = get("tsa", "includeName")) {
+            if (e->value != "true" && e->value != "false") {
+                return bad(e->line, "includeName must be true or false");
+            }
+            t.includeName = e->value == "true";
+        }
+        c.tsa = t;
     }
     return c;
 }

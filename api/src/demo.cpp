@@ -272,13 +272,27 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!officer) {
         return officer.error();
     }
+    ca::CertificateProfile tsaProf;
+    tsaProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo TSA"}};
+    tsaProf.digitalSignature = true;
+    tsaProf.nonRepudiation = true;
+    tsaProf.extendedKeyUsage = {"timeStamping"};
+    tsaProf.extendedKeyUsageCritical = true;  // RFC 3161 2.3
+    tsaProf.validDays = 1825;
+    auto tsa = d.ensureCredential("tsa", 2048, tsaProf, &*issuing);
+    if (!tsa) {
+        return tsa.error();
+    }
     auto st = d.ensureTls(*issuing);
     if (!st) {
         return st;
     }
 
-    const std::string officerUri =
-        "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) + ";object=officer-1;type=private";
+    auto uriFor = [](const std::string& label) {
+        return "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) +
+               ";object=" + hsm::pkcs11UriEncode(label) + ";type=private";
+    };
+    const std::string officerUri = uriFor("officer-1");
     const std::string confPath = d.p("kyso.conf");
     if (!fs::exists(confPath)) {
         std::ostringstream conf;
@@ -291,7 +305,11 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[database]\npath = kyso.db\n\n"
              << "[credential.officer-1]\nkind = officer\nkey = " << officerUri
              << "\ncertificate = pki/officer-1.pem\nchain = pki/issuing-ca.pem\n"
-             << "owners = officer-1\n";
+             << "owners = officer-1\n\n"
+             << "[credential.tsa]\nkind = tsa\nkey = " << uriFor("tsa")
+             << "\ncertificate = pki/tsa.pem\nchain = pki/issuing-ca.pem\n\n"
+             << "[tsa]\ncredential = tsa\npolicy = 2.999.1.1\n"
+             << "digests = SHA-256, SHA-384, SHA-512\naccuracySeconds = 1\n";
         st = writePrivateFile(confPath, conf.str(), 0600);
         if (!st) {
             return st;
@@ -338,6 +356,12 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         officer.set("certificate", d.p("pki/officer-1.pem"));
         officer.set("pkcs11Uri", officerUri);
         creds.add(officer);
+        Poco::JSON::Object tsaCred;
+        tsaCred.set("id", "tsa");
+        tsaCred.set("kind", "tsa");
+        tsaCred.set("certificate", d.p("pki/tsa.pem"));
+        tsaCred.set("pkcs11Uri", uriFor("tsa"));
+        creds.add(tsaCred);
         j.set("credentials", creds);
         std::ostringstream js;
         j.stringify(js, 2);

@@ -39,6 +39,25 @@ using Poco::Net::HTTPResponse;
 using Poco::Net::HTTPServerRequest;
 using Poco::Net::HTTPServerResponse;
 
+Result<std::unique_ptr<signer::TimeStampAuthority>> makeTimeStampAuthority(
+    const Config& cfg, const CredentialRegistry& creds, signer::SerialSource& serials) {
+    if (!cfg.tsa) {
+        return std::unique_ptr<signer::TimeStampAuthority>();
+    }
+    const hsm::Credential* cred = creds.find(cfg.tsa->credential);
+    if (cred == nullptr) {
+        return Error::make("config.invalid", "the TSA credential is not loaded");
+    }
+    signer::TsaPolicy p;
+    p.policyOid = cfg.tsa->policy;
+    p.otherPolicies = cfg.tsa->otherPolicies;
+    p.digests = cfg.tsa->digests;
+    p.accuracySeconds = cfg.tsa->accuracySeconds;
+    p.accuracyMillis = cfg.tsa->accuracyMillis;
+    p.includeTsaName = cfg.tsa->includeName;
+    return signer::TimeStampAuthority::create(*cred, p, serials);
+}
+
 int httpStatusFor(const std::string& code) {
     static const std::map<std::string, int> exact = {
         {"pdf.empty", 400},
@@ -55,6 +74,8 @@ int httpStatusFor(const std::string& code) {
         {"level.unsupported", 400},
         {"appearance.unsupported", 400},
         {"seal.unsupported", 400},
+        {"tsa.too_large", 413},
+        {"tsa.not_a_request", 400},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -181,6 +202,7 @@ struct Service::Impl {
     hsm::Token& token;
     Store& store;
     const CredentialRegistry& creds;
+    signer::TimeStampAuthority* tsa;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
@@ -191,8 +213,9 @@ struct Service::Impl {
     int inFlight = 0;
     bool stopping = false;
 
-    Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r)
-        : cfg(c), token(t), store(s), creds(r) {}
+    Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r,
+         signer::TimeStampAuthority* a)
+        : cfg(c), token(t), store(s), creds(r), tsa(a) {}
 
     struct Exchange {
         HTTPServerRequest& req;
@@ -497,6 +520,43 @@ struct Service::Impl {
         }
     }
 
+    // RFC 3161 over HTTP (RFC 3161 3.4): application/timestamp-query in, -reply out. Open to
+    // every client, as a TSA is. A malformed query is answered with a PKIStatus rejection (HTTP
+    // 200, as the RFC wants); only a body that is not a query at all is a 4xx.
+    void timestamp(Exchange& x) {
+        if (tsa == nullptr) {
+            return sendProblem(x, {"route.not_found", "no time-stamping authority is configured"});
+        }
+        const std::string ctype = x.req.getContentType();
+        if (ctype.rfind("application/timestamp-query", 0) != 0) {
+            return sendProblem(
+                x, {"content_type.unsupported", "the body must be application/timestamp-query"});
+        }
+        const std::size_t limit = tsa->policy().maxRequestBytes;
+        const std::int64_t declared = x.req.getContentLength64();
+        if (declared > 0 && static_cast<std::uint64_t>(declared) > limit) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(x, {"tsa.too_large", "a TimeStampReq is at most " +
+                                                        std::to_string(limit) + " bytes"});
+        }
+        std::string body;
+        std::vector<char> buf(4096);
+        std::istream& in = x.req.stream();
+        while (in && body.size() <= limit) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+        }
+        auto reply = tsa->respond(body);
+        if (!reply) {
+            return sendError(x, reply.error());
+        }
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType("application/timestamp-reply");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(reply->size()));
+        x.resp.send() << *reply;
+    }
+
     void handle(HTTPServerRequest& req, HTTPServerResponse& resp) {
         const auto started = std::chrono::steady_clock::now();
         Exchange x{req, resp, randomHex(12)};
@@ -538,7 +598,8 @@ struct Service::Impl {
             if (!route("/healthz", "GET", &Impl::healthz) &&
                 !route("/readyz", "GET", &Impl::readyz) &&
                 !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
-                !route("/api/v1/sign/pdf", "POST", &Impl::signPdf)) {
+                !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
+                !route("/tsa", "POST", &Impl::timestamp)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             }
             // Whatever the handler did not read of the body (an early answer: 401, 403, 413, ...).
@@ -587,8 +648,8 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 Service::Service(const Config& cfg, hsm::Token& token, Store& store,
-                 const CredentialRegistry& creds)
-    : m_impl(std::make_unique<Impl>(cfg, token, store, creds)) {}
+                 const CredentialRegistry& creds, signer::TimeStampAuthority* tsa)
+    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa)) {}
 
 Service::~Service() {
     stop();

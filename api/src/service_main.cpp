@@ -65,8 +65,13 @@ int cmdServe(const Args& a) {
     if (!creds) {
         return fail(creds.error(), exitCodeFor(creds.error()));
     }
+    auto serials = (*store)->serialSource("tsa");
+    auto tsa = kyso::api::makeTimeStampAuthority(*cfg, *creds, *serials);
+    if (!tsa) {
+        return fail(tsa.error(), exitCodeFor(tsa.error()));
+    }
     Poco::Net::initializeSSL();
-    kyso::api::Service service(*cfg, **token, **store, *creds);
+    kyso::api::Service service(*cfg, **token, **store, *creds, tsa->get());
     auto st = service.start();
     if (!st) {
         return fail(st.error(), kExitUnavailable);

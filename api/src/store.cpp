@@ -85,6 +85,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
              " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,"
              " hash TEXT NOT NULL, created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
             now;
+        s << "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL)",
+            now;
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable",
                            "cannot open database " + path + ": " + e.displayText());
@@ -204,6 +206,65 @@ std::optional<policies::Principal> Store::authenticate(std::string_view key) {
     std::lock_guard lk(m_impl->cacheMu);
     m_impl->cache[id] = Impl::Cached{secretHash, p, nowT + kCacheTtl};
     return p;
+}
+
+namespace {
+
+class BlockSerials final : public signer::SerialSource {
+  public:
+    BlockSerials(Store::Impl& impl, std::string name, std::uint64_t block)
+        : m_impl(impl), m_name(std::move(name)), m_block(block) {}
+
+    Result<std::uint64_t> next() override {
+        std::lock_guard lk(m_mu);
+        if (m_next == m_end) {
+            auto st = reserve();
+            if (!st) {
+                return st.error();
+            }
+        }
+        return m_next++;
+    }
+
+  private:
+    Status reserve() {
+        std::lock_guard lk(m_impl.mu);
+        auto& s = *m_impl.session;
+        try {
+            s << "BEGIN IMMEDIATE", now;
+            std::string name = m_name;
+            s << "INSERT OR IGNORE INTO counters (name, next) VALUES (?, 1)", use(name), now;
+            Poco::Int64 start = 0;
+            s << "SELECT next FROM counters WHERE name = ?", use(name), into(start), now;
+            Poco::Int64 end = start + static_cast<Poco::Int64>(m_block);
+            s << "UPDATE counters SET next = ? WHERE name = ?", use(end), use(name), now;
+            s << "COMMIT", now;
+            m_next = static_cast<std::uint64_t>(start);
+            m_end = static_cast<std::uint64_t>(end);
+        } catch (const Poco::Exception& e) {
+            try {
+                s << "ROLLBACK", now;
+            } catch (const Poco::Exception&) {
+            }
+            return Error::make("db.unavailable",
+                               "cannot reserve serial numbers: " + e.displayText());
+        }
+        return Ok{};
+    }
+
+    Store::Impl& m_impl;
+    std::string m_name;
+    std::uint64_t m_block;
+    std::mutex m_mu;
+    std::uint64_t m_next = 0;
+    std::uint64_t m_end = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<signer::SerialSource> Store::serialSource(const std::string& name,
+                                                          std::uint64_t block) {
+    return std::make_unique<BlockSerials>(*m_impl, name, block == 0 ? 1 : block);
 }
 
 bool Store::writable() {

@@ -4,13 +4,13 @@
 // we need it is much more code for the same result.
 #include "kyso/hsm/evp_key.h"
 
-#include <cstring>
-#include <mutex>
-
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 #include <openssl/rsa.h>
+
+#include <cstring>
+#include <mutex>
 
 namespace kyso::hsm {
 
@@ -28,8 +28,7 @@ int rsaIndex() {
 }
 
 int ecIndex() {
-    static const int idx =
-        ::EC_KEY_get_ex_new_index(0, nullptr, nullptr, nullptr, freeCredential);
+    static const int idx = ::EC_KEY_get_ex_new_index(0, nullptr, nullptr, nullptr, freeCredential);
     return idx;
 }
 
@@ -76,8 +75,8 @@ int rsaSign(int type, const unsigned char* m, unsigned int mLen, unsigned char* 
     const auto* c = static_cast<const Credential*>(::RSA_get_ex_data(rsa, rsaIndex()));
     auto sig = signWith(c, SignScheme::RsaPkcs1v15, hashFromNid(type), m, mLen);
     if (!sig || sig->size() > static_cast<std::size_t>(::RSA_size(rsa))) {
-        t_lastError = sig ? Error::make("token.error", "signature longer than the modulus")
-                          : sig.error();
+        t_lastError =
+            sig ? Error::make("token.error", "signature longer than the modulus") : sig.error();
         ERR_raise(ERR_LIB_RSA, ERR_R_OPERATION_FAIL);
         return 0;
     }
@@ -89,8 +88,8 @@ int rsaSign(int type, const unsigned char* m, unsigned int mLen, unsigned char* 
 ECDSA_SIG* ecSignSig(const unsigned char* dgst, int dlen, const BIGNUM*, const BIGNUM*,
                      EC_KEY* eckey) {
     const auto* c = static_cast<const Credential*>(::EC_KEY_get_ex_data(eckey, ecIndex()));
-    auto sig = signWith(c, SignScheme::Ecdsa, hashFromLength(dlen), dgst,
-                        static_cast<unsigned int>(dlen));
+    auto sig =
+        signWith(c, SignScheme::Ecdsa, hashFromLength(dlen), dgst, static_cast<unsigned int>(dlen));
     if (!sig) {
         t_lastError = sig.error();
         ERR_raise(ERR_LIB_EC, ERR_R_OPERATION_FAIL);
@@ -116,7 +115,9 @@ int ecSign(int, const unsigned char* dgst, int dlen, unsigned char* sig, unsigne
     return 1;
 }
 
-int ecSignSetup(EC_KEY*, BN_CTX*, BIGNUM**, BIGNUM**) { return 1; }
+int ecSignSetup(EC_KEY*, BN_CTX*, BIGNUM**, BIGNUM**) {
+    return 1;
+}
 
 // The methods live for the process: keys made from them may be anywhere.
 const RSA_METHOD* rsaMethod() {
@@ -150,8 +151,8 @@ std::optional<Error> takeTokenError() {
 }
 
 Result<OsslPtr<EVP_PKEY>> tokenBackedKey(const Credential& credential) {
-    const unsigned char* p = reinterpret_cast<const unsigned char*>(
-        credential.key.publicKeyDer.data());
+    const unsigned char* p =
+        reinterpret_cast<const unsigned char*>(credential.key.publicKeyDer.data());
     OsslPtr<EVP_PKEY> pub(
         ::d2i_PUBKEY(nullptr, &p, static_cast<long>(credential.key.publicKeyDer.size())));
     if (!pub) {

@@ -59,6 +59,8 @@ class Env {
     std::unique_ptr<hsm::Token> token;
     std::unique_ptr<api::Store> store;
     std::optional<api::CredentialRegistry> creds;
+    std::unique_ptr<signer::SerialSource> serials;
+    std::unique_ptr<signer::TimeStampAuthority> tsa;
     std::unique_ptr<api::Service> service;
     std::map<std::string, std::string> keys;  // API key per principal name
 
@@ -136,8 +138,13 @@ class Env {
             keys[k->getValue<std::string>("name")] = k->getValue<std::string>("apiKey");
         }
         keys["officer-2"] = store->createApiKey("officer-2", policies::Role::Officer).value();
+        serials = store->serialSource("tsa", 50);
+        tsa = std::move(api::makeTimeStampAuthority(cfg, *creds, *serials).value());
+        if (!tsa) {
+            throw std::runtime_error("the demo has no TSA");
+        }
         Poco::Net::initializeSSL();
-        service = std::make_unique<api::Service>(cfg, *token, *store, *creds);
+        service = std::make_unique<api::Service>(cfg, *token, *store, *creds, tsa.get());
         auto started = service->start();
         if (!started) {
             throw std::runtime_error("service: " + started.error().detail);
@@ -172,25 +179,36 @@ TEST(Rest, HealthAndReadiness) {
     EXPECT_EQ(j->getObject("checks")->getValue<std::string>("token"), "ok");
 }
 
+// The ids in a credentials listing, in order.
+std::vector<std::string> listedIds(const Response& r) {
+    std::vector<std::string> ids;
+    auto list = r.json()->getArray("credentials");
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        ids.push_back(list->getObject(static_cast<unsigned>(i))->getValue<std::string>("id"));
+    }
+    return ids;
+}
+
 TEST(Rest, CredentialsListShowsWhatTheCallerMayUse) {
     auto& env = Env::get();
     auto r = env.request("GET", "/api/v1/credentials", env.keys["officer-1"]);
     ASSERT_EQ(r.status, 200) << r.body;
-    auto list = r.json()->getArray("credentials");
-    ASSERT_EQ(list->size(), 1u);
-    auto c = list->getObject(0);
-    EXPECT_EQ(c->getValue<std::string>("id"), "officer-1");
+    // Their own credential, and the TSA that every role may use for timestamps.
+    ASSERT_EQ(listedIds(r), (std::vector<std::string>{"officer-1", "tsa"}));
+    auto c = r.json()->getArray("credentials")->getObject(0);
     EXPECT_EQ(c->getValue<std::string>("kind"), "officer");
     EXPECT_EQ(c->getValue<std::string>("keyAlgorithm"), "RSA-2048");
     EXPECT_NE(c->getValue<std::string>("subject").find("Nguyễn Văn An"), std::string::npos);
     EXPECT_EQ(c->getArray("certificateChain")->size(), 2u);
     EXPECT_FALSE(c->getValue<std::string>("notAfter").empty());
-    // Another officer and a portal see nothing they could use.
+    EXPECT_EQ(r.json()->getArray("credentials")->getObject(1)->getValue<std::string>("kind"),
+              "tsa");
+    // Another officer and a portal see no officer credential.
     auto other = env.request("GET", "/api/v1/credentials", env.keys["officer-2"]);
     ASSERT_EQ(other.status, 200);
-    EXPECT_EQ(other.json()->getArray("credentials")->size(), 0u);
+    EXPECT_EQ(listedIds(other), (std::vector<std::string>{"tsa"}));
     auto portal = env.request("GET", "/api/v1/credentials", env.keys["portal"]);
-    EXPECT_EQ(portal.json()->getArray("credentials")->size(), 0u);
+    EXPECT_EQ(listedIds(portal), (std::vector<std::string>{"tsa"}));
 }
 
 TEST(Rest, AuthenticationIsRequired) {
@@ -530,6 +548,273 @@ TEST(Serve, StopsCleanlyUnderLoad) {
     EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0) << readFile(log);
     EXPECT_EQ(unexpected.load(), 0);
     EXPECT_TRUE(fs::is_empty(env.dir + "/spool-serve-test"));
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+#include <botan/pubkey.h>
+#include <botan/x509cert.h>
+
+namespace kyso::test {
+namespace {
+
+// ---- RFC 3161: openssl ts as the client and the verifier ----------------------------------
+
+struct TsaReply {
+    int status = 0;
+    std::string text;  // openssl ts -reply -text
+    std::string file;
+};
+
+TsaReply timestamp(const std::string& queryFile) {
+    auto& env = Env::get();
+    TsaReply r;
+    r.file = queryFile + ".tsr";
+    auto resp = env.request("POST", "/tsa", "", queryFile, "application/timestamp-query", r.file);
+    r.status = resp.status;
+    run("openssl ts -reply -in " + shellQuote(r.file) + " -text", &r.text);
+    return r;
+}
+
+TEST(Tsa, OpensslQueryReplyVerifyForEveryDigestNonceAndCertReq) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("tsa");
+    writeFile(dir + "/data", "Hồ sơ thủ tục hành chính số 42");
+    for (const std::string digest : {"sha256", "sha384", "sha512"}) {
+        for (bool nonce : {true, false}) {
+            for (bool certReq : {true, false}) {
+                SCOPED_TRACE(digest + (nonce ? " nonce" : " no-nonce") +
+                             (certReq ? " cert" : " no-cert"));
+                const std::string q =
+                    dir + "/" + digest + std::to_string(nonce) + std::to_string(certReq) + ".tsq";
+                ASSERT_EQ(
+                    run("openssl ts -query -data " + dir + "/data -" + digest +
+                        (nonce ? "" : " -no_nonce") + (certReq ? " -cert" : "") + " -out " + q),
+                    0);
+                TsaReply r = timestamp(q);
+                ASSERT_EQ(r.status, 200);
+                EXPECT_NE(r.text.find("Status: Granted."), std::string::npos) << r.text;
+                EXPECT_NE(r.text.find("Policy OID: 2.999.1.1"), std::string::npos) << r.text;
+                EXPECT_NE(r.text.find("Hash Algorithm: " + digest), std::string::npos) << r.text;
+                EXPECT_NE(r.text.find("Ordering: no"), std::string::npos) << r.text;
+                EXPECT_NE(r.text.find("TSA: DirName:/C=VN/O=kyso demo/CN=kyso Demo TSA"),
+                          std::string::npos)
+                    << r.text;
+                EXPECT_EQ(r.text.find("Nonce: unspecified") == std::string::npos, nonce) << r.text;
+                std::string out;
+                // Without certReq the TSA certificate is not in the reply: give it to the
+                // verifier, as a client would.
+                const std::string untrusted = dir + "/untrusted.pem";
+                writeFile(untrusted, readFile(env.dir + "/pki/issuing-ca.pem") +
+                                         (certReq ? "" : readFile(env.dir + "/pki/tsa.pem")));
+                EXPECT_EQ(
+                    run("openssl ts -verify -data " + dir + "/data -in " + r.file + " -CAfile " +
+                            env.dir + "/pki/root-ca.pem -untrusted " + untrusted,
+                        &out),
+                    0)
+                    << out;
+                EXPECT_NE(out.find("Verification: OK"), std::string::npos) << out;
+                // RFC 5816: ESSCertIDv2 (id-aa-signingCertificateV2) in the signed attributes.
+                run("openssl ts -reply -in " + r.file + " -token_out -out " + r.file +
+                        ".tst && openssl cms -cmsout -print -inform DER -in " + r.file + ".tst",
+                    &out);
+                EXPECT_NE(out.find("id-smime-aa-signingCertificateV2"), std::string::npos);
+                // The certificate is there exactly when it was asked for.
+                run("openssl pkcs7 -inform DER -in " + r.file + ".tst -print_certs", &out);
+                EXPECT_EQ(out.find("CN = kyso Demo TSA") != std::string::npos, certReq) << out;
+            }
+        }
+    }
+}
+
+TEST(Tsa, MalformedRequestsGetRfc3161RejectionsAndTheServiceKeepsServing) {
+    const std::string dir = tempDir("tsa-bad");
+    writeFile(dir + "/data", "x");
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -cert -out " + dir + "/good"),
+              0);
+    const std::string good = readFile(dir + "/good");
+    struct Case {
+        std::string name;
+        std::string bytes;
+        std::string failure;  // openssl's text for the PKIFailureInfo bit
+    };
+    std::vector<Case> cases;
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha1 -out " + dir + "/sha1"), 0);
+    cases.push_back({"sha1", readFile(dir + "/sha1"), "unrecognized or unsupported algorithm"});
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -tspolicy 1.2.3.4 -out " + dir +
+                  "/policy"),
+              0);
+    cases.push_back({"policy", readFile(dir + "/policy"), "policy is not supported"});
+    cases.push_back({"truncated", good.substr(0, good.size() - 7), "wrong format"});
+    cases.push_back({"trailing", good + "garbage", "wrong format"});
+    std::string v2 = good;
+    ASSERT_EQ(v2.substr(2, 3), std::string("\x02\x01\x01", 3));
+    v2[4] = '\x02';
+    cases.push_back({"version-2", v2, "transaction not permitted or supported"});
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        writeFile(dir + "/" + c.name + ".tsq", c.bytes);
+        TsaReply r = timestamp(dir + "/" + c.name + ".tsq");
+        EXPECT_EQ(r.status, 200);
+        EXPECT_NE(r.text.find("Status: Rejected."), std::string::npos) << r.text;
+        EXPECT_NE(r.text.find(c.failure), std::string::npos) << r.text;
+    }
+    auto& env = Env::get();
+    writeFile(dir + "/json", "{\"not\": \"a timestamp query\"}");
+    expectProblem(env.request("POST", "/tsa", "", dir + "/json", "application/timestamp-query"),
+                  400, "tsa.not_a_request");
+    writeFile(dir + "/huge", "\x30\x84" + std::string(64 * 1024, '\x01'));
+    expectProblem(env.request("POST", "/tsa", "", dir + "/huge", "application/timestamp-query"),
+                  413, "tsa.too_large");
+    expectProblem(env.request("POST", "/tsa", "", dir + "/good", "application/octet-stream"), 415,
+                  "content_type.unsupported");
+    TsaReply after = timestamp(dir + "/good");
+    EXPECT_NE(after.text.find("Status: Granted."), std::string::npos) << after.text;
+}
+
+TEST(Tsa, ConcurrentClientsGetDistinctSerials) {
+    const std::string dir = tempDir("tsa-conc");
+    writeFile(dir + "/data", "concurrent");
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -cert -out " + dir + "/q"), 0);
+    std::mutex mu;
+    std::set<std::string> serials;
+    std::atomic<int> bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 15; ++i) {
+                const std::string q = dir + "/q" + std::to_string(t) + "-" + std::to_string(i);
+                fs::copy_file(dir + "/q", q);
+                TsaReply r = timestamp(q);
+                const auto p = r.text.find("Serial number: ");
+                if (r.status != 200 || r.text.find("Status: Granted.") == std::string::npos ||
+                    p == std::string::npos) {
+                    ++bad;
+                    continue;
+                }
+                std::lock_guard lk(mu);
+                serials.insert(r.text.substr(p, r.text.find('\n', p) - p));
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(serials.size(), 8u * 15u);
+}
+
+TEST(Tsa, SerialNumbersSurviveRestartsWithoutReuse) {
+    auto& env = Env::get();
+    std::set<std::uint64_t> seen;
+    auto first = env.store->serialSource("restart-test", 10);
+    for (int i = 0; i < 3; ++i) {
+        seen.insert(first->next().value());
+    }
+    first.reset();  // a crash or restart: the rest of the reserved block is never handed out
+    auto second = env.store->serialSource("restart-test", 10);
+    const std::uint64_t next = second->next().value();
+    EXPECT_EQ(seen.count(next), 0u);
+    EXPECT_GT(next, *seen.rbegin());
+    // Many threads on one source: all distinct.
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 200; ++i) {
+                auto s = second->next();
+                std::lock_guard lk(mu);
+                EXPECT_TRUE(s.ok());
+                EXPECT_TRUE(seen.insert(*s).second) << "serial " << *s << " handed out twice";
+            }
+        });
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
+}
+
+// A minimal DER walker for the test's independent check below.
+struct Tlv {
+    unsigned char tag = 0;
+    std::size_t header = 0;
+    std::size_t length = 0;
+};
+
+Tlv readTlv(const std::string& d, std::size_t at) {
+    Tlv t;
+    t.tag = static_cast<unsigned char>(d.at(at));
+    std::size_t len = static_cast<unsigned char>(d.at(at + 1));
+    std::size_t hdr = 2;
+    if (len & 0x80) {
+        const std::size_t n = len & 0x7f;
+        len = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            len = (len << 8) | static_cast<unsigned char>(d.at(at + 2 + i));
+        }
+        hdr += n;
+    }
+    t.header = hdr;
+    t.length = len;
+    return t;
+}
+
+// The children of the constructed TLV at `at`: their offsets.
+std::vector<std::size_t> children(const std::string& d, std::size_t at) {
+    const Tlv t = readTlv(d, at);
+    std::vector<std::size_t> out;
+    for (std::size_t p = at + t.header; p < at + t.header + t.length;) {
+        out.push_back(p);
+        const Tlv c = readTlv(d, p);
+        p += c.header + c.length;
+    }
+    return out;
+}
+
+TEST(Tsa, BotanVerifiesTheTsaSignatureIndependently) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("tsa-botan");
+    writeFile(dir + "/data", "independent check");
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -out " + dir + "/q"), 0);
+    TsaReply r = timestamp(dir + "/q");
+    ASSERT_NE(r.text.find("Status: Granted."), std::string::npos) << r.text;
+    ASSERT_EQ(run("openssl ts -reply -in " + r.file + " -token_out -out " + dir + "/tst"), 0);
+    const std::string tst = readFile(dir + "/tst");
+    // ContentInfo -> [0] -> SignedData -> signerInfos (last SET) -> SignerInfo.
+    const auto ci = children(tst, 0);
+    const auto sd = children(tst, children(tst, ci.at(1)).at(0));
+    const auto sis = children(tst, sd.back());
+    const auto si = children(tst, sis.at(0));
+    std::size_t attrs = 0;
+    std::size_t sig = 0;
+    for (std::size_t c : si) {
+        const Tlv t = readTlv(tst, c);
+        if (t.tag == 0xa0) {
+            attrs = c;
+        } else if (t.tag == 0x04) {
+            sig = c;
+        }
+    }
+    ASSERT_NE(attrs, 0u);
+    ASSERT_NE(sig, 0u);
+    // The signed attributes are signed as a SET OF (tag 0x31), not as their [0] IMPLICIT tag.
+    const Tlv at = readTlv(tst, attrs);
+    std::string signedBytes = tst.substr(attrs, at.header + at.length);
+    signedBytes[0] = '\x31';
+    const Tlv st = readTlv(tst, sig);
+    const std::string signature = tst.substr(sig + st.header, st.length);
+
+    Botan::X509_Certificate cert(env.dir + "/pki/tsa.pem");
+    std::unique_ptr<Botan::Public_Key> key(cert.subject_public_key());
+    Botan::PK_Verifier verifier(*key, "EMSA3(SHA-256)");
+    EXPECT_TRUE(verifier.verify_message(
+        reinterpret_cast<const std::uint8_t*>(signedBytes.data()), signedBytes.size(),
+        reinterpret_cast<const std::uint8_t*>(signature.data()), signature.size()));
+    signedBytes.back() ^= 1;
+    EXPECT_FALSE(verifier.verify_message(
+        reinterpret_cast<const std::uint8_t*>(signedBytes.data()), signedBytes.size(),
+        reinterpret_cast<const std::uint8_t*>(signature.data()), signature.size()));
 }
 
 }  // namespace

@@ -1,17 +1,18 @@
 // Token-backed EVP_PKEYs: OpenSSL's own signing APIs, the key on the token, verified by OpenSSL
 // with the public key alone.
-#include <gtest/gtest.h>
+#include "kyso/hsm/evp_key.h"
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 
-#include "kyso/hsm/evp_key.h"
 #include "test_env.h"
 
 namespace kyso::test {
 namespace {
 
 hsm::Token& evpToken() {
-    static std::unique_ptr<hsm::Token> t = std::move(hsm::Token::open(testToken().config()).value());
+    static std::unique_ptr<hsm::Token> t =
+        std::move(hsm::Token::open(testToken().config()).value());
     return *t;
 }
 

@@ -24,6 +24,18 @@ struct CredentialConfig {
     std::string scheme;               // "" (default for the key), "pkcs1", "pss", "ecdsa"
 };
 
+// The time-stamping authority ([tsa]); absent section: no TSA.
+struct TsaConfig {
+    std::string credential;  // id of a [credential.ID] of kind tsa
+    std::string policy = "2.999.1.1";
+    std::vector<std::string> otherPolicies;
+    std::vector<hsm::HashAlg> digests = {hsm::HashAlg::Sha256, hsm::HashAlg::Sha384,
+                                         hsm::HashAlg::Sha512};
+    int accuracySeconds = 1;
+    int accuracyMillis = 0;
+    bool includeName = true;
+};
+
 struct Config {
     std::string path;  // the file it was read from
 
@@ -41,6 +53,7 @@ struct Config {
     std::string databasePath;
 
     std::vector<CredentialConfig> credentials;
+    std::optional<TsaConfig> tsa;
     const CredentialConfig* findCredential(const std::string& id) const;
 };
 

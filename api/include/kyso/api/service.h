@@ -9,13 +9,15 @@
 #include "kyso/api/credentials.h"
 #include "kyso/api/store.h"
 #include "kyso/hsm/token.h"
+#include "kyso/signer/tsa.h"
 
 namespace kyso::api {
 
 class Service {
   public:
-    // All references must outlive the service.
-    Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds);
+    // All references must outlive the service. `tsa` null: POST /tsa answers 404.
+    Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds,
+            signer::TimeStampAuthority* tsa = nullptr);
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
@@ -31,6 +33,11 @@ class Service {
   private:
     std::unique_ptr<Impl> m_impl;
 };
+
+// The TSA of the configuration's [tsa] section, signing with its credential; null when there is
+// no [tsa] section. `serials` must outlive it.
+Result<std::unique_ptr<signer::TimeStampAuthority>> makeTimeStampAuthority(
+    const Config& cfg, const CredentialRegistry& creds, signer::SerialSource& serials);
 
 // HTTP status for an error code from the lower modules (pdf.*, token.*, ...).
 int httpStatusFor(const std::string& code);

@@ -15,6 +15,7 @@
 
 #include "kyso/hsm/result.h"
 #include "kyso/policies/authorization.h"
+#include "kyso/signer/tsa.h"
 
 namespace kyso::api {
 
@@ -43,6 +44,13 @@ class Store {
     std::optional<policies::Principal> authenticate(std::string_view apiKey);
     // True when a write transaction can be started (for /readyz).
     bool writable();
+
+    // Durable serial numbers for `name` (e.g. "tsa"): blocks of `block` numbers are reserved by a
+    // committed transaction (synchronous=FULL) before any number in them is handed out, so a
+    // number is never handed out twice, whatever crashes; a crash skips the rest of its block.
+    // The Store must outlive the source.
+    std::unique_ptr<signer::SerialSource> serialSource(const std::string& name,
+                                                       std::uint64_t block = 1000);
 
     struct Impl;
 
