@@ -112,7 +112,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"database", {"path"}},
         {"tsa",
          {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
-          "includeName"}},
+          "includeName", "trustAnchors"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
                                                          "chain", "owners", "scheme"};
@@ -266,6 +266,11 @@ Result<Config> loadConfig(const std::string& path) {
             return bad(cred->line, "[tsa] credential must name a [credential.ID] of kind tsa");
         }
         t.credential = cred->value;
+        const Entry* anchors = get("tsa", "trustAnchors");
+        if (anchors == nullptr) {
+            return bad(0, "[tsa] trustAnchors is required (the PEM roots of the TSA certificate)");
+        }
+        t.trustAnchors = resolve(anchors->value);
         if (const Entry* e = get("tsa", "policy")) {
             t.policy = e->value;
         }

@@ -309,7 +309,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[credential.tsa]\nkind = tsa\nkey = " << uriFor("tsa")
              << "\ncertificate = pki/tsa.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[tsa]\ncredential = tsa\npolicy = 2.999.1.1\n"
-             << "digests = SHA-256, SHA-384, SHA-512\naccuracySeconds = 1\n";
+             << "digests = SHA-256, SHA-384, SHA-512\naccuracySeconds = 1\n"
+             << "trustAnchors = pki/root-ca.pem\n";
         st = writePrivateFile(confPath, conf.str(), 0600);
         if (!st) {
             return st;

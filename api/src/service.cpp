@@ -27,6 +27,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <sstream>
 
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/hsm/ossl_ptr.h"
@@ -56,6 +57,23 @@ Result<std::unique_ptr<signer::TimeStampAuthority>> makeTimeStampAuthority(
     p.accuracyMillis = cfg.tsa->accuracyMillis;
     p.includeTsaName = cfg.tsa->includeName;
     return signer::TimeStampAuthority::create(*cred, p, serials);
+}
+
+Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& cfg,
+                                                                  signer::TimeStampAuthority& tsa) {
+    if (!cfg.tsa) {
+        return Error::make("config.invalid", "no [tsa] section");
+    }
+    std::ifstream in(cfg.tsa->trustAnchors, std::ios::binary);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    auto anchors = ca::certificatesFromPem(pem.str());
+    if (!anchors) {
+        return Error::make("config.invalid",
+                           "[tsa] trustAnchors: no certificate in " + cfg.tsa->trustAnchors);
+    }
+    return std::unique_ptr<signer::Timestamper>(
+        new signer::LocalTimestamper(tsa, std::move(*anchors)));
 }
 
 int httpStatusFor(const std::string& code) {
@@ -203,6 +221,7 @@ struct Service::Impl {
     Store& store;
     const CredentialRegistry& creds;
     signer::TimeStampAuthority* tsa;
+    signer::Timestamper* timestamper;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
@@ -214,8 +233,8 @@ struct Service::Impl {
     bool stopping = false;
 
     Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r,
-         signer::TimeStampAuthority* a)
-        : cfg(c), token(t), store(s), creds(r), tsa(a) {}
+         signer::TimeStampAuthority* a, signer::Timestamper* ts)
+        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts) {}
 
     struct Exchange {
         HTTPServerRequest& req;
@@ -439,13 +458,18 @@ struct Service::Impl {
             return sendProblem(x,
                                {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
         }
-        if (q.count("level") && q["level"] != "B-B") {
-            if (q["level"] == "B-T" || q["level"] == "B-LT") {
-                return sendProblem(x, {"level.unsupported", "level " + q["level"] +
-                                                                " needs a timestamp authority, "
-                                                                "which is not configured"});
-            }
+        // B-T by default when a TSA is configured (contract); B-LT needs validation data that
+        // this version does not embed yet.
+        const std::string level = q.count("level") ? q["level"] : (timestamper ? "B-T" : "B-B");
+        if (level != "B-B" && level != "B-T" && level != "B-LT") {
             return sendProblem(x, {"request.invalid", "level must be B-B, B-T or B-LT"});
+        }
+        if (level == "B-LT" || (level == "B-T" && timestamper == nullptr)) {
+            return sendProblem(
+                x, {"level.unsupported",
+                    level == "B-LT" ? std::string("level B-LT is not available in this version")
+                                    : std::string("level B-T needs a timestamp authority, "
+                                                  "which is not configured")});
         }
         if (q.count("visible") && q["visible"] != "false") {
             return sendProblem(x, {"appearance.unsupported",
@@ -456,6 +480,7 @@ struct Service::Impl {
                 x, {"seal.unsupported", "the agency seal is not available in this version"});
         }
         signer::PadesOptions opts;
+        opts.timestamper = level == "B-T" ? timestamper : nullptr;
         opts.reason = q.count("reason") ? q["reason"] : "";
         opts.location = q.count("location") ? q["location"] : "";
         opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";
@@ -506,6 +531,7 @@ struct Service::Impl {
         x.resp.setStatus(HTTPResponse::HTTP_OK);
         x.resp.set("Kyso-Signature-Id", randomHex(16));
         x.resp.set("Kyso-Signature-Field", r->fieldName);
+        x.resp.set("Kyso-Signature-Level", "PAdES-BASELINE-" + level.substr(2));
         x.resp.setContentType("application/pdf");
         x.resp.setContentLength64(static_cast<Poco::Int64>(r->outputSize));
         std::ostream& body = x.resp.send();
@@ -648,8 +674,9 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 Service::Service(const Config& cfg, hsm::Token& token, Store& store,
-                 const CredentialRegistry& creds, signer::TimeStampAuthority* tsa)
-    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa)) {}
+                 const CredentialRegistry& creds, signer::TimeStampAuthority* tsa,
+                 signer::Timestamper* timestamper)
+    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper)) {}
 
 Service::~Service() {
     stop();

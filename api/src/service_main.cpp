@@ -70,8 +70,16 @@ int cmdServe(const Args& a) {
     if (!tsa) {
         return fail(tsa.error(), exitCodeFor(tsa.error()));
     }
+    std::unique_ptr<kyso::signer::Timestamper> timestamper;
+    if (*tsa) {
+        auto local = kyso::api::makeLocalTimestamper(*cfg, **tsa);
+        if (!local) {
+            return fail(local.error(), exitCodeFor(local.error()));
+        }
+        timestamper = std::move(*local);
+    }
     Poco::Net::initializeSSL();
-    kyso::api::Service service(*cfg, **token, **store, *creds, tsa->get());
+    kyso::api::Service service(*cfg, **token, **store, *creds, tsa->get(), timestamper.get());
     auto st = service.start();
     if (!st) {
         return fail(st.error(), kExitUnavailable);

@@ -172,7 +172,7 @@ Result<std::shared_ptr<Parsed>> parsedFor(const Credential& c) {
 }
 
 Result<std::string> build(const Credential& c, std::string_view contentDigest,
-                          const std::string* signature) {
+                          const std::string* signature, Timestamper* timestamper) {
     const EVP_MD* md = evpMd(c.hash);
     auto parsed = parsedFor(c);
     if (!parsed) {
@@ -225,6 +225,23 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
                           static_cast<int>(sig.size())) != 1) {
         return opensslError("signature value");
     }
+    if (timestamper != nullptr) {
+        // signature-time-stamp (RFC 3161 appendix A): a token over the signature value.
+        unsigned char dg[EVP_MAX_MD_SIZE];
+        unsigned int dglen = 0;
+        if (::EVP_Digest(sig.data(), sig.size(), dg, &dglen, md, nullptr) != 1) {
+            return opensslError("digest of the signature value");
+        }
+        auto token =
+            timestamper->timestamp(std::string_view(reinterpret_cast<char*>(dg), dglen), c.hash);
+        if (!token) {
+            return token.error();
+        }
+        if (::CMS_unsigned_add1_attr_by_NID(si, NID_id_smime_aa_timeStampToken, V_ASN1_SEQUENCE,
+                                            token->data(), static_cast<int>(token->size())) != 1) {
+            return opensslError("signature-time-stamp attribute");
+        }
+    }
     unsigned char* out = nullptr;
     const int n = ::i2d_CMS_ContentInfo(cms.get(), &out);
     std::string result = der(out, n);
@@ -237,14 +254,26 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
 
 }  // namespace
 
-Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest) {
+Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest,
+                                       Timestamper* timestamper) {
     if (c.token == nullptr) {
         return Error::make("cms.build", "credential has no token");
     }
-    return build(c, contentDigest, nullptr);
+    return build(c, contentDigest, nullptr, timestamper);
 }
 
-Result<std::size_t> maxCadesSize(const Credential& c) {
+Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper) {
+    // The unsigned attribute around a token: SEQUENCE { OID, SET { token } } inside [1], plus one
+    // more length byte for each enclosing structure.
+    constexpr std::size_t kAttributeOverhead = 64;
+    std::size_t extra = 0;
+    if (timestamper != nullptr) {
+        auto t = timestamper->maxTokenSize();
+        if (!t) {
+            return t.error();
+        }
+        extra = *t + kAttributeOverhead;
+    }
     auto parsed = parsedFor(c);
     if (!parsed) {
         return parsed.error();
@@ -254,19 +283,19 @@ Result<std::size_t> maxCadesSize(const Credential& c) {
         std::lock_guard lk((*parsed)->sizeMu);
         auto it = (*parsed)->maxSize.find(key);
         if (it != (*parsed)->maxSize.end()) {
-            return it->second;
+            return it->second + extra;
         }
     }
     // 0x7f bytes keep every INTEGER and length at its longest encoding.
     const std::string fakeDigest(hsm::digestLength(c.hash), '\x7f');
     const std::string fakeSig(c.maxSignatureSize(), '\x7f');
-    auto r = build(c, fakeDigest, &fakeSig);
+    auto r = build(c, fakeDigest, &fakeSig, nullptr);
     if (!r) {
         return r.error();
     }
     std::lock_guard lk((*parsed)->sizeMu);
     (*parsed)->maxSize[key] = r->size();
-    return r->size();
+    return r->size() + extra;
 }
 
 }  // namespace kyso::signer

@@ -440,7 +440,7 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     }
 
     // /Contents holds the CMS in hex; its size is fixed before signing, from a full-size build.
-    auto maxCms = maxCadesSize(credential);
+    auto maxCms = maxCadesSize(credential, options.timestamper);
     if (!maxCms) {
         return maxCms.error();
     }
@@ -591,8 +591,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     unsigned int digestLen = 0;
     ::EVP_DigestFinal_ex(md.get(), digest, &digestLen);
 
-    auto cms = buildCadesDetached(credential,
-                                  std::string_view(reinterpret_cast<char*>(digest), digestLen));
+    auto cms =
+        buildCadesDetached(credential, std::string_view(reinterpret_cast<char*>(digest), digestLen),
+                           options.timestamper);
     if (!cms) {
         return cms.error();
     }

@@ -61,6 +61,7 @@ class Env {
     std::optional<api::CredentialRegistry> creds;
     std::unique_ptr<signer::SerialSource> serials;
     std::unique_ptr<signer::TimeStampAuthority> tsa;
+    std::unique_ptr<signer::Timestamper> timestamper;
     std::unique_ptr<api::Service> service;
     std::map<std::string, std::string> keys;  // API key per principal name
 
@@ -143,8 +144,10 @@ class Env {
         if (!tsa) {
             throw std::runtime_error("the demo has no TSA");
         }
+        timestamper = std::move(api::makeLocalTimestamper(cfg, *tsa).value());
         Poco::Net::initializeSSL();
-        service = std::make_unique<api::Service>(cfg, *token, *store, *creds, tsa.get());
+        service = std::make_unique<api::Service>(cfg, *token, *store, *creds, tsa.get(),
+                                                 timestamper.get());
         auto started = service->start();
         if (!started) {
             throw std::runtime_error("service: " + started.error().detail);
@@ -815,6 +818,132 @@ TEST(Tsa, BotanVerifiesTheTsaSignatureIndependently) {
     EXPECT_FALSE(verifier.verify_message(
         reinterpret_cast<const std::uint8_t*>(signedBytes.data()), signedBytes.size(),
         reinterpret_cast<const std::uint8_t*>(signature.data()), signature.size()));
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+#include <openssl/cms.h>
+#include <openssl/sha.h>
+
+#include "kyso/hsm/ossl_ptr.h"
+
+namespace kyso::test {
+namespace {
+
+// The CMS of the last signature in a signed PDF (from its /ByteRange).
+std::string lastCms(const std::string& pdf) {
+    const auto p = pdf.rfind("/ByteRange [");
+    std::istringstream in(pdf.substr(p + 12, 100));
+    std::uint64_t a = 0, b = 0, c = 0, d = 0;
+    in >> a >> b >> c >> d;
+    const std::string hex = pdf.substr(b + 1, c - b - 2);
+    std::string bin;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+        bin.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    return bin;
+}
+
+struct SignatureParts {
+    std::string signatureValue;
+    std::string timestampToken;  // empty when absent
+};
+
+SignatureParts partsOf(const std::string& cmsDer) {
+    SignatureParts parts;
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(cmsDer.data());
+    OsslPtr<CMS_ContentInfo> cms(
+        ::d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(cmsDer.size())));
+    if (!cms) {
+        return parts;
+    }
+    CMS_SignerInfo* si = sk_CMS_SignerInfo_value(::CMS_get0_SignerInfos(cms.get()), 0);
+    ASN1_OCTET_STRING* sig = ::CMS_SignerInfo_get0_signature(si);
+    parts.signatureValue.assign(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(sig)),
+                                static_cast<std::size_t>(::ASN1_STRING_length(sig)));
+    auto* tok = static_cast<ASN1_STRING*>(::CMS_unsigned_get0_data_by_OBJ(
+        si, ::OBJ_nid2obj(NID_id_smime_aa_timeStampToken), -3, V_ASN1_SEQUENCE));
+    if (tok != nullptr) {
+        parts.timestampToken.assign(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(tok)),
+                                    static_cast<std::size_t>(::ASN1_STRING_length(tok)));
+    }
+    return parts;
+}
+
+TEST(PadesBT, DefaultLevelIsBTWithACheckableSignatureTimestamp) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("bt");
+    const std::string out = dir + "/signed.pdf";
+    auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1", env.keys["officer-1"],
+                         samplePdf(), "application/pdf", out);
+    ASSERT_EQ(r.status, 200) << readFile(out);
+    EXPECT_EQ(r.header("Kyso-Signature-Level"), "PAdES-BASELINE-T");
+    std::string pdfsig;
+    run("pdfsig " + shellQuote(out), &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
+
+    SignatureParts parts = partsOf(lastCms(readFile(out)));
+    ASSERT_FALSE(parts.signatureValue.empty());
+    ASSERT_FALSE(parts.timestampToken.empty()) << "no signature-time-stamp attribute";
+    // The token's imprint is the SHA-256 of the signature value: openssl ts -verify checks it,
+    // the TSA's signature and its chain to the demo root.
+    writeFile(dir + "/token.der", parts.timestampToken);
+    unsigned char md[32];
+    ::SHA256(reinterpret_cast<const unsigned char*>(parts.signatureValue.data()),
+             parts.signatureValue.size(), md);
+    std::string hex;
+    char b[3];
+    for (unsigned char c : md) {
+        std::snprintf(b, sizeof b, "%02x", c);
+        hex += b;
+    }
+    std::string verify;
+    EXPECT_EQ(
+        run("openssl ts -verify -digest " + hex + " -token_in -in " + dir + "/token.der -CAfile " +
+                env.dir + "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
+            &verify),
+        0)
+        << verify;
+    EXPECT_NE(verify.find("Verification: OK"), std::string::npos) << verify;
+    // And not over anything else.
+    hex[0] = hex[0] == '0' ? '1' : '0';
+    EXPECT_NE(
+        run("openssl ts -verify -digest " + hex + " -token_in -in " + dir + "/token.der -CAfile " +
+                env.dir + "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
+            &verify),
+        0);
+    // The whole CMS still verifies with OpenSSL over the signed bytes.
+    const std::string pdf = readFile(out);
+    const auto p = pdf.rfind("/ByteRange [");
+    std::istringstream in(pdf.substr(p + 12, 100));
+    std::uint64_t a = 0, bb = 0, c = 0, d = 0;
+    in >> a >> bb >> c >> d;
+    writeFile(dir + "/content", pdf.substr(0, bb) + pdf.substr(c, d));
+    writeFile(dir + "/sig.der", lastCms(pdf));
+    EXPECT_EQ(
+        run("openssl cms -verify -binary -inform DER -in " + dir + "/sig.der -content " + dir +
+                "/content -CAfile " + env.dir + "/pki/root-ca.pem -purpose any -out " + "/dev/null",
+            &verify),
+        0)
+        << verify;
+}
+
+TEST(PadesBT, ExplicitBBHasNoTimestampAndBLTIsRefused) {
+    auto& env = Env::get();
+    const std::string out = tempDir("bb") + "/signed.pdf";
+    auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-B",
+                         env.keys["officer-1"], samplePdf(), "application/pdf", out);
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("Kyso-Signature-Level"), "PAdES-BASELINE-B");
+    EXPECT_TRUE(partsOf(lastCms(readFile(out))).timestampToken.empty());
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-LT",
+                              env.keys["officer-1"], samplePdf()),
+                  400, "level.unsupported");
+    expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=C",
+                              env.keys["officer-1"], samplePdf()),
+                  400, "request.invalid");
 }
 
 }  // namespace

@@ -34,6 +34,9 @@ struct TsaConfig {
     int accuracySeconds = 1;
     int accuracyMillis = 0;
     bool includeName = true;
+    // PEM: the roots the TSA's certificate chains to; B-T signatures check each reply of this
+    // TSA against them before using it.
+    std::string trustAnchors;
 };
 
 struct Config {

@@ -9,6 +9,7 @@
 #include "kyso/api/credentials.h"
 #include "kyso/api/store.h"
 #include "kyso/hsm/token.h"
+#include "kyso/signer/timestamper.h"
 #include "kyso/signer/tsa.h"
 
 namespace kyso::api {
@@ -16,8 +17,9 @@ namespace kyso::api {
 class Service {
   public:
     // All references must outlive the service. `tsa` null: POST /tsa answers 404.
+    // `timestamper` null: signatures are B-B only; otherwise B-T is the default level.
     Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds,
-            signer::TimeStampAuthority* tsa = nullptr);
+            signer::TimeStampAuthority* tsa = nullptr, signer::Timestamper* timestamper = nullptr);
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;
@@ -38,6 +40,10 @@ class Service {
 // no [tsa] section. `serials` must outlive it.
 Result<std::unique_ptr<signer::TimeStampAuthority>> makeTimeStampAuthority(
     const Config& cfg, const CredentialRegistry& creds, signer::SerialSource& serials);
+
+// A timestamper that asks `tsa` in process and checks its replies against [tsa] trustAnchors.
+Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& cfg,
+                                                                  signer::TimeStampAuthority& tsa);
 
 // HTTP status for an error code from the lower modules (pdf.*, token.*, ...).
 int httpStatusFor(const std::string& code);

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "kyso/hsm/credential.h"
+#include "kyso/signer/timestamper.h"
 
 namespace kyso::signer {
 
@@ -13,11 +14,15 @@ using hsm::Credential;
 
 // Builds the DER SignedData over content whose digest (of c.hash) is `contentDigest`, signing the
 // signed attributes on the token: exactly one token operation. Certificates: the signer's and
-// c.chainDer. Errors: "cms.build" (OpenSSL refused a step), and the token's errors.
-Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest);
+// c.chainDer. With a timestamper (B-T), the signature value is timestamped (one TSA call) and the
+// token added as the signature-time-stamp unsigned attribute. Errors: "cms.build" (OpenSSL
+// refused a step), the token's errors, and the timestamper's ("tsa.*").
+Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest,
+                                       Timestamper* timestamper = nullptr);
 
 // An upper bound of the size of what buildCadesDetached returns for this credential, computed by
-// building the structure with a signature value of maximal length. Used to size /Contents.
-Result<std::size_t> maxCadesSize(const Credential& c);
+// building the structure with a signature value of maximal length, plus the timestamper's token
+// bound. Used to size /Contents.
+Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper = nullptr);
 
 }  // namespace kyso::signer

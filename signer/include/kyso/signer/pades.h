@@ -1,4 +1,4 @@
-// PAdES baseline B-B signatures on PDF files, as an incremental update.
+// PAdES baseline B-B and B-T signatures on PDF files, as an incremental update.
 //
 // The input is read with qpdf; the update we append is written here. The input file is a
 // byte-for-byte prefix of the output; the output is written to a temporary file beside OUT and
@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kyso/hsm/credential.h"
+#include "kyso/signer/timestamper.h"
 
 namespace kyso::signer {
 
@@ -29,6 +30,8 @@ struct PadesOptions {
     std::optional<std::chrono::system_clock::time_point> signingTime;
     // fsync the output before it is renamed into place (signPdf only).
     bool durable = true;
+    // B-T: timestamp the signature with this TSA (one call per signature); null gives B-B.
+    Timestamper* timestamper = nullptr;
 };
 
 struct PadesResult {
