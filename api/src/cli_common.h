@@ -33,6 +33,8 @@ inline const char* kUsage =
     "  kyso sign pdf --config FILE --key ID_OR_PKCS11_URI --in IN --out OUT\n"
     "                [--reason TEXT] [--location TEXT] [--contact-info TEXT] [--field NAME]\n"
     "                [--page N] [--level B-B]\n"
+    "  kyso sign cms --config FILE --key ID_OR_PKCS11_URI --in IN --out OUT\n"
+    "                [--attached true|false] [--level B-B]\n"
     "  kyso apikey create --config FILE --role admin|officer|clerk|portal --name NAME\n"
     "  kyso apikey list --config FILE\n"
     "  kyso apikey revoke --config FILE --id ID_OR_NAME\n"

@@ -14,6 +14,7 @@
 
 #include "cli_common.h"
 #include "kyso/api/credentials.h"
+#include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
 
 namespace kyso::cli {
@@ -75,6 +76,52 @@ int cmdSignPdf(const Args& a) {
     return 0;
 }
 
+// CAdES B-B over any file, detached unless --attached true. B-T needs a TSA client, which this
+// executable does not have yet: use the service's POST /api/v1/sign/cms.
+int cmdSignCms(const Args& a) {
+    if (!onlyKnown(a, {"config", "key", "in", "out", "attached", "level"})) {
+        return kExitUsage;
+    }
+    for (const char* req : {"key", "in", "out"}) {
+        if (!a.options.count(req)) {
+            std::cerr << "kyso: --" << req << " is required\n" << kUsage;
+            return kExitUsage;
+        }
+    }
+    if (a.options.count("level") && a.options.at("level") != "B-B") {
+        return fail(Error::make("level.unsupported",
+                                "kyso sign cms makes B-B; B-T is made by the service "
+                                "(POST /api/v1/sign/cms)"),
+                    kExitUsage);
+    }
+    const std::string attached = a.options.count("attached") ? a.options.at("attached") : "false";
+    if (attached != "true" && attached != "false") {
+        std::cerr << "kyso: --attached must be true or false\n";
+        return kExitUsage;
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    auto token = kyso::hsm::Token::open(cfg->token);
+    if (!token) {
+        return fail(token.error(), kExitUnavailable);
+    }
+    auto cred = kyso::api::resolveCredential(*cfg, **token, a.options.at("key"));
+    if (!cred) {
+        return fail(cred.error(), exitCodeFor(cred.error()));
+    }
+    kyso::signer::CadesOptions o;
+    o.detached = attached == "false";
+    auto r = kyso::signer::signCmsFile(a.options.at("in"), a.options.at("out"), *cred, o);
+    if (!r) {
+        return fail(r.error(), exitCodeFor(r.error()));
+    }
+    std::cout << "kyso: signed " << a.options.at("in") << " -> " << a.options.at("out") << " ("
+              << (o.detached ? "detached" : "attached") << ", " << r->outputSize << " bytes)\n";
+    return 0;
+}
+
 // Replaces this process with kyso-service from the same directory, same arguments.
 int execService(char** argv) {
     char self[PATH_MAX];
@@ -118,8 +165,7 @@ int main(int argc, char** argv) {
             return cmdSignPdf(*args);
         }
         if (cmd == "sign" && sub == "cms") {
-            std::cerr << "kyso: sign cms is not available in this version\n";
-            return kExitUsage;
+            return cmdSignCms(*args);
         }
         std::cerr << kUsage;
         return kExitUsage;

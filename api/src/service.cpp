@@ -31,6 +31,7 @@
 
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
 
 namespace kyso::api {
@@ -94,6 +95,7 @@ int httpStatusFor(const std::string& code) {
         {"seal.unsupported", 400},
         {"tsa.too_large", 413},
         {"tsa.not_a_request", 400},
+        {"cms.empty", 400},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -424,53 +426,123 @@ struct Service::Impl {
                                              std::to_string(cfg.maxBodyBytes) + " bytes"};
     }
 
-    void signPdf(Exchange& x) {
+    // What every signing request has: an authenticated principal, known query parameters, a
+    // credential the policy lets it use for `op`, and a level.
+    struct SignRequest {
+        std::map<std::string, std::string> q;
+        const hsm::Credential* cred = nullptr;
+        std::string level;
+    };
+
+    std::optional<SignRequest> parseSignRequest(Exchange& x, policies::Operation op,
+                                                const std::set<std::string>& known) {
         auto who = authenticate(x);
         if (!who) {
-            return;
+            return std::nullopt;
         }
+        SignRequest r;
         Poco::URI uri(x.req.getURI());
-        std::map<std::string, std::string> q;
         for (auto& [k, v] : uri.getQueryParameters()) {
-            if (q.count(k)) {
-                return sendProblem(x, {"request.invalid", "parameter '" + k + "' is repeated"});
+            if (r.q.count(k)) {
+                sendProblem(x, {"request.invalid", "parameter '" + k + "' is repeated"});
+                return std::nullopt;
             }
-            q[k] = v;
-        }
-        static const std::set<std::string> known = {
-            "credential", "level", "reason", "location", "visible",
-            "page",       "rect",  "field",  "seal",     "contactInfo"};
-        for (auto& [k, v] : q) {
-            if (!known.count(k)) {
-                return sendProblem(x, {"request.invalid", "unknown parameter '" + k + "'"});
+            if (!known.count(k) && k != "credential" && k != "level") {
+                sendProblem(x, {"request.invalid", "unknown parameter '" + k + "'"});
+                return std::nullopt;
             }
+            r.q[k] = v;
         }
-        if (!q.count("credential") || q["credential"].empty()) {
-            return sendProblem(x, {"request.invalid", "the 'credential' parameter is required"});
+        if (!r.q.count("credential") || r.q["credential"].empty()) {
+            sendProblem(x, {"request.invalid", "the 'credential' parameter is required"});
+            return std::nullopt;
         }
-        const std::string& credId = q["credential"];
-        const hsm::Credential* cred = creds.find(credId);
-        if (cred == nullptr) {
-            return sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
+        const std::string& credId = r.q["credential"];
+        r.cred = creds.find(credId);
+        if (r.cred == nullptr) {
+            sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
+            return std::nullopt;
         }
-        auto decision = policies::decide(*who, creds.facts(credId), policies::Operation::SignPdf);
+        auto decision = policies::decide(*who, creds.facts(credId), op);
         if (!decision.allowed) {
-            return sendProblem(x,
-                               {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+            sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+            return std::nullopt;
         }
         // B-T by default when a TSA is configured (contract); B-LT needs validation data that
         // this version does not embed yet.
-        const std::string level = q.count("level") ? q["level"] : (timestamper ? "B-T" : "B-B");
-        if (level != "B-B" && level != "B-T" && level != "B-LT") {
-            return sendProblem(x, {"request.invalid", "level must be B-B, B-T or B-LT"});
+        r.level = r.q.count("level") ? r.q["level"] : (timestamper ? "B-T" : "B-B");
+        if (r.level != "B-B" && r.level != "B-T" && r.level != "B-LT") {
+            sendProblem(x, {"request.invalid", "level must be B-B, B-T or B-LT"});
+            return std::nullopt;
         }
-        if (level == "B-LT" || (level == "B-T" && timestamper == nullptr)) {
-            return sendProblem(
+        if (r.level == "B-LT" || (r.level == "B-T" && timestamper == nullptr)) {
+            sendProblem(
                 x, {"level.unsupported",
-                    level == "B-LT" ? std::string("level B-LT is not available in this version")
-                                    : std::string("level B-T needs a timestamp authority, "
-                                                  "which is not configured")});
+                    r.level == "B-LT" ? std::string("level B-LT is not available in this version")
+                                      : std::string("level B-T needs a timestamp authority, "
+                                                    "which is not configured")});
+            return std::nullopt;
         }
+        return r;
+    }
+
+    // Receives the body into an anonymous spool file (refused from Content-Length alone when it
+    // is over the limit, before a byte is read), and makes the output spool file beside it.
+    struct Spool {
+        std::unique_ptr<SpoolFile> in;
+        std::unique_ptr<SpoolFile> out;
+        std::uint64_t size = 0;
+    };
+
+    std::optional<Spool> receiveBody(Exchange& x) {
+        const std::int64_t declared = x.req.getContentLength64();
+        if (declared > 0 && static_cast<std::uint64_t>(declared) > cfg.maxBodyBytes) {
+            x.resp.setKeepAlive(false);
+            sendProblem(x, tooLarge());
+            return std::nullopt;
+        }
+        const bool small = declared >= 0 && declared <= kMemorySpool;
+        Spool s{std::make_unique<SpoolFile>(cfg.spoolDir, small),
+                std::make_unique<SpoolFile>(cfg.spoolDir, small), 0};
+        if (!s.in->ok() || !s.out->ok()) {
+            sendProblem(x, {"io.write", "cannot create spool files"});
+            return std::nullopt;
+        }
+        if (auto p = spoolBody(x, *s.in, &s.size)) {
+            sendProblem(x, *p);
+            return std::nullopt;
+        }
+        return s;
+    }
+
+    // 200 with the first `size` bytes of `out` as the body.
+    void sendSpooled(Exchange& x, const SpoolFile& out, std::uint64_t size,
+                     const std::string& contentType) {
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.set("Kyso-Signature-Id", randomHex(16));
+        x.resp.setContentType(contentType);
+        x.resp.setContentLength64(static_cast<Poco::Int64>(size));
+        std::ostream& body = x.resp.send();
+        std::vector<char> buf(1 << 16);
+        for (std::uint64_t off = 0; off < size && body;) {
+            const ssize_t n = ::pread(out.fd(), buf.data(), buf.size(), static_cast<off_t>(off));
+            if (n <= 0) {
+                break;  // the connection is closed short: the client sees a truncated body
+            }
+            body.write(buf.data(), n);
+            off += static_cast<std::uint64_t>(n);
+        }
+    }
+
+    void signPdf(Exchange& x) {
+        static const std::set<std::string> known = {"reason", "location", "visible", "page",
+                                                    "rect",   "field",    "seal",    "contactInfo"};
+        auto r = parseSignRequest(x, policies::Operation::SignPdf, known);
+        if (!r) {
+            return;
+        }
+        auto& q = r->q;
         if (q.count("visible") && q["visible"] != "false") {
             return sendProblem(x, {"appearance.unsupported",
                                    "visible signatures are not available in this version"});
@@ -480,7 +552,7 @@ struct Service::Impl {
                 x, {"seal.unsupported", "the agency seal is not available in this version"});
         }
         signer::PadesOptions opts;
-        opts.timestamper = level == "B-T" ? timestamper : nullptr;
+        opts.timestamper = r->level == "B-T" ? timestamper : nullptr;
         opts.reason = q.count("reason") ? q["reason"] : "";
         opts.location = q.count("location") ? q["location"] : "";
         opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";
@@ -504,46 +576,53 @@ struct Service::Impl {
             return sendProblem(x, {"content_type.unsupported",
                                    "the body must be application/pdf, not '" + ctype + "'"});
         }
-        // Refused from Content-Length alone, before a byte of the body is read.
-        const std::int64_t declared = x.req.getContentLength64();
-        if (declared > 0 && static_cast<std::uint64_t>(declared) > cfg.maxBodyBytes) {
-            x.resp.setKeepAlive(false);
-            return sendProblem(x, tooLarge());
+        auto spool = receiveBody(x);
+        if (!spool) {
+            return;
         }
-        const bool small = declared >= 0 && declared <= kMemorySpool;
-        SpoolFile in(cfg.spoolDir, small);
-        SpoolFile out(cfg.spoolDir, small);
-        if (!in.ok() || !out.ok()) {
-            return sendProblem(x, {"io.write", "cannot create spool files"});
-        }
-        std::uint64_t size = 0;
-        if (auto p = spoolBody(x, in, &size)) {
-            return sendProblem(x, *p);
-        }
-        if (size == 0) {
+        if (spool->size == 0) {
             return sendProblem(x, {"pdf.empty", "the body is empty"});
         }
-        auto r = signer::signPdfTo(in.path(), out.fd(), *cred, opts);
+        auto signedPdf = signer::signPdfTo(spool->in->path(), spool->out->fd(), *r->cred, opts);
+        if (!signedPdf) {
+            return sendError(x, signedPdf.error());
+        }
+        x.resp.set("Kyso-Signature-Field", signedPdf->fieldName);
+        x.resp.set("Kyso-Signature-Level", "PAdES-BASELINE-" + r->level.substr(2));
+        sendSpooled(x, *spool->out, signedPdf->outputSize, "application/pdf");
+    }
+
+    // CAdES over any content: detached by default (application/pkcs7-signature), attached with
+    // detached=false (application/pkcs7-mime).
+    void signCms(Exchange& x) {
+        static const std::set<std::string> known = {"detached"};
+        auto r = parseSignRequest(x, policies::Operation::SignCms, known);
         if (!r) {
-            return sendError(x, r.error());
+            return;
         }
-        x.status = 200;
-        x.resp.setStatus(HTTPResponse::HTTP_OK);
-        x.resp.set("Kyso-Signature-Id", randomHex(16));
-        x.resp.set("Kyso-Signature-Field", r->fieldName);
-        x.resp.set("Kyso-Signature-Level", "PAdES-BASELINE-" + level.substr(2));
-        x.resp.setContentType("application/pdf");
-        x.resp.setContentLength64(static_cast<Poco::Int64>(r->outputSize));
-        std::ostream& body = x.resp.send();
-        std::vector<char> buf(1 << 16);
-        for (std::uint64_t off = 0; off < r->outputSize && body;) {
-            const ssize_t n = ::pread(out.fd(), buf.data(), buf.size(), static_cast<off_t>(off));
-            if (n <= 0) {
-                break;  // the connection is closed short: the client sees a truncated body
+        signer::CadesOptions opts;
+        if (r->q.count("detached")) {
+            if (r->q["detached"] != "true" && r->q["detached"] != "false") {
+                return sendProblem(x, {"request.invalid", "detached must be true or false"});
             }
-            body.write(buf.data(), n);
-            off += static_cast<std::uint64_t>(n);
+            opts.detached = r->q["detached"] == "true";
         }
+        opts.timestamper = r->level == "B-T" ? timestamper : nullptr;
+        auto spool = receiveBody(x);
+        if (!spool) {
+            return;
+        }
+        if (spool->size == 0) {
+            return sendProblem(x, {"cms.empty", "the body is empty: there is nothing to sign"});
+        }
+        auto cms = signer::signCms(spool->in->path(), spool->out->fd(), *r->cred, opts);
+        if (!cms) {
+            return sendError(x, cms.error());
+        }
+        x.resp.set("Kyso-Signature-Level", "CAdES-BASELINE-" + r->level.substr(2));
+        sendSpooled(x, *spool->out, cms->outputSize,
+                    opts.detached ? "application/pkcs7-signature"
+                                  : "application/pkcs7-mime; smime-type=signed-data");
     }
 
     // RFC 3161 over HTTP (RFC 3161 3.4): application/timestamp-query in, -reply out. Open to
@@ -625,6 +704,7 @@ struct Service::Impl {
                 !route("/readyz", "GET", &Impl::readyz) &&
                 !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
                 !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
+                !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
                 !route("/tsa", "POST", &Impl::timestamp)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             }

@@ -126,7 +126,7 @@ struct Parsed {
     OsslPtr<EVP_PKEY> pub;
     std::vector<OsslPtr<X509>> chain;
     std::mutex sizeMu;
-    std::map<std::pair<int, int>, std::size_t> maxSize;  // by (scheme, hash)
+    std::map<std::pair<int, int>, std::size_t> maxSize;  // by (scheme and signing-time, hash)
 };
 
 Result<std::shared_ptr<Parsed>> parsedFor(const Credential& c) {
@@ -172,7 +172,8 @@ Result<std::shared_ptr<Parsed>> parsedFor(const Credential& c) {
 }
 
 Result<std::string> build(const Credential& c, std::string_view contentDigest,
-                          const std::string* signature, Timestamper* timestamper) {
+                          const std::string* signature, Timestamper* timestamper,
+                          bool signingTime) {
     const EVP_MD* md = evpMd(c.hash);
     auto parsed = parsedFor(c);
     if (!parsed) {
@@ -200,6 +201,14 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
                                       contentDigest.data(),
                                       static_cast<int>(contentDigest.size())) != 1) {
         return opensslError("signed attributes");
+    }
+    if (signingTime) {
+        // CAdES baseline B requires it (ETSI EN 319 122-1, 5.2.1); PAdES forbids it.
+        OsslPtr<ASN1_STRING> now(::X509_gmtime_adj(nullptr, 0));
+        if (!now || ::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, now->type, now.get(),
+                                                  -1) != 1) {
+            return opensslError("signing-time attribute");
+        }
     }
     if (c.scheme == hsm::SignScheme::RsaPss && !setPssAlgorithm(si, md)) {
         return opensslError("RSASSA-PSS parameters");
@@ -255,14 +264,14 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
 }  // namespace
 
 Result<std::string> buildCadesDetached(const Credential& c, std::string_view contentDigest,
-                                       Timestamper* timestamper) {
+                                       Timestamper* timestamper, bool signingTime) {
     if (c.token == nullptr) {
         return Error::make("cms.build", "credential has no token");
     }
-    return build(c, contentDigest, nullptr, timestamper);
+    return build(c, contentDigest, nullptr, timestamper, signingTime);
 }
 
-Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper) {
+Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper, bool signingTime) {
     // The unsigned attribute around a token: SEQUENCE { OID, SET { token } } inside [1], plus one
     // more length byte for each enclosing structure.
     constexpr std::size_t kAttributeOverhead = 64;
@@ -278,7 +287,8 @@ Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper) 
     if (!parsed) {
         return parsed.error();
     }
-    const auto key = std::make_pair(static_cast<int>(c.scheme), static_cast<int>(c.hash));
+    const auto key = std::make_pair(static_cast<int>(c.scheme) * 2 + (signingTime ? 1 : 0),
+                                    static_cast<int>(c.hash));
     {
         std::lock_guard lk((*parsed)->sizeMu);
         auto it = (*parsed)->maxSize.find(key);
@@ -289,7 +299,7 @@ Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper) 
     // 0x7f bytes keep every INTEGER and length at its longest encoding.
     const std::string fakeDigest(hsm::digestLength(c.hash), '\x7f');
     const std::string fakeSig(c.maxSignatureSize(), '\x7f');
-    auto r = build(c, fakeDigest, &fakeSig, nullptr);
+    auto r = build(c, fakeDigest, &fakeSig, nullptr, signingTime);
     if (!r) {
         return r.error();
     }

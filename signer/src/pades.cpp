@@ -27,6 +27,7 @@
 
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
+#include "output_file.h"
 #include "pdf_util.h"
 
 namespace kyso::signer {
@@ -130,62 +131,6 @@ std::string padded(std::uint64_t v, std::size_t width) {
     std::string s = std::to_string(v);
     return s.size() < width ? s + std::string(width - s.size(), ' ') : s;
 }
-
-// Writes `data` fully or fails.
-bool writeAll(int fd, const char* data, std::size_t n) {
-    while (n > 0) {
-        const ssize_t w = ::write(fd, data, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return false;
-        }
-        data += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return true;
-}
-
-// A temporary output that is removed unless committed.
-class TempOutput {
-  public:
-    explicit TempOutput(std::string target) : m_target(std::move(target)) {
-        m_path = m_target + ".kyso-tmp-XXXXXX";
-        m_fd = ::mkstemp(m_path.data());
-    }
-    ~TempOutput() {
-        if (m_fd >= 0) {
-            ::close(m_fd);
-        }
-        if (!m_committed) {
-            ::unlink(m_path.c_str());
-        }
-    }
-    TempOutput(const TempOutput&) = delete;
-    TempOutput& operator=(const TempOutput&) = delete;
-    bool ok() const { return m_fd >= 0; }
-    int fd() const { return m_fd; }
-    bool commit(bool durable) {
-        if ((durable && ::fsync(m_fd) != 0) || ::close(m_fd) != 0) {
-            m_fd = -1;
-            return false;
-        }
-        m_fd = -1;
-        ::chmod(m_path.c_str(), 0644);
-        if (::rename(m_path.c_str(), m_target.c_str()) != 0) {
-            return false;
-        }
-        m_committed = true;
-        return true;
-    }
-
-  private:
-    std::string m_target;
-    std::string m_path;
-    int m_fd = -1;
-    bool m_committed = false;
-};
 
 Error damaged(const std::string& why) {
     return Error::make("pdf.damaged", why);

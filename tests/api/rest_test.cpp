@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -944,6 +945,122 @@ TEST(PadesBT, ExplicitBBHasNoTimestampAndBLTIsRefused) {
     expectProblem(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=C",
                               env.keys["officer-1"], samplePdf()),
                   400, "request.invalid");
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// ---- CAdES over any content ---------------------------------------------------------------
+
+std::string sha256Hex(const std::string& data) {
+    unsigned char md[32];
+    ::SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+    std::string hex;
+    char b[3];
+    for (unsigned char c : md) {
+        std::snprintf(b, sizeof b, "%02x", c);
+        hex += b;
+    }
+    return hex;
+}
+
+TEST(Cades, DetachedAndAttachedBBAndBTVerifyWithOpenssl) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cades");
+    writeFile(dir + "/data.bin", "Biên lai thu phí, lệ phí\n" + std::string(200000, 'x'));
+    for (const std::string level : {"B-B", "B-T"}) {
+        for (bool detached : {true, false}) {
+            SCOPED_TRACE(level + (detached ? " detached" : " attached"));
+            const std::string out = dir + "/" + level + (detached ? "-d" : "-a") + ".p7";
+            auto r = env.request("POST",
+                                 "/api/v1/sign/cms?credential=officer-1&level=" + level +
+                                     "&detached=" + (detached ? "true" : "false"),
+                                 env.keys["officer-1"], dir + "/data.bin",
+                                 "application/octet-stream", out);
+            ASSERT_EQ(r.status, 200) << readFile(out);
+            EXPECT_EQ(
+                r.header("Content-Type")
+                    .rfind(detached ? "application/pkcs7-signature" : "application/pkcs7-mime", 0),
+                0u)
+                << r.headers;
+            EXPECT_EQ(r.header("Kyso-Signature-Level"), "CAdES-BASELINE-" + level.substr(2));
+            std::string log;
+            EXPECT_EQ(run("openssl cms -verify -binary -inform DER -in " + out +
+                              (detached ? " -content " + dir + "/data.bin" : "") + " -CAfile " +
+                              env.dir + "/pki/root-ca.pem -purpose any -out " + out + ".content",
+                          &log),
+                      0)
+                << log;
+            EXPECT_EQ(readFile(out + ".content"), readFile(dir + "/data.bin"));
+            run("openssl cms -cmsout -print -inform DER -in " + out, &log);
+            EXPECT_NE(log.find("signingTime"), std::string::npos);
+            EXPECT_NE(log.find("id-smime-aa-signingCertificateV2"), std::string::npos);
+            SignatureParts parts = partsOf(readFile(out));
+            EXPECT_EQ(parts.timestampToken.empty(), level == "B-B");
+            if (!parts.timestampToken.empty()) {
+                writeFile(out + ".tst", parts.timestampToken);
+                EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
+                                  " -token_in -in " + out + ".tst -CAfile " + env.dir +
+                                  "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
+                              &log),
+                          0)
+                    << log;
+            }
+        }
+    }
+}
+
+TEST(Cades, PolicyAndInputErrors) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cades-bad");
+    writeFile(dir + "/data", "x");
+    writeFile(dir + "/empty", "");
+    expectProblem(env.request("POST", "/api/v1/sign/cms?credential=officer-1",
+                              env.keys["officer-2"], dir + "/data", "text/plain"),
+                  403, "auth.denied");
+    expectProblem(env.request("POST", "/api/v1/sign/cms?credential=officer-1",
+                              env.keys["officer-1"], dir + "/empty", "text/plain"),
+                  400, "cms.empty");
+    expectProblem(env.request("POST", "/api/v1/sign/cms?credential=officer-1&detached=maybe",
+                              env.keys["officer-1"], dir + "/data", "text/plain"),
+                  400, "request.invalid");
+}
+
+// The CLI streams a large file into an attached signature; OpenSSL gets the content back whole.
+TEST(Cades, CliSignsALargeFileAttached) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cades-big");
+    {
+        std::ofstream big(dir + "/big.bin", std::ios::binary);
+        std::string block(1 << 20, '\0');
+        for (int i = 0; i < 24; ++i) {
+            std::fill(block.begin(), block.end(), static_cast<char>('a' + i));
+            big << block;
+        }
+    }
+    std::string log;
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " sign cms --config " +
+                      shellQuote(env.dir + "/kyso.conf") + " --key officer-1 --in " + dir +
+                      "/big.bin --out " + dir + "/big.p7m --attached true",
+                  &log),
+              0)
+        << log;
+    EXPECT_EQ(run("openssl cms -verify -binary -inform DER -in " + dir + "/big.p7m -CAfile " +
+                      env.dir + "/pki/root-ca.pem -purpose any -out " + dir + "/back.bin",
+                  &log),
+              0)
+        << log;
+    EXPECT_EQ(run("cmp " + dir + "/big.bin " + dir + "/back.bin", &log), 0) << log;
+    // B-T is the service's job for now, and the CLI says so rather than signing B-B quietly.
+    EXPECT_EQ(
+        run(std::string(KYSO_BINARY) + " sign cms --config " + shellQuote(env.dir + "/kyso.conf") +
+                " --key officer-1 --in " + dir + "/big.bin --out " + dir + "/x.p7s --level B-T",
+            &log),
+        64);
+    EXPECT_NE(log.find("level.unsupported"), std::string::npos) << log;
 }
 
 }  // namespace
