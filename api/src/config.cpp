@@ -113,6 +113,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"tsa",
          {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
           "includeName", "trustAnchors"}},
+        {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
                                                          "chain", "owners", "scheme"};
@@ -311,6 +312,27 @@ Result<Config> loadConfig(const std::string& path) {
             t.includeName = e->value == "true";
         }
         c.tsa = t;
+    }
+    if (ini.sections.count("timestamping")) {
+        TimestampingConfig t;
+        const Entry* url = get("timestamping", "url");
+        const Entry* anchors = get("timestamping", "trustAnchors");
+        if (url == nullptr || anchors == nullptr) {
+            return bad(0, "[timestamping] needs url and trustAnchors");
+        }
+        t.url = url->value;
+        t.trustAnchors = resolve(anchors->value);
+        if (const Entry* e = get("timestamping", "tlsCaFile")) {
+            t.tlsCaFile = resolve(e->value);
+        }
+        if (const Entry* e = get("timestamping", "timeoutSeconds")) {
+            auto v = number(e, 1, 300, "timeoutSeconds");
+            if (!v) {
+                return v.error();
+            }
+            t.timeoutSeconds = static_cast<int>(*v);
+        }
+        c.timestamping = t;
     }
     return c;
 }

@@ -96,6 +96,9 @@ int httpStatusFor(const std::string& code) {
         {"tsa.too_large", 413},
         {"tsa.not_a_request", 400},
         {"cms.empty", 400},
+        {"tsa.unavailable", 503},
+        {"tsa.rejected", 502},
+        {"tsa.invalid_reply", 502},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -208,6 +211,8 @@ const char* titleFor(int status) {
             return "Unsupported Media Type";
         case 422:
             return "Unprocessable Content";
+        case 502:
+            return "Bad Gateway";
         case 503:
             return "Service Unavailable";
         default:

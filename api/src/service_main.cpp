@@ -11,6 +11,7 @@
 #include "cli_common.h"
 #include "kyso/api/credentials.h"
 #include "kyso/api/demo.h"
+#include "kyso/api/http_timestamper.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
 
@@ -71,7 +72,13 @@ int cmdServe(const Args& a) {
         return fail(tsa.error(), exitCodeFor(tsa.error()));
     }
     std::unique_ptr<kyso::signer::Timestamper> timestamper;
-    if (*tsa) {
+    if (cfg->timestamping) {
+        auto http = kyso::api::makeHttpTimestamperFrom(*cfg->timestamping);
+        if (!http) {
+            return fail(http.error(), exitCodeFor(http.error()));
+        }
+        timestamper = std::move(*http);
+    } else if (*tsa) {
         auto local = kyso::api::makeLocalTimestamper(*cfg, **tsa);
         if (!local) {
             return fail(local.error(), exitCodeFor(local.error()));

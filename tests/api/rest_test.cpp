@@ -1065,3 +1065,69 @@ TEST(Cades, CliSignsALargeFileAttached) {
 
 }  // namespace
 }  // namespace kyso::test
+
+#include "kyso/api/http_timestamper.h"
+#include "kyso/signer/pades.h"
+
+namespace kyso::test {
+namespace {
+
+// The RFC 3161 client over real HTTPS, against this service's own /tsa as the external TSA.
+TEST(HttpTimestamper, SignsBTThroughAnHttpsTsa) {
+    auto& env = Env::get();
+    api::TimestampingConfig t;
+    t.url = env.url("/tsa");
+    t.trustAnchors = env.dir + "/pki/root-ca.pem";
+    t.tlsCaFile = env.dir + "/pki/root-ca.pem";
+    auto http = api::makeHttpTimestamperFrom(t);
+    ASSERT_TRUE(http.ok()) << http.error().detail;
+    const std::string dir = tempDir("http-tsa");
+    signer::PadesOptions o;
+    o.timestamper = http->get();
+    auto r = signer::signPdf(samplePdf(), dir + "/out.pdf", *env.creds->find("officer-1"), o);
+    ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+    std::string pdfsig;
+    run("pdfsig " + dir + "/out.pdf", &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    SignatureParts parts = partsOf(lastCms(readFile(dir + "/out.pdf")));
+    ASSERT_FALSE(parts.timestampToken.empty());
+    writeFile(dir + "/t.tst", parts.timestampToken);
+    std::string log;
+    EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
+                      " -token_in -in " + dir + "/t.tst -CAfile " + env.dir +
+                      "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
+                  &log),
+              0)
+        << log;
+}
+
+TEST(HttpTimestamper, UnreachableOrUntrustedTsaFailsCleanly) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("http-tsa-bad");
+    signer::PadesOptions o;
+    // Nothing listens on port 9 of loopback.
+    auto down = api::makeHttpTimestamper(
+        {"http://127.0.0.1:9/tsa", {env.creds->find("officer-1")->chainDer.front()}, "", 2});
+    ASSERT_TRUE(down.ok());
+    o.timestamper = down->get();
+    auto r = signer::signPdf(samplePdf(), dir + "/a.pdf", *env.creds->find("officer-1"), o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, "tsa.unavailable") << r.error().detail;
+    EXPECT_FALSE(fs::exists(dir + "/a.pdf"));
+    // A reachable TSA whose certificate does not chain to the configured anchor: refused.
+    writeFile(dir + "/other-root.pem", readFile(testPki(*env.token).caPemFile));
+    api::TimestampingConfig t;
+    t.url = env.url("/tsa");
+    t.trustAnchors = dir + "/other-root.pem";
+    t.tlsCaFile = env.dir + "/pki/root-ca.pem";
+    auto untrusted = api::makeHttpTimestamperFrom(t);
+    ASSERT_TRUE(untrusted.ok());
+    o.timestamper = untrusted->get();
+    r = signer::signPdf(samplePdf(), dir + "/b.pdf", *env.creds->find("officer-1"), o);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, "tsa.invalid_reply") << r.error().detail;
+    EXPECT_FALSE(fs::exists(dir + "/b.pdf"));
+}
+
+}  // namespace
+}  // namespace kyso::test

@@ -39,6 +39,14 @@ struct TsaConfig {
     std::string trustAnchors;
 };
 
+// An external TSA for B-T signatures ([timestamping]); it takes precedence over [tsa].
+struct TimestampingConfig {
+    std::string url;
+    std::string trustAnchors;  // PEM roots of the TSA certificate
+    std::string tlsCaFile;     // PEM roots for https (default: the system's)
+    int timeoutSeconds = 10;
+};
+
 struct Config {
     std::string path;  // the file it was read from
 
@@ -57,6 +65,7 @@ struct Config {
 
     std::vector<CredentialConfig> credentials;
     std::optional<TsaConfig> tsa;
+    std::optional<TimestampingConfig> timestamping;
     const CredentialConfig* findCredential(const std::string& id) const;
 };
 
