@@ -5,15 +5,19 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include "cli_common.h"
+#include "cli_sign.h"
 #include "kyso/api/credentials.h"
 #include "kyso/api/demo.h"
 #include "kyso/api/http_timestamper.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
+#include "kyso/ca-bridge/issuer.h"
 
 namespace kyso::cli {
 namespace {
@@ -151,6 +155,62 @@ int cmdApiKey(const std::string& verb, const Args& a) {
     return kExitUsage;
 }
 
+// The TSA of a B-T signature made on the command line: the configured external TSA, else the
+// service's own TSA run in this process (the token is shared; serial numbers come from the same
+// database, in their own reserved blocks).
+TimestamperFactory signingTimestamper(const Args& a) {
+    return
+        [&a](kyso::hsm::Token& token) -> kyso::Result<std::unique_ptr<kyso::signer::Timestamper>> {
+            auto cfg = configFrom(a);
+            if (!cfg) {
+                return cfg.error();
+            }
+            if (cfg->timestamping) {
+                return kyso::api::makeHttpTimestamperFrom(*cfg->timestamping);
+            }
+            struct Local final : kyso::signer::Timestamper {
+                // Owns what the in-process TSA needs, for the command's lifetime.
+                std::unique_ptr<kyso::api::Store> store;
+                std::unique_ptr<kyso::signer::SerialSource> serials;
+                std::optional<kyso::api::CredentialRegistry> creds;
+                std::unique_ptr<kyso::signer::TimeStampAuthority> tsa;
+                explicit Local(std::vector<std::string> anchors)
+                    : Timestamper(std::move(anchors)) {}
+                kyso::Result<std::string> exchange(const std::string& request) override {
+                    return tsa->respond(request);
+                }
+            };
+            if (!cfg->tsa) {
+                return kyso::Error::make("level.unsupported", "no TSA is configured");
+            }
+            std::ifstream in(cfg->tsa->trustAnchors, std::ios::binary);
+            std::stringstream pem;
+            pem << in.rdbuf();
+            auto anchors = kyso::ca::certificatesFromPem(pem.str());
+            if (!anchors) {
+                return kyso::Error::make("config.invalid", "[tsa] trustAnchors: no certificate");
+            }
+            auto local = std::make_unique<Local>(std::move(*anchors));
+            auto store = kyso::api::Store::open(cfg->databasePath);
+            if (!store) {
+                return store.error();
+            }
+            local->store = std::move(*store);
+            local->serials = local->store->serialSource("tsa");
+            auto creds = kyso::api::CredentialRegistry::load(*cfg, token);
+            if (!creds) {
+                return creds.error();
+            }
+            local->creds = std::move(*creds);
+            auto tsa = kyso::api::makeTimeStampAuthority(*cfg, *local->creds, *local->serials);
+            if (!tsa) {
+                return tsa.error();
+            }
+            local->tsa = std::move(*tsa);
+            return std::unique_ptr<kyso::signer::Timestamper>(std::move(local));
+        };
+}
+
 }  // namespace
 }  // namespace kyso::cli
 
@@ -170,6 +230,9 @@ int main(int argc, char** argv) {
         }
         if (cmd == "apikey") {
             return cmdApiKey(sub, *args);
+        }
+        if (cmd == "sign") {
+            return cmdSign(sub, *args, signingTimestamper(*args));
         }
         std::cerr << kUsage;
         return kExitUsage;

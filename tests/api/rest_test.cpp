@@ -1054,13 +1054,53 @@ TEST(Cades, CliSignsALargeFileAttached) {
               0)
         << log;
     EXPECT_EQ(run("cmp " + dir + "/big.bin " + dir + "/back.bin", &log), 0) << log;
-    // B-T is the service's job for now, and the CLI says so rather than signing B-B quietly.
+    // B-T from the command line: the configured TSA (here the demo's own, run in process).
+    ASSERT_EQ(
+        run(std::string(KYSO_BINARY) + " sign cms --config " + shellQuote(env.dir + "/kyso.conf") +
+                " --key officer-1 --in " + dir + "/big.bin --out " + dir + "/bt.p7s --level B-T",
+            &log),
+        0)
+        << log;
+    EXPECT_NE(log.find("CAdES-BASELINE-T"), std::string::npos) << log;
+    SignatureParts parts = partsOf(readFile(dir + "/bt.p7s"));
+    ASSERT_FALSE(parts.timestampToken.empty());
+    writeFile(dir + "/bt.tst", parts.timestampToken);
+    EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
+                      " -token_in -in " + dir + "/bt.tst -CAfile " + env.dir +
+                      "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
+                  &log),
+              0)
+        << log;
     EXPECT_EQ(
         run(std::string(KYSO_BINARY) + " sign cms --config " + shellQuote(env.dir + "/kyso.conf") +
-                " --key officer-1 --in " + dir + "/big.bin --out " + dir + "/x.p7s --level B-T",
+                " --key officer-1 --in " + dir + "/big.bin --out " + dir + "/x.p7s --level B-LT",
             &log),
         64);
     EXPECT_NE(log.find("level.unsupported"), std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(dir + "/x.p7s"));
+}
+
+// `kyso sign pdf` makes B-T by default when a TSA is configured, and B-B when asked.
+TEST(Cli, SignPdfLevels) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cli-levels");
+    std::string log;
+    for (const std::string level : {"", "B-B"}) {
+        const std::string out = dir + "/o" + level + ".pdf";
+        ASSERT_EQ(run(std::string(KYSO_BINARY) + " sign pdf --config " +
+                          shellQuote(env.dir + "/kyso.conf") + " --key officer-1 --in " +
+                          shellQuote(samplePdf()) + " --out " + out +
+                          (level.empty() ? "" : " --level " + level),
+                      &log),
+                  0)
+            << log;
+        const bool bt = level.empty();
+        EXPECT_NE(log.find(bt ? "PAdES-BASELINE-T" : "PAdES-BASELINE-B"), std::string::npos) << log;
+        EXPECT_EQ(partsOf(lastCms(readFile(out))).timestampToken.empty(), !bt);
+        std::string pdfsig;
+        run("pdfsig " + out, &pdfsig);
+        EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    }
 }
 
 }  // namespace
