@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 
 namespace kyso::ca {
@@ -19,21 +20,6 @@ Error buildError(const std::string& what) {
     }
     ::ERR_clear_error();
     return Error::make("ca.build", what + (e != 0 ? std::string(": ") + buf : ""), e);
-}
-
-std::string derLength(std::size_t n) {
-    if (n < 128) {
-        return std::string(1, static_cast<char>(n));
-    }
-    std::string b;
-    for (; n > 0; n >>= 8) {
-        b.insert(b.begin(), static_cast<char>(n & 0xff));
-    }
-    return static_cast<char>(0x80 | b.size()) + b;
-}
-
-std::string derTlv(unsigned char tag, const std::string& body) {
-    return static_cast<char>(tag) + derLength(body.size()) + body;
 }
 
 bool addExt(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
@@ -55,12 +41,6 @@ int signatureNid(const hsm::Credential& c) {
     return c.hash == hsm::HashAlg::Sha256   ? NID_sha256WithRSAEncryption
            : c.hash == hsm::HashAlg::Sha384 ? NID_sha384WithRSAEncryption
                                             : NID_sha512WithRSAEncryption;
-}
-
-const EVP_MD* evpMd(hsm::HashAlg h) {
-    return h == hsm::HashAlg::Sha256   ? ::EVP_sha256()
-           : h == hsm::HashAlg::Sha384 ? ::EVP_sha384()
-                                       : ::EVP_sha512();
 }
 
 }  // namespace
@@ -195,14 +175,15 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
 
     unsigned char dg[EVP_MAX_MD_SIZE];
     unsigned int dglen = 0;
-    if (::EVP_Digest(tbs.data(), tbs.size(), dg, &dglen, evpMd(issuer.hash), nullptr) != 1) {
+    if (::EVP_Digest(tbs.data(), tbs.size(), dg, &dglen, hsm::evpMd(issuer.hash), nullptr) != 1) {
         return buildError("digest of TBSCertificate");
     }
     auto sig = issuer.signDigest(std::string_view(reinterpret_cast<char*>(dg), dglen));
     if (!sig) {
         return sig.error();
     }
-    const std::string certDer = derTlv(0x30, tbs + alg + derTlv(0x03, std::string(1, '\0') + *sig));
+    const std::string certDer =
+        hsm::derTlv(0x30, tbs + alg + hsm::derTlv(0x03, std::string(1, '\0') + *sig));
     // Round-trip through OpenSSL so that a malformed result is caught here, not by a relying
     // party.
     OsslPtr<X509> check = x509FromDer(certDer);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "output_file.h"
@@ -47,21 +48,6 @@ bool readTlv(const std::string& d, std::size_t at, Tlv* t) {
     }
     *t = Tlv{at, hdr, len};
     return t->end() <= d.size();
-}
-
-std::string derLength(std::uint64_t n) {
-    if (n < 128) {
-        return std::string(1, static_cast<char>(n));
-    }
-    std::string b;
-    for (; n > 0; n >>= 8) {
-        b.insert(b.begin(), static_cast<char>(n & 0xff));
-    }
-    return static_cast<char>(0x80 | b.size()) + b;
-}
-
-std::string header(unsigned char tag, std::uint64_t length) {
-    return static_cast<char>(tag) + derLength(length);
 }
 
 // Streams the file through `fn(chunk, n)`; false on a read error.
@@ -101,9 +87,7 @@ bool streamFile(const std::string& path, std::uint64_t* size, Fn&& fn) {
 
 Result<CadesResult> signCms(const std::string& inPath, int outFd, const Credential& c,
                             const CadesOptions& options) {
-    const EVP_MD* md = c.hash == hsm::HashAlg::Sha256   ? ::EVP_sha256()
-                       : c.hash == hsm::HashAlg::Sha384 ? ::EVP_sha384()
-                                                        : ::EVP_sha512();
+    const EVP_MD* md = hsm::evpMd(c.hash);
     OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
     if (!ctx || ::EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1) {
         return Error::make("cms.build", "cannot start the content digest");
@@ -145,18 +129,19 @@ Result<CadesResult> signCms(const std::string& inPath, int outFd, const Credenti
     const std::string sdTail = d.substr(encap.end(), sd.end() - encap.end());  // certs, signers
 
     const std::uint64_t n = result.contentSize;
-    const std::string octetHeader = header(0x04, n);
+    const std::string octetHeader = hsm::derHeader(0x04, n);
     const std::uint64_t octetLen = octetHeader.size() + n;
-    const std::string eContentHeader = header(0xa0, octetLen);
+    const std::string eContentHeader = hsm::derHeader(0xa0, octetLen);
     const std::uint64_t encapBody = encapType.size() + eContentHeader.size() + octetLen;
-    const std::string encapHeader = header(0x30, encapBody);
+    const std::string encapHeader = hsm::derHeader(0x30, encapBody);
     const std::uint64_t sdBody = sdHead.size() + encapHeader.size() + encapBody + sdTail.size();
-    const std::string sdHeader = header(0x30, sdBody);
+    const std::string sdHeader = hsm::derHeader(0x30, sdBody);
     const std::uint64_t explicitBody = sdHeader.size() + sdBody;
-    const std::string explicitHeader = header(0xa0, explicitBody);
+    const std::string explicitHeader = hsm::derHeader(0xa0, explicitBody);
     const std::uint64_t ciBody = contentInfoType.size() + explicitHeader.size() + explicitBody;
-    const std::string prefix = header(0x30, ciBody) + contentInfoType + explicitHeader + sdHeader +
-                               sdHead + encapHeader + encapType + eContentHeader + octetHeader;
+    const std::string prefix = hsm::derHeader(0x30, ciBody) + contentInfoType + explicitHeader +
+                               sdHeader + sdHead + encapHeader + encapType + eContentHeader +
+                               octetHeader;
     if (!writeAll(outFd, prefix.data(), prefix.size())) {
         return Error::make("io.write", "cannot write the signature");
     }

@@ -11,23 +11,12 @@
 #include <mutex>
 #include <vector>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 
 namespace kyso::signer {
 
 namespace {
-
-const EVP_MD* evpMd(hsm::HashAlg h) {
-    switch (h) {
-        case hsm::HashAlg::Sha256:
-            return ::EVP_sha256();
-        case hsm::HashAlg::Sha384:
-            return ::EVP_sha384();
-        case hsm::HashAlg::Sha512:
-            return ::EVP_sha512();
-    }
-    return nullptr;
-}
 
 Error opensslError(const std::string& what) {
     const unsigned long e = ::ERR_peek_last_error();
@@ -174,7 +163,7 @@ Result<std::shared_ptr<Parsed>> parsedFor(const Credential& c) {
 Result<std::string> build(const Credential& c, std::string_view contentDigest,
                           const std::string* signature, Timestamper* timestamper,
                           bool signingTime) {
-    const EVP_MD* md = evpMd(c.hash);
+    const EVP_MD* md = hsm::evpMd(c.hash);
     auto parsed = parsedFor(c);
     if (!parsed) {
         return parsed.error();

@@ -25,6 +25,7 @@
 #include <set>
 #include <vector>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "output_file.h"
@@ -491,9 +492,7 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     update.replace(byteRangeAt, br.size(), br);
 
     OsslPtr<EVP_MD_CTX> md(::EVP_MD_CTX_new());
-    const EVP_MD* evp = credential.hash == hsm::HashAlg::Sha256   ? ::EVP_sha256()
-                        : credential.hash == hsm::HashAlg::Sha384 ? ::EVP_sha384()
-                                                                  : ::EVP_sha512();
+    const EVP_MD* evp = hsm::evpMd(credential.hash);
     if (!md || ::EVP_DigestInit_ex(md.get(), evp, nullptr) != 1) {
         return Error::make("cms.build", "cannot start the document digest");
     }

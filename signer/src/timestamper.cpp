@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 #include <openssl/ts.h>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 
 namespace kyso::signer {
@@ -13,12 +14,6 @@ namespace {
 // Room for what varies between two tokens of one TSA: serial and time lengths, nonce, and the
 // signature of an ECDSA key.
 constexpr std::size_t kTokenMargin = 256;
-
-const EVP_MD* evpMd(hsm::HashAlg h) {
-    return h == hsm::HashAlg::Sha256   ? ::EVP_sha256()
-           : h == hsm::HashAlg::Sha384 ? ::EVP_sha384()
-                                       : ::EVP_sha512();
-}
 
 Error invalid(const std::string& why) {
     const unsigned long e = ::ERR_peek_last_error();
@@ -47,8 +42,8 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     OsslPtr<BIGNUM> nonceBn(::BN_bin2bn(nonceBytes, sizeof nonceBytes, nullptr));
     bool ok = req != nullptr && imprint != nullptr && alg != nullptr && nonce && nonceBn &&
               ::TS_REQ_set_version(req, 1) == 1 &&
-              ::X509_ALGOR_set0(alg, ::OBJ_nid2obj(::EVP_MD_get_type(evpMd(hash))), V_ASN1_NULL,
-                                nullptr) == 1 &&
+              ::X509_ALGOR_set0(alg, ::OBJ_nid2obj(::EVP_MD_get_type(hsm::evpMd(hash))),
+                                V_ASN1_NULL, nullptr) == 1 &&
               ::TS_MSG_IMPRINT_set_algo(imprint, alg) == 1 &&
               ::TS_MSG_IMPRINT_set_msg(
                   imprint, reinterpret_cast<unsigned char*>(const_cast<char*>(digest.data())),

@@ -5,18 +5,13 @@
 
 #include <mutex>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/evp_key.h"
 #include "kyso/hsm/ossl_ptr.h"
 
 namespace kyso::signer {
 
 namespace {
-
-const EVP_MD* evpMd(hsm::HashAlg h) {
-    return h == hsm::HashAlg::Sha256   ? ::EVP_sha256()
-           : h == hsm::HashAlg::Sha384 ? ::EVP_sha384()
-                                       : ::EVP_sha512();
-}
 
 struct CtxFree {
     void operator()(TS_RESP_CTX* c) const noexcept { ::TS_RESP_CTX_free(c); }
@@ -31,21 +26,6 @@ std::string toDer(TS_RESP* r) {
     return out;
 }
 
-std::string derLen(std::size_t n) {
-    if (n < 128) {
-        return std::string(1, static_cast<char>(n));
-    }
-    std::string b;
-    for (; n > 0; n >>= 8) {
-        b.insert(b.begin(), static_cast<char>(n & 0xff));
-    }
-    return static_cast<char>(0x80 | b.size()) + b;
-}
-
-std::string tlv(unsigned char tag, const std::string& body) {
-    return static_cast<char>(tag) + derLen(body.size()) + body;
-}
-
 // A TimeStampResp with PKIStatus rejection, one PKIFailureInfo bit and a text (RFC 3161 2.4.2),
 // for requests OpenSSL would not answer properly itself. OpenSSL has no public setters for the
 // failure info and text of a TS_STATUS_INFO, and the structure is three TLVs, so it is written
@@ -54,10 +34,10 @@ std::string rejection(int failureBit, const std::string& text) {
     std::string bits(static_cast<std::size_t>(failureBit / 8 + 1), '\0');
     bits.back() = static_cast<char>(0x80 >> (failureBit % 8));
     const char unused = static_cast<char>(7 - failureBit % 8);
-    const std::string status = tlv(0x02, std::string(1, '\x02')) +        // rejection(2)
-                               tlv(0x30, tlv(0x0c, text)) +               // statusString
-                               tlv(0x03, std::string(1, unused) + bits);  // failInfo
-    return tlv(0x30, tlv(0x30, status));
+    const std::string status = hsm::derTlv(0x02, std::string(1, '\x02')) +        // rejection(2)
+                               hsm::derTlv(0x30, hsm::derTlv(0x0c, text)) +       // statusString
+                               hsm::derTlv(0x03, std::string(1, unused) + bits);  // failInfo
+    return hsm::derTlv(0x30, hsm::derTlv(0x30, status));
 }
 
 }  // namespace
@@ -94,7 +74,7 @@ struct TimeStampAuthority::Impl {
 
     Result<CtxPtr> makeCtx() {
         CtxPtr ctx(::TS_RESP_CTX_new());
-        const EVP_MD* signMd = evpMd(credential.hash);
+        const EVP_MD* signMd = hsm::evpMd(credential.hash);
         if (!ctx || ::TS_RESP_CTX_set_signer_cert(ctx.get(), cert.get()) != 1) {
             ::ERR_clear_error();
             return Error::make("tsa.config",
@@ -123,7 +103,7 @@ struct TimeStampAuthority::Impl {
             }
         }
         for (hsm::HashAlg h : policy.digests) {
-            ::TS_RESP_CTX_add_md(ctx.get(), evpMd(h));
+            ::TS_RESP_CTX_add_md(ctx.get(), hsm::evpMd(h));
         }
         if (policy.includeTsaName) {
             ::TS_RESP_CTX_add_flags(ctx.get(), TS_TSA_NAME);
