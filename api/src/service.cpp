@@ -726,9 +726,13 @@ struct Service::Impl {
                             std::chrono::steady_clock::now() - started)
                             .count() /
                         1000.0;
+        // One line, one write: std::clog is unbuffered.
+        std::ostringstream line;
+        line << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod() << " "
+             << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms << "ms\n";
+        const std::string text = line.str();
         std::lock_guard lk(logMu);
-        std::clog << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod() << " "
-                  << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms << "ms\n";
+        std::clog.write(text.data(), static_cast<std::streamsize>(text.size()));
     }
 };
 
