@@ -97,6 +97,7 @@ int httpStatusFor(const std::string& code) {
         {"tsa.not_a_request", 400},
         {"cms.empty", 400},
         {"tsa.unavailable", 503},
+        {"tsa.token_too_large", 503},
         {"tsa.rejected", 502},
         {"tsa.invalid_reply", 502},
     };

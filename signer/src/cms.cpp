@@ -266,7 +266,7 @@ Result<std::size_t> maxCadesSize(const Credential& c, Timestamper* timestamper, 
     constexpr std::size_t kAttributeOverhead = 64;
     std::size_t extra = 0;
     if (timestamper != nullptr) {
-        auto t = timestamper->maxTokenSize();
+        auto t = timestamper->maxTokenSize(c.hash);
         if (!t) {
             return t.error();
         }

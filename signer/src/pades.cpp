@@ -543,8 +543,11 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     }
     const std::string hex = hexEncode(*cms);
     if (hex.size() > hexLen) {
-        // Cannot happen: the reservation is the size of a maximal build.
-        return Error::make("cms.build", "signature larger than its reservation");
+        // Only a TSA token larger than any seen before can do this; the next signature reserves
+        // room for it (the timestamper remembers the largest token).
+        return Error::make("tsa.token_too_large",
+                           "the time-stamp token is larger than the space reserved for it; "
+                           "retry the request");
     }
     update.replace(contentsAt + 1, hex.size(), hex);
     if (!writeAll(outFd, update.data(), update.size())) {

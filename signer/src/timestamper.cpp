@@ -120,15 +120,15 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     return token;
 }
 
-Result<std::size_t> Timestamper::maxTokenSize() {
+Result<std::size_t> Timestamper::maxTokenSize(hsm::HashAlg hash) {
     {
         std::lock_guard lk(m_mu);
         if (m_maxSeen > 0) {
             return m_maxSeen + kTokenMargin;
         }
     }
-    // Ask once with the longest digest this client sends.
-    auto probe = timestamp(std::string(64, '\x5a'), hsm::HashAlg::Sha512);
+    // Ask once, with a digest of the algorithm the signatures will use.
+    auto probe = timestamp(std::string(hsm::digestLength(hash), '\x5a'), hash);
     if (!probe) {
         return probe.error();
     }

@@ -29,9 +29,10 @@ class Timestamper {
     // "tsa.invalid_reply" (any check failed), and the transport's own.
     Result<std::string> timestamp(std::string_view digest, hsm::HashAlg hash);
 
-    // An upper bound of the size of the tokens this TSA returns, for /Contents sizing. The first
-    // call asks the TSA once (a timestamp of a fixed digest) and adds a margin.
-    Result<std::size_t> maxTokenSize();
+    // An upper bound of the size of the tokens this TSA returns for `hash`, for /Contents sizing.
+    // The first call asks the TSA once (a timestamp of a fixed digest of that algorithm, which
+    // the TSA must accept anyway) and adds a margin; later calls use the largest token seen.
+    Result<std::size_t> maxTokenSize(hsm::HashAlg hash);
 
   protected:
     // Sends a DER TimeStampReq, returns the DER TimeStampResp.
