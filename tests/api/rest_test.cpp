@@ -16,6 +16,7 @@
 #include "kyso/api/demo.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
+#include "kyso/ca-bridge/issuer.h"
 #include "test_env.h"
 
 namespace kyso::test {
@@ -1167,6 +1168,32 @@ TEST(HttpTimestamper, UnreachableOrUntrustedTsaFailsCleanly) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, "tsa.invalid_reply") << r.error().detail;
     EXPECT_FALSE(fs::exists(dir + "/b.pdf"));
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// A TSA that accepts SHA-256 only still serves B-T signatures: the size probe uses the
+// signature's own digest algorithm.
+TEST(HttpTimestamper, TsaWithOneDigestAlgorithmServesBT) {
+    auto& env = Env::get();
+    signer::TsaPolicy policy;
+    policy.digests = {hsm::HashAlg::Sha256};
+    auto serials = env.store->serialSource("tsa-sha256-only", 10);
+    auto tsa = signer::TimeStampAuthority::create(*env.creds->find("tsa"), policy, *serials);
+    ASSERT_TRUE(tsa.ok()) << tsa.error().detail;
+    auto anchors = ca::certificatesFromPem(readFile(env.dir + "/pki/root-ca.pem"));
+    ASSERT_TRUE(anchors.ok());
+    signer::LocalTimestamper ts(**tsa, *anchors);
+    signer::PadesOptions o;
+    o.timestamper = &ts;
+    const std::string out = tempDir("sha256-tsa") + "/out.pdf";
+    auto r = signer::signPdf(samplePdf(), out, *env.creds->find("officer-1"), o);
+    ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+    EXPECT_FALSE(partsOf(lastCms(readFile(out))).timestampToken.empty());
 }
 
 }  // namespace
