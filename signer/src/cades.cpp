@@ -169,18 +169,7 @@ Result<CadesResult> signCms(const std::string& inPath, int outFd, const Credenti
 
 Result<CadesResult> signCmsFile(const std::string& inPath, const std::string& outPath,
                                 const Credential& c, const CadesOptions& options) {
-    TempOutput out(outPath);
-    if (!out.ok()) {
-        return Error::make("io.write", "cannot create the output file");
-    }
-    auto r = signCms(inPath, out.fd(), c, options);
-    if (!r) {
-        return r;
-    }
-    if (!out.commit(true)) {
-        return Error::make("io.write", "cannot finish the output file");
-    }
-    return r;
+    return writeAtomically(outPath, true, [&](int fd) { return signCms(inPath, fd, c, options); });
 }
 
 }  // namespace kyso::signer

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <string>
 
+#include "kyso/hsm/result.h"
+
 namespace kyso::signer {
 
 // Writes `data` fully or fails.
@@ -65,5 +67,24 @@ class TempOutput {
     int m_fd = -1;
     bool m_committed = false;
 };
+
+// Runs `write(fd)` into a temporary file beside `outPath` and renames it into place only if
+// `write` succeeds: OUT is never partial. `write` returns a Result.
+template <typename Write>
+auto writeAtomically(const std::string& outPath, bool durable, Write&& write)
+    -> decltype(write(0)) {
+    TempOutput out(outPath);
+    if (!out.ok()) {
+        return Error::make("io.write", "cannot create the output file");
+    }
+    auto r = write(out.fd());
+    if (!r) {
+        return r;
+    }
+    if (!out.commit(durable)) {
+        return Error::make("io.write", "cannot finish the output file");
+    }
+    return r;
+}
 
 }  // namespace kyso::signer

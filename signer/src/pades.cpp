@@ -560,18 +560,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
 
 Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
                             const Credential& credential, const PadesOptions& options) {
-    TempOutput out(outPath);
-    if (!out.ok()) {
-        return Error::make("io.write", "cannot create the output file");
-    }
-    auto r = signPdfTo(inPath, out.fd(), credential, options);
-    if (!r) {
-        return r;
-    }
-    if (!out.commit(options.durable)) {
-        return Error::make("io.write", "cannot finish the output file");
-    }
-    return r;
+    return writeAtomically(outPath, options.durable,
+                           [&](int fd) { return signPdfTo(inPath, fd, credential, options); });
 }
 
 }  // namespace kyso::signer

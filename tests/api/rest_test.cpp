@@ -968,6 +968,19 @@ std::string sha256Hex(const std::string& data) {
     return hex;
 }
 
+// openssl ts -verify of a signature-time-stamp token over `signatureValue`, against the demo
+// root; returns its exit code and output.
+int verifyTimestampToken(const std::string& token, const std::string& signatureValue,
+                         std::string* log) {
+    auto& env = Env::get();
+    const std::string file = tempDir("tst") + "/token.der";
+    writeFile(file, token);
+    return run("openssl ts -verify -digest " + sha256Hex(signatureValue) + " -token_in -in " +
+                   file + " -CAfile " + env.dir + "/pki/root-ca.pem -untrusted " + env.dir +
+                   "/pki/issuing-ca.pem",
+               log);
+}
+
 TEST(Cades, DetachedAndAttachedBBAndBTVerifyWithOpenssl) {
     auto& env = Env::get();
     const std::string dir = tempDir("cades");
@@ -1002,12 +1015,7 @@ TEST(Cades, DetachedAndAttachedBBAndBTVerifyWithOpenssl) {
             SignatureParts parts = partsOf(readFile(out));
             EXPECT_EQ(parts.timestampToken.empty(), level == "B-B");
             if (!parts.timestampToken.empty()) {
-                writeFile(out + ".tst", parts.timestampToken);
-                EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
-                                  " -token_in -in " + out + ".tst -CAfile " + env.dir +
-                                  "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
-                              &log),
-                          0)
+                EXPECT_EQ(verifyTimestampToken(parts.timestampToken, parts.signatureValue, &log), 0)
                     << log;
             }
         }
@@ -1065,13 +1073,7 @@ TEST(Cades, CliSignsALargeFileAttached) {
     EXPECT_NE(log.find("CAdES-BASELINE-T"), std::string::npos) << log;
     SignatureParts parts = partsOf(readFile(dir + "/bt.p7s"));
     ASSERT_FALSE(parts.timestampToken.empty());
-    writeFile(dir + "/bt.tst", parts.timestampToken);
-    EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
-                      " -token_in -in " + dir + "/bt.tst -CAfile " + env.dir +
-                      "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
-                  &log),
-              0)
-        << log;
+    EXPECT_EQ(verifyTimestampToken(parts.timestampToken, parts.signatureValue, &log), 0) << log;
     EXPECT_EQ(
         run(std::string(KYSO_BINARY) + " sign cms --config " + shellQuote(env.dir + "/kyso.conf") +
                 " --key officer-1 --in " + dir + "/big.bin --out " + dir + "/x.p7s --level B-LT",
@@ -1132,14 +1134,8 @@ TEST(HttpTimestamper, SignsBTThroughAnHttpsTsa) {
     EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
     SignatureParts parts = partsOf(lastCms(readFile(dir + "/out.pdf")));
     ASSERT_FALSE(parts.timestampToken.empty());
-    writeFile(dir + "/t.tst", parts.timestampToken);
     std::string log;
-    EXPECT_EQ(run("openssl ts -verify -digest " + sha256Hex(parts.signatureValue) +
-                      " -token_in -in " + dir + "/t.tst -CAfile " + env.dir +
-                      "/pki/root-ca.pem -untrusted " + env.dir + "/pki/issuing-ca.pem",
-                  &log),
-              0)
-        << log;
+    EXPECT_EQ(verifyTimestampToken(parts.timestampToken, parts.signatureValue, &log), 0) << log;
 }
 
 TEST(HttpTimestamper, UnreachableOrUntrustedTsaFailsCleanly) {
