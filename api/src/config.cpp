@@ -113,7 +113,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"tsa",
          {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
           "includeName", "trustAnchors"}},
-        {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds"}},
+        {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
                                                          "chain", "owners", "scheme"};
@@ -331,6 +331,13 @@ Result<Config> loadConfig(const std::string& path) {
                 return v.error();
             }
             t.timeoutSeconds = static_cast<int>(*v);
+        }
+        if (const Entry* e = get("timestamping", "reserveBytes")) {
+            auto v = number(e, 1024, 1024 * 1024, "reserveBytes");
+            if (!v) {
+                return v.error();
+            }
+            t.reserveBytes = static_cast<std::size_t>(*v);
         }
         c.timestamping = t;
     }

@@ -23,7 +23,7 @@ constexpr std::size_t kMaxReply = 64 * 1024;
 class HttpTimestamper final : public signer::Timestamper {
   public:
     explicit HttpTimestamper(HttpTsaConfig cfg)
-        : Timestamper(cfg.trustAnchors), m_cfg(std::move(cfg)), m_uri(m_cfg.url) {
+        : Timestamper(cfg.trustAnchors, cfg.reserveBytes), m_cfg(std::move(cfg)), m_uri(m_cfg.url) {
         if (m_uri.getScheme() == "https") {
             Poco::Net::Context::Params p;
             p.verificationMode = Poco::Net::Context::VERIFY_STRICT;
@@ -109,7 +109,8 @@ Result<std::unique_ptr<signer::Timestamper>> makeHttpTimestamperFrom(const Times
         return Error::make("config.invalid",
                            "[timestamping] trustAnchors: no certificate in " + t.trustAnchors);
     }
-    return makeHttpTimestamper(HttpTsaConfig{t.url, *anchors, t.tlsCaFile, t.timeoutSeconds});
+    return makeHttpTimestamper(
+        HttpTsaConfig{t.url, *anchors, t.tlsCaFile, t.timeoutSeconds, t.reserveBytes});
 }
 
 }  // namespace kyso::api

@@ -89,6 +89,10 @@ int cmdServe(const Args& a) {
         }
         timestamper = std::move(*local);
     }
+    if (timestamper && !cfg->timestamping) {
+        // Size the in-process TSA's tokens now, not during the first signature.
+        (void)timestamper->maxTokenSize(kyso::hsm::HashAlg::Sha256);
+    }
     Poco::Net::initializeSSL();
     kyso::api::Service service(*cfg, **token, **store, *creds, tsa->get(), timestamper.get());
     auto st = service.start();

@@ -27,8 +27,8 @@ Error invalid(const std::string& why) {
 
 }  // namespace
 
-Timestamper::Timestamper(std::vector<std::string> trustAnchorsDer)
-    : m_anchors(std::move(trustAnchorsDer)) {}
+Timestamper::Timestamper(std::vector<std::string> trustAnchorsDer, std::size_t initialReserve)
+    : m_anchors(std::move(trustAnchorsDer)), m_initialReserve(initialReserve) {}
 
 Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg hash) {
     // The request: imprint, a 64-bit random nonce, certReq so that the chain comes along.
@@ -125,6 +125,9 @@ Result<std::size_t> Timestamper::maxTokenSize(hsm::HashAlg hash) {
         std::lock_guard lk(m_mu);
         if (m_maxSeen > 0) {
             return m_maxSeen + kTokenMargin;
+        }
+        if (m_initialReserve > 0) {
+            return m_initialReserve;
         }
     }
     // Ask once, with a digest of the algorithm the signatures will use.

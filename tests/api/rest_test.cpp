@@ -1125,10 +1125,24 @@ TEST(HttpTimestamper, SignsBTThroughAnHttpsTsa) {
     auto http = api::makeHttpTimestamperFrom(t);
     ASSERT_TRUE(http.ok()) << http.error().detail;
     const std::string dir = tempDir("http-tsa");
+    // The TSA's serial numbers count its replies: a first B-T signature through a new client
+    // takes exactly one (no extra request to size /Contents).
+    writeFile(dir + "/data", "serial probe");
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -out " + dir + "/q"), 0);
+    auto serialOf = [&](const std::string& tag) {
+        fs::copy_file(dir + "/q", dir + "/q" + tag);
+        TsaReply t = timestamp(dir + "/q" + tag);
+        const auto p = t.text.find("Serial number: 0x");
+        return p == std::string::npos ? -1L : std::stol(t.text.substr(p + 17, 16), nullptr, 16);
+    };
+    const long before = serialOf("1");
     signer::PadesOptions o;
     o.timestamper = http->get();
     auto r = signer::signPdf(samplePdf(), dir + "/out.pdf", *env.creds->find("officer-1"), o);
     ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+    const long after = serialOf("2");
+    ASSERT_GT(before, 0);
+    EXPECT_EQ(after - before, 2) << "the signature used " << after - before - 1 << " TSA calls";
     std::string pdfsig;
     run("pdfsig " + dir + "/out.pdf", &pdfsig);
     EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;

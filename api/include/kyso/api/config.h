@@ -45,6 +45,7 @@ struct TimestampingConfig {
     std::string trustAnchors;  // PEM roots of the TSA certificate
     std::string tlsCaFile;     // PEM roots for https (default: the system's)
     int timeoutSeconds = 10;
+    std::size_t reserveBytes = 16 * 1024;  // token space before the first token is seen
 };
 
 struct Config {

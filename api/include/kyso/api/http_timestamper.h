@@ -17,6 +17,10 @@ struct HttpTsaConfig {
     std::vector<std::string> trustAnchors;  // DER roots of the TSA certificate
     std::string tlsCaFile;                  // PEM roots for the HTTPS connection (https only)
     int timeoutSeconds = 10;
+    // Bytes reserved for the token before one was seen: no extra request to size the first
+    // signature. A larger token fails that signature with tsa.token_too_large; the next one
+    // reserves room for it.
+    std::size_t reserveBytes = 16 * 1024;
 };
 
 // Errors: "config.invalid" (bad URL or scheme).

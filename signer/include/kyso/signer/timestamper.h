@@ -20,8 +20,10 @@ namespace kyso::signer {
 class Timestamper {
   public:
     // trustAnchorsDer: the roots the TSA certificate must chain to; intermediates come from the
-    // reply (certReq is always set).
-    explicit Timestamper(std::vector<std::string> trustAnchorsDer);
+    // reply (certReq is always set). initialReserve: the token size to reserve before any token
+    // was seen; 0 means "ask the TSA once" (cheap for an in-process TSA, a second network round
+    // trip for a remote one).
+    explicit Timestamper(std::vector<std::string> trustAnchorsDer, std::size_t initialReserve = 0);
     virtual ~Timestamper() = default;
 
     // A checked TimeStampToken (DER ContentInfo) for `digest` of algorithm `hash`. Errors:
@@ -29,9 +31,9 @@ class Timestamper {
     // "tsa.invalid_reply" (any check failed), and the transport's own.
     Result<std::string> timestamp(std::string_view digest, hsm::HashAlg hash);
 
-    // An upper bound of the size of the tokens this TSA returns for `hash`, for /Contents sizing.
-    // The first call asks the TSA once (a timestamp of a fixed digest of that algorithm, which
-    // the TSA must accept anyway) and adds a margin; later calls use the largest token seen.
+    // An upper bound of the size of the tokens this TSA returns for `hash`, for /Contents sizing:
+    // the largest token seen plus a margin; before any, initialReserve, or (when that is 0) the
+    // size of one token asked for with a fixed digest of that algorithm.
     Result<std::size_t> maxTokenSize(hsm::HashAlg hash);
 
   protected:
@@ -40,6 +42,7 @@ class Timestamper {
 
   private:
     std::vector<std::string> m_anchors;
+    std::size_t m_initialReserve;
     std::mutex m_mu;
     std::size_t m_maxSeen = 0;
 };
