@@ -38,6 +38,7 @@ inline const char* kUsage =
     "  kyso apikey create --config FILE --role admin|officer|clerk|portal --name NAME\n"
     "  kyso apikey list --config FILE\n"
     "  kyso apikey revoke --config FILE --id ID_OR_NAME\n"
+    "  kyso ca revoke SERIAL --config FILE --ca NAME [--reason REASON]\n"
     "  kyso version\n";
 
 struct Args {

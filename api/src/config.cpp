@@ -115,8 +115,8 @@ Result<Config> loadConfig(const std::string& path) {
           "includeName", "trustAnchors"}},
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
     };
-    static const std::set<std::string> credentialKeys = {"kind",  "key",    "certificate",
-                                                         "chain", "owners", "scheme"};
+    static const std::set<std::string> credentialKeys = {"kind",   "key",    "certificate", "chain",
+                                                         "owners", "scheme", "crlDays"};
     for (const auto& name : ini.order) {
         const auto& sec = ini.sections[name];
         const bool isCredential = name.rfind("credential.", 0) == 0 && name.size() > 11;
@@ -223,7 +223,7 @@ Result<Config> loadConfig(const std::string& path) {
     const Entry* db = get("database", "path");
     c.databasePath = resolve(db != nullptr ? db->value : "kyso.db");
 
-    static const std::set<std::string> kinds = {"officer", "seal", "receipt-seal", "tsa"};
+    static const std::set<std::string> kinds = {"officer", "seal", "receipt-seal", "tsa", "ca"};
     for (const auto& name : ini.order) {
         if (name.rfind("credential.", 0) != 0) {
             continue;
@@ -237,7 +237,7 @@ Result<Config> loadConfig(const std::string& path) {
             return bad(0, "[" + name + "] needs kind, key and certificate");
         }
         if (!kinds.count(kind->value)) {
-            return bad(kind->line, "kind must be officer, seal, receipt-seal or tsa");
+            return bad(kind->line, "kind must be officer, seal, receipt-seal, tsa or ca");
         }
         cc.kind = kind->value;
         cc.key = key->value;
@@ -247,6 +247,13 @@ Result<Config> loadConfig(const std::string& path) {
         }
         if (const Entry* e = get(name, "owners")) {
             cc.owners = splitList(e->value);
+        }
+        if (const Entry* e = get(name, "crlDays")) {
+            auto v = number(e, 1, 366, "crlDays");
+            if (!v) {
+                return v.error();
+            }
+            cc.crlDays = static_cast<int>(*v);
         }
         if (const Entry* e = get(name, "scheme")) {
             if (e->value != "pkcs1" && e->value != "pss" && e->value != "ecdsa") {

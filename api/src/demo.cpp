@@ -235,6 +235,14 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     }
     d.token = std::move(token.value());
 
+    // Where this demo's service answers: the CRL URLs in its certificates point there.
+    std::string host = options.listen.substr(0, options.listen.rfind(':'));
+    if (host == "0.0.0.0" || host.empty()) {
+        host = "127.0.0.1";
+    }
+    const std::string baseUrl =
+        "https://" + host + options.listen.substr(options.listen.rfind(':'));
+
     // The demo PKI: root CA -> issuing CA -> officer; every key generated on the token.
     ca::CertificateProfile rootProf;
     rootProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Root CA"}};
@@ -253,6 +261,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     issuingProf.pathLength = 0;
     issuingProf.keyCertSign = true;
     issuingProf.crlSign = true;
+    issuingProf.crlUrl = baseUrl + "/ca/root-ca.crl";
     issuingProf.validDays = 1825;
     auto issuing = d.ensureCredential("issuing-ca", 2048, issuingProf, &*root);
     if (!issuing) {
@@ -267,6 +276,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
                            {"CN", "Nguyễn Văn An"}};
     officerProf.digitalSignature = true;
     officerProf.nonRepudiation = true;
+    officerProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
     officerProf.validDays = 730;
     auto officer = d.ensureCredential("officer-1", 2048, officerProf, &*issuing);
     if (!officer) {
@@ -278,6 +288,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     tsaProf.nonRepudiation = true;
     tsaProf.extendedKeyUsage = {"timeStamping"};
     tsaProf.extendedKeyUsageCritical = true;  // RFC 3161 2.3
+    tsaProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
     tsaProf.validDays = 1825;
     auto tsa = d.ensureCredential("tsa", 2048, tsaProf, &*issuing);
     if (!tsa) {
@@ -306,6 +317,10 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[credential.officer-1]\nkind = officer\nkey = " << officerUri
              << "\ncertificate = pki/officer-1.pem\nchain = pki/issuing-ca.pem\n"
              << "owners = officer-1\n\n"
+             << "[credential.issuing-ca]\nkind = ca\nkey = " << uriFor("issuing-ca")
+             << "\ncertificate = pki/issuing-ca.pem\ncrlDays = 7\n\n"
+             << "[credential.root-ca]\nkind = ca\nkey = " << uriFor("root-ca")
+             << "\ncertificate = pki/root-ca.pem\ncrlDays = 30\n\n"
              << "[credential.tsa]\nkind = tsa\nkey = " << uriFor("tsa")
              << "\ncertificate = pki/tsa.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[tsa]\ncredential = tsa\npolicy = 2.999.1.1\n"
@@ -341,12 +356,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
             k.set("apiKey", *key);
             keys.add(k);
         }
-        std::string host = options.listen.substr(0, options.listen.rfind(':'));
-        if (host == "0.0.0.0" || host.empty()) {
-            host = "127.0.0.1";
-        }
         Poco::JSON::Object j;
-        j.set("url", "https://" + host + options.listen.substr(options.listen.rfind(':')));
+        j.set("url", baseUrl);
         j.set("trustAnchors", d.p("pki/root-ca.pem"));
         j.set("apiKeys", keys);
         j.set("clientCertificates", Poco::JSON::Array());

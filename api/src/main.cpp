@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
             std::cout << kUsage;
             return 0;
         }
-        if (cmd == "serve" || cmd == "demo" || cmd == "apikey") {
+        if (cmd == "serve" || cmd == "demo" || cmd == "apikey" || cmd == "ca") {
             return execService(argv);
         }
         auto args = parseArgs(argc, argv, 3);

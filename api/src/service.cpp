@@ -29,6 +29,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
@@ -668,6 +669,67 @@ struct Service::Impl {
         x.resp.send() << *reply;
     }
 
+    // GET /ca/{name}.crt (DER certificate) and /ca/{name}.crl (DER CRL, signed on the token, made
+    // again when the revocations change or half its validity has passed). Open to everyone, as
+    // the URLs in the certificates are.
+    struct CachedCrl {
+        std::string der;
+        std::size_t revokedCount = 0;
+        std::time_t builtAt = 0;
+    };
+    std::mutex crlMu;
+    std::map<std::string, CachedCrl> crls;
+
+    void caObject(Exchange& x, const std::string& path) {
+        const std::string file = path.substr(4);
+        const auto dot = file.rfind('.');
+        const std::string name = dot == std::string::npos ? "" : file.substr(0, dot);
+        const std::string ext = dot == std::string::npos ? "" : file.substr(dot + 1);
+        const CredentialConfig* cc = cfg.findCredential(name);
+        const hsm::Credential* ca = creds.find(name);
+        if (cc == nullptr || ca == nullptr || cc->kind != "ca" || (ext != "crt" && ext != "crl")) {
+            return sendProblem(x, {"route.not_found", "no such CA object"});
+        }
+        std::string body;
+        if (ext == "crt") {
+            body = ca->certificateDer;
+        } else {
+            const auto revoked = store.revokedCertificates(name);
+            const std::time_t now = std::time(nullptr);
+            const std::time_t validity = static_cast<std::time_t>(cc->crlDays) * 86400;
+            std::lock_guard lk(crlMu);
+            CachedCrl& c = crls[name];
+            if (c.der.empty() || c.revokedCount != revoked.size() ||
+                now - c.builtAt > validity / 2) {
+                auto number = crlNumbers(name).next();
+                if (!number) {
+                    return sendError(x, number.error());
+                }
+                auto der = ca::buildCrl(*ca, revoked, *number, now, now + validity);
+                if (!der) {
+                    return sendError(x, der.error());
+                }
+                c = CachedCrl{std::move(*der), revoked.size(), now};
+            }
+            body = c.der;
+        }
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType(ext == "crt" ? "application/pkix-cert" : "application/pkix-crl");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(body.size()));
+        x.resp.send() << body;
+    }
+
+    // CRL numbers, increasing and never reused (RFC 5280 5.2.3), one source per CA.
+    std::map<std::string, std::unique_ptr<signer::SerialSource>> crlNumberSources;
+    signer::SerialSource& crlNumbers(const std::string& ca) {
+        auto& src = crlNumberSources[ca];
+        if (!src) {
+            src = store.serialSource("crl:" + ca, 1);
+        }
+        return *src;
+    }
+
     void handle(HTTPServerRequest& req, HTTPServerResponse& resp) {
         const auto started = std::chrono::steady_clock::now();
         Exchange x{req, resp, randomHex(12)};
@@ -706,12 +768,14 @@ struct Service::Impl {
                 }
                 return true;
             };
-            if (!route("/healthz", "GET", &Impl::healthz) &&
-                !route("/readyz", "GET", &Impl::readyz) &&
-                !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
-                !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
-                !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
-                !route("/tsa", "POST", &Impl::timestamp)) {
+            if (path.rfind("/ca/", 0) == 0 && m == "GET") {
+                caObject(x, path);
+            } else if (!route("/healthz", "GET", &Impl::healthz) &&
+                       !route("/readyz", "GET", &Impl::readyz) &&
+                       !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
+                       !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
+                       !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
+                       !route("/tsa", "POST", &Impl::timestamp)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             }
             // Whatever the handler did not read of the body (an early answer: 401, 403, 413, ...).

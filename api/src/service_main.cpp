@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -17,6 +19,7 @@
 #include "kyso/api/http_timestamper.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
+#include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 
 namespace kyso::cli {
@@ -159,6 +162,57 @@ int cmdApiKey(const std::string& verb, const Args& a) {
     return kExitUsage;
 }
 
+// kyso ca revoke SERIAL --config FILE --ca NAME [--reason R]: records the revocation; the
+// service's CRL of that CA lists it from its next request on.
+int cmdCaRevoke(const Args& a) {
+    if (!onlyKnown(a, {"config", "ca", "reason"}) || a.positional.size() != 1 ||
+        !a.options.count("ca")) {
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+    const std::string reasonName =
+        a.options.count("reason") ? a.options.at("reason") : "unspecified";
+    auto reason = kyso::ca::parseRevocationReason(reasonName);
+    if (!reason) {
+        std::cerr << "kyso: --reason must be an RFC 5280 reason (unspecified, keyCompromise, "
+                     "cACompromise, affiliationChanged, superseded, cessationOfOperation, "
+                     "certificateHold, privilegeWithdrawn)\n";
+        return kExitUsage;
+    }
+    std::string serial = a.positional[0];
+    for (char& ch : serial) {
+        ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    }
+    serial.erase(std::remove(serial.begin(), serial.end(), ':'), serial.end());
+    if (serial.empty() || serial.find_first_not_of("0123456789ABCDEF") != std::string::npos) {
+        std::cerr << "kyso: SERIAL must be the certificate serial number in hex\n";
+        return kExitUsage;
+    }
+    while (serial.size() > 1 && serial[0] == '0') {
+        serial.erase(0, 1);
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    const auto* cc = cfg->findCredential(a.options.at("ca"));
+    if (cc == nullptr || cc->kind != "ca") {
+        return fail(kyso::Error::make("credential.unknown",
+                                      "no CA '" + a.options.at("ca") + "' is configured"),
+                    kExitConfig);
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    auto st = (*store)->revokeCertificate(cc->id, serial, static_cast<int>(*reason));
+    if (!st) {
+        return fail(st.error(), kExitData);
+    }
+    std::cout << "kyso: revoked " << serial << " of " << cc->id << " (" << reasonName << ")\n";
+    return 0;
+}
+
 // The TSA of a B-T signature made on the command line: the configured external TSA, else the
 // service's own TSA run in this process (the token is shared; serial numbers come from the same
 // database, in their own reserved blocks).
@@ -222,6 +276,9 @@ int main(int argc, char** argv) {
     using namespace kyso::cli;
     return runCli(argc, argv, [&](const std::string& cmd, const std::string& sub) {
         auto args = parseArgs(argc, argv, cmd == "serve" ? 2 : 3);
+        if (args && cmd == "ca" && sub == "revoke") {
+            return cmdCaRevoke(*args);
+        }
         if (!args || !args->positional.empty()) {
             std::cerr << kUsage;
             return kExitUsage;

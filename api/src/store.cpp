@@ -87,6 +87,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
             now;
         s << "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL)",
             now;
+        s << "CREATE TABLE IF NOT EXISTS ca_revoked (ca TEXT NOT NULL, serial TEXT NOT NULL,"
+             " revoked_at INTEGER NOT NULL, reason INTEGER NOT NULL, PRIMARY KEY (ca, serial))",
+            now;
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable",
                            "cannot open database " + path + ": " + e.displayText());
@@ -265,6 +268,46 @@ class BlockSerials final : public signer::SerialSource {
 std::unique_ptr<signer::SerialSource> Store::serialSource(const std::string& name,
                                                           std::uint64_t block) {
     return std::make_unique<BlockSerials>(*m_impl, name, block == 0 ? 1 : block);
+}
+
+Status Store::revokeCertificate(const std::string& ca, const std::string& serialHex, int reason) {
+    std::string c = ca;
+    std::string serial = serialHex;
+    Poco::Int64 when = static_cast<Poco::Int64>(std::time(nullptr));
+    int r = reason;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        std::vector<std::string> existing;
+        *m_impl->session << "SELECT serial FROM ca_revoked WHERE ca = ? AND serial = ?", use(c),
+            use(serial), into(existing), now;
+        if (!existing.empty()) {
+            return Error::make("ca.already_revoked",
+                               "certificate " + serialHex + " of " + ca + " is already revoked");
+        }
+        *m_impl->session << "INSERT INTO ca_revoked (ca, serial, revoked_at, reason) "
+                            "VALUES (?, ?, ?, ?)",
+            use(c), use(serial), use(when), use(r), now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot record the revocation: " + e.displayText());
+    }
+    return Ok{};
+}
+
+std::vector<ca::RevokedCertificate> Store::revokedCertificates(const std::string& ca) {
+    std::string c = ca;
+    std::vector<std::string> serials;
+    std::vector<Poco::Int64> times;
+    std::vector<int> reasons;
+    std::lock_guard lk(m_impl->mu);
+    *m_impl->session << "SELECT serial, revoked_at, reason FROM ca_revoked WHERE ca = ? "
+                        "ORDER BY revoked_at, serial",
+        use(c), into(serials), into(times), into(reasons), now;
+    std::vector<ca::RevokedCertificate> out;
+    for (std::size_t i = 0; i < serials.size(); ++i) {
+        out.push_back({serials[i], static_cast<std::time_t>(times[i]),
+                       static_cast<ca::RevocationReason>(reasons[i])});
+    }
+    return out;
 }
 
 bool Store::writable() {

@@ -16,6 +16,7 @@
 #include "kyso/api/demo.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
+#include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "test_env.h"
 
@@ -464,7 +465,11 @@ TEST(Cli, ApiKeyCreateShowsTheKeyOnceAndStoresOnlyAHash) {
     EXPECT_EQ(p->name, "portal-2");
     EXPECT_EQ(p->role, policies::Role::Portal);
     // The database holds an Argon2id hash, never the secret.
-    const std::string db = readFile(env.cfg.databasePath) + readFile(env.cfg.databasePath + "-wal");
+    // Read by another process: closing a descriptor of the live database in this process would
+    // drop the POSIX locks SQLite holds on it for the service's connection.
+    std::string db;
+    run("cat " + shellQuote(env.cfg.databasePath) + " " + shellQuote(env.cfg.databasePath + "-wal"),
+        &db);
     EXPECT_EQ(db.find(key.substr(22)), std::string::npos);
     EXPECT_NE(db.find("$argon2id$"), std::string::npos);
 }
@@ -1204,6 +1209,98 @@ TEST(HttpTimestamper, TsaWithOneDigestAlgorithmServesBT) {
     auto r = signer::signPdf(samplePdf(), out, *env.creds->find("officer-1"), o);
     ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
     EXPECT_FALSE(partsOf(lastCms(readFile(out))).timestampToken.empty());
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// ---- the embedded CA: certificates, CRLs, revocation --------------------------------------
+
+TEST(CaService, ServesCertificatesAndACrlThatListsRevocations) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("ca");
+    auto crt = env.request("GET", "/ca/issuing-ca.crt", "", "", "", dir + "/issuing.der");
+    ASSERT_EQ(crt.status, 200);
+    EXPECT_EQ(crt.header("Content-Type"), "application/pkix-cert");
+    EXPECT_EQ(readFile(dir + "/issuing.der"), env.creds->find("issuing-ca")->certificateDer);
+    expectProblem(env.request("GET", "/ca/nope.crl"), 404, "route.not_found");
+    expectProblem(env.request("GET", "/ca/officer-1.crl"), 404, "route.not_found");
+
+    // The officer's certificate says where its CRL is.
+    std::string out;
+    run("openssl x509 -noout -ext crlDistributionPoints -in " + env.dir + "/pki/officer-1.pem",
+        &out);
+    EXPECT_NE(out.find("/ca/issuing-ca.crl"), std::string::npos) << out;
+
+    // A certificate issued by the demo's issuing CA, for a key made by openssl.
+    ASSERT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
+                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
+                  "/spki.der"),
+              0);
+    ca::CertificateProfile p;
+    p.subject = {{"C", "VN"}, {"CN", "Trần Thị Bình"}};
+    p.publicKeyDer = readFile(dir + "/spki.der");
+    p.digitalSignature = true;
+    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
+    ASSERT_TRUE(leaf.ok()) << leaf.error().detail;
+    writeFile(dir + "/leaf.pem", ca::certificateToPem(*leaf));
+    const std::string serial = ca::serialHexOf(*leaf);
+    const std::string conf = shellQuote(env.dir + "/kyso.conf");
+    const std::string chain = dir + "/chain.pem";
+    writeFile(chain,
+              readFile(env.dir + "/pki/root-ca.pem") + readFile(env.dir + "/pki/issuing-ca.pem"));
+
+    auto fetchCrl = [&](const std::string& name) {
+        auto r = env.request("GET", "/ca/issuing-ca.crl", "", "", "", dir + "/" + name + ".der");
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("Content-Type"), "application/pkix-crl");
+        const std::string der = dir + "/" + name + ".der";
+        std::string text;
+        EXPECT_EQ(
+            run("openssl crl -inform DER -in " + der + " -CAfile " + chain + " -noout", &text), 0)
+            << text;
+        EXPECT_NE(text.find("verify OK"), std::string::npos) << text;
+        run("openssl crl -inform DER -in " + der + " -noout -text", &text);
+        run("openssl crl -inform DER -in " + der + " -out " + dir + "/" + name + ".pem");
+        return text;
+    };
+    std::string before = fetchCrl("before");
+    EXPECT_EQ(before.find(serial), std::string::npos);
+    EXPECT_EQ(run("openssl verify -crl_check -CAfile " + chain + " -CRLfile " + dir +
+                      "/before.pem " + dir + "/leaf.pem",
+                  &out),
+              0)
+        << out;
+
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + serial + " --config " + conf +
+                      " --ca issuing-ca --reason keyCompromise",
+                  &out),
+              0)
+        << out;
+    EXPECT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + serial + " --config " + conf +
+                      " --ca issuing-ca",
+                  &out),
+              65)
+        << out;
+    EXPECT_NE(out.find("ca.already_revoked"), std::string::npos) << out;
+
+    std::string after = fetchCrl("after");
+    EXPECT_NE(after.find(serial), std::string::npos) << after;
+    EXPECT_NE(after.find("Key Compromise"), std::string::npos) << after;
+    EXPECT_NE(run("openssl verify -crl_check -CAfile " + chain + " -CRLfile " + dir +
+                      "/after.pem " + dir + "/leaf.pem",
+                  &out),
+              0);
+    EXPECT_NE(out.find("certificate revoked"), std::string::npos) << out;
+    // The CRL number grows.
+    auto number = [](const std::string& text) {
+        const auto p = text.find("X509v3 CRL Number:");
+        return p == std::string::npos ? std::string() : text.substr(p + 18, 40);
+    };
+    EXPECT_NE(number(before), number(after));
 }
 
 }  // namespace

@@ -16,12 +16,13 @@ namespace kyso::api {
 
 struct CredentialConfig {
     std::string id;
-    std::string kind;                 // officer, seal, receipt-seal, tsa
+    std::string kind;                 // officer, seal, receipt-seal, tsa, ca (/ca/ID.crt|crl)
     std::string key;                  // RFC 7512 URI of the private key
     std::string certificate;          // PEM file of the signer's certificate
     std::string chain;                // PEM file of intermediates (optional)
     std::vector<std::string> owners;  // principals (API key names) who own it
     std::string scheme;               // "" (default for the key), "pkcs1", "pss", "ecdsa"
+    int crlDays = 7;                  // kind ca: nextUpdate of its CRL, in days
 };
 
 // The time-stamping authority ([tsa]); absent section: no TSA.

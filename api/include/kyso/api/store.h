@@ -1,4 +1,7 @@
-// The embedded store (SQLite through Poco::Data). Today: API keys. Callers see this interface
+// The embedded store (SQLite through Poco::Data): API keys, durable serial numbers, revocations of
+// the embedded CAs. Nothing else in the process may open the database file: closing any
+// descriptor of it drops the POSIX locks SQLite holds for this connection (sqlite.org, "How To
+// Corrupt An SQLite Database File", 2.2). Callers see this interface
 // only, so PostgreSQL can sit behind it later.
 //
 // API keys look like "kyso_<16 hex id>_<43 base64url secret>" (256 random bits of secret). Only an
@@ -13,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kyso/ca-bridge/crl.h"
 #include "kyso/hsm/result.h"
 #include "kyso/policies/authorization.h"
 #include "kyso/signer/tsa.h"
@@ -42,6 +46,11 @@ class Store {
     Status revokeApiKey(const std::string& idOrName);
     // The principal of a valid, unrevoked key; empty otherwise (malformed, unknown, wrong secret).
     std::optional<policies::Principal> authenticate(std::string_view apiKey);
+    // Revocations of the embedded CAs. "ca.already_revoked" if the serial is revoked already.
+    Status revokeCertificate(const std::string& ca, const std::string& serialHex, int reason);
+    // The revoked certificates of `ca`, oldest first.
+    std::vector<ca::RevokedCertificate> revokedCertificates(const std::string& ca);
+
     // True when a write transaction can be started (for /readyz).
     bool writable();
 
