@@ -50,8 +50,19 @@ struct Demo {
     std::ostream& log;
     std::string dir;
     std::unique_ptr<hsm::Token> token;
+    std::unique_ptr<Store> store;
 
     std::string p(const std::string& rel) const { return dir + "/" + rel; }
+
+    // The demo CAs' OCSP responder answers "good" only for certificates recorded here.
+    Status record(const hsm::Credential& issuer, const std::string& der) {
+        OsslPtr<X509> x = x509FromDer(der);
+        char subject[512] = {0};
+        if (x) {
+            ::X509_NAME_oneline(::X509_get_subject_name(x.get()), subject, sizeof subject);
+        }
+        return store->recordIssued(issuer.id, ca::serialHexOf(der), subject);
+    }
 
     Result<hsm::KeyInfo> ensureKey(const std::string& label, hsm::KeyType type, unsigned bits) {
         auto k = token->findKey(hsm::KeyRef{label, std::nullopt});
@@ -91,6 +102,10 @@ struct Demo {
             }
             der = *issued;
             log << "  issued certificate for '" << label << "'\n";
+        }
+        auto recorded = record(issuer, der);
+        if (!recorded) {
+            return recorded.error();
         }
         auto st = writePrivateFile(p("pki/" + label + ".pem"), ca::certificateToPem(der), 0644);
         if (!st) {
@@ -157,6 +172,10 @@ struct Demo {
         if (!cert) {
             return cert.error();
         }
+        auto recorded = record(issuer, *cert);
+        if (!recorded) {
+            return recorded;
+        }
         auto st = writePrivateFile(keyPath, keyPem, 0600);
         ::OPENSSL_cleanse(keyPem.data(), keyPem.size());
         if (!st) {
@@ -176,7 +195,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (options.dir.empty()) {
         return Error::make("request.invalid", "demo init needs --dir");
     }
-    Demo d{options, log, fs::absolute(options.dir).lexically_normal().string(), nullptr};
+    Demo d{options, log, fs::absolute(options.dir).lexically_normal().string(), nullptr, nullptr};
     std::error_code ec;
     for (const char* sub : {"", "/tokens", "/secrets", "/pki", "/tls", "/spool"}) {
         fs::create_directories(d.dir + sub, ec);
@@ -234,6 +253,11 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         return token.error();
     }
     d.token = std::move(token.value());
+    auto store = Store::open(d.p("kyso.db"));
+    if (!store) {
+        return store.error();
+    }
+    d.store = std::move(*store);
 
     // Where this demo's service answers: the CRL URLs in its certificates point there.
     std::string host = options.listen.substr(0, options.listen.rfind(':'));
@@ -262,6 +286,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     issuingProf.keyCertSign = true;
     issuingProf.crlSign = true;
     issuingProf.crlUrl = baseUrl + "/ca/root-ca.crl";
+    issuingProf.ocspUrl = baseUrl + "/ocsp";
     issuingProf.validDays = 1825;
     auto issuing = d.ensureCredential("issuing-ca", 2048, issuingProf, &*root);
     if (!issuing) {
@@ -277,6 +302,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     officerProf.digitalSignature = true;
     officerProf.nonRepudiation = true;
     officerProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
+    officerProf.ocspUrl = baseUrl + "/ocsp";
     officerProf.validDays = 730;
     auto officer = d.ensureCredential("officer-1", 2048, officerProf, &*issuing);
     if (!officer) {
@@ -289,6 +315,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     tsaProf.extendedKeyUsage = {"timeStamping"};
     tsaProf.extendedKeyUsageCritical = true;  // RFC 3161 2.3
     tsaProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
+    tsaProf.ocspUrl = baseUrl + "/ocsp";
     tsaProf.validDays = 1825;
     auto tsa = d.ensureCredential("tsa", 2048, tsaProf, &*issuing);
     if (!tsa) {
@@ -335,10 +362,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
 
     const std::string credsPath = d.p("demo-credentials.json");
     if (!fs::exists(credsPath)) {
-        auto store = Store::open(d.p("kyso.db"));
-        if (!store) {
-            return store.error();
-        }
+        Store* store = d.store.get();
         Poco::JSON::Array keys;
         const std::pair<const char*, policies::Role> principals[] = {
             {"admin", policies::Role::Admin},
@@ -346,7 +370,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
             {"clerk", policies::Role::Clerk},
             {"portal", policies::Role::Portal}};
         for (const auto& [name, role] : principals) {
-            auto key = (*store)->createApiKey(name, role);
+            auto key = store->createApiKey(name, role);
             if (!key) {
                 return key.error();
             }

@@ -31,6 +31,7 @@
 
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
+#include "kyso/ca-bridge/ocsp.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
@@ -720,6 +721,51 @@ struct Service::Impl {
         x.resp.send() << body;
     }
 
+    // POST /ocsp (RFC 6960 A.1: application/ocsp-request in, application/ocsp-response out) for
+    // every configured CA; open to everyone, as the URL in the certificates is.
+    void ocsp(Exchange& x) {
+        if (x.req.getContentType().rfind("application/ocsp-request", 0) != 0) {
+            return sendProblem(
+                x, {"content_type.unsupported", "the body must be application/ocsp-request"});
+        }
+        constexpr std::size_t kMaxRequest = 16 * 1024;
+        std::string body;
+        std::vector<char> buf(4096);
+        std::istream& in = x.req.stream();
+        while (in && body.size() <= kMaxRequest) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+        }
+        if (body.size() > kMaxRequest) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(x, {"body.too_large", "an OCSP request is at most 16 KiB"});
+        }
+        std::vector<const hsm::Credential*> cas;
+        for (const auto& cc : cfg.credentials) {
+            if (cc.kind == "ca" && creds.find(cc.id) != nullptr) {
+                cas.push_back(creds.find(cc.id));
+            }
+        }
+        if (cas.empty()) {
+            return sendProblem(x, {"route.not_found", "no CA is configured"});
+        }
+        auto reply = ca::respondOcsp(
+            body, cas,
+            [this](const std::string& caId, const std::string& serial) {
+                return store.certificateStatus(caId, serial);
+            },
+            kOcspValiditySeconds);
+        if (!reply) {
+            return sendError(x, reply.error());
+        }
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType("application/ocsp-response");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(reply->size()));
+        x.resp.send() << *reply;
+    }
+    static constexpr long kOcspValiditySeconds = 3600;
+
     // CRL numbers, increasing and never reused (RFC 5280 5.2.3), one source per CA.
     std::map<std::string, std::unique_ptr<signer::SerialSource>> crlNumberSources;
     signer::SerialSource& crlNumbers(const std::string& ca) {
@@ -775,7 +821,8 @@ struct Service::Impl {
                        !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
                        !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
                        !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
-                       !route("/tsa", "POST", &Impl::timestamp)) {
+                       !route("/tsa", "POST", &Impl::timestamp) &&
+                       !route("/ocsp", "POST", &Impl::ocsp)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             }
             // Whatever the handler did not read of the body (an early answer: 401, 403, 413, ...).

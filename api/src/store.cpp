@@ -87,6 +87,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
             now;
         s << "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL)",
             now;
+        s << "CREATE TABLE IF NOT EXISTS ca_issued (ca TEXT NOT NULL, serial TEXT NOT NULL,"
+             " subject TEXT NOT NULL, PRIMARY KEY (ca, serial))",
+            now;
         s << "CREATE TABLE IF NOT EXISTS ca_revoked (ca TEXT NOT NULL, serial TEXT NOT NULL,"
              " revoked_at INTEGER NOT NULL, reason INTEGER NOT NULL, PRIMARY KEY (ca, serial))",
             now;
@@ -308,6 +311,44 @@ std::vector<ca::RevokedCertificate> Store::revokedCertificates(const std::string
                        static_cast<ca::RevocationReason>(reasons[i])});
     }
     return out;
+}
+
+Status Store::recordIssued(const std::string& ca, const std::string& serialHex,
+                           const std::string& subject) {
+    std::string c = ca;
+    std::string serial = serialHex;
+    std::string subj = subject;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        *m_impl->session
+            << "INSERT OR IGNORE INTO ca_issued (ca, serial, subject) VALUES (?, ?, ?)",
+            use(c), use(serial), use(subj), now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot record the certificate: " + e.displayText());
+    }
+    return Ok{};
+}
+
+ca::StatusInfo Store::certificateStatus(const std::string& ca, const std::string& serialHex) {
+    std::string c = ca;
+    std::string serial = serialHex;
+    std::vector<std::string> issued;
+    std::vector<Poco::Int64> times;
+    std::vector<int> reasons;
+    std::lock_guard lk(m_impl->mu);
+    *m_impl->session << "SELECT serial FROM ca_issued WHERE ca = ? AND serial = ?", use(c),
+        use(serial), into(issued), now;
+    *m_impl->session << "SELECT revoked_at, reason FROM ca_revoked WHERE ca = ? AND serial = ?",
+        use(c), use(serial), into(times), into(reasons), now;
+    ca::StatusInfo info;
+    if (!times.empty()) {
+        info.status = ca::CertStatus::Revoked;
+        info.revokedAt = static_cast<std::time_t>(times[0]);
+        info.reason = static_cast<ca::RevocationReason>(reasons[0]);
+    } else if (!issued.empty()) {
+        info.status = ca::CertStatus::Good;
+    }
+    return info;
 }
 
 bool Store::writable() {

@@ -1305,3 +1305,81 @@ TEST(CaService, ServesCertificatesAndACrlThatListsRevocations) {
 
 }  // namespace
 }  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// POST /ocsp with openssl ocsp as client and verifier: good, revoked, unknown.
+TEST(CaService, OcspResponderAnswersGoodRevokedAndUnknown) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("ocsp");
+    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
+    const std::string chain = dir + "/chain.pem";
+    writeFile(chain, readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
+    // A certificate issued by the demo CA and recorded as issued, as the CA does.
+    ASSERT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
+                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
+                  "/spki.der"),
+              0);
+    ca::CertificateProfile p;
+    p.subject = {{"C", "VN"}, {"CN", "Lê Văn Cường"}};
+    p.publicKeyDer = readFile(dir + "/spki.der");
+    p.digitalSignature = true;
+    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
+    ASSERT_TRUE(leaf.ok()) << leaf.error().detail;
+    writeFile(dir + "/leaf.pem", ca::certificateToPem(*leaf));
+    const std::string serial = ca::serialHexOf(*leaf);
+    ASSERT_TRUE(env.store->recordIssued("issuing-ca", serial, "CN=Lê Văn Cường").ok());
+
+    auto ask = [&](const std::string& cert, const std::string& tag) {
+        const std::string req = dir + "/" + tag + ".req";
+        const std::string resp = dir + "/" + tag + ".resp";
+        EXPECT_EQ(run("openssl ocsp -issuer " + issuing + " -cert " + cert + " -reqout " + req), 0);
+        auto r = env.request("POST", "/ocsp", "", req, "application/ocsp-request", resp);
+        EXPECT_EQ(r.status, 200);
+        EXPECT_EQ(r.header("Content-Type"), "application/ocsp-response");
+        // The signature and the echoed nonce against the request; then the status of `cert`.
+        std::string verify;
+        std::string status;
+        run("openssl ocsp -respin " + resp + " -reqin " + req + " -CAfile " + chain, &verify);
+        run("openssl ocsp -respin " + resp + " -issuer " + issuing + " -cert " + cert +
+                " -CAfile " + chain + " -no_nonce",
+            &status);
+        EXPECT_NE(verify.find("Response verify OK"), std::string::npos) << verify;
+        EXPECT_EQ(verify.find("Nonce Verify error"), std::string::npos) << verify;
+        return verify + status;
+    };
+    std::string out = ask(env.dir + "/pki/officer-1.pem", "officer");
+    EXPECT_NE(out.find("Response verify OK"), std::string::npos) << out;
+    EXPECT_NE(out.find("officer-1.pem: good"), std::string::npos) << out;
+    out = ask(dir + "/leaf.pem", "before");
+    EXPECT_NE(out.find("leaf.pem: good"), std::string::npos) << out;
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + serial + " --config " +
+                      shellQuote(env.dir + "/kyso.conf") + " --ca issuing-ca --reason superseded",
+                  &out),
+              0)
+        << out;
+    out = ask(dir + "/leaf.pem", "after");
+    EXPECT_NE(out.find("Response verify OK"), std::string::npos) << out;
+    EXPECT_NE(out.find("leaf.pem: revoked"), std::string::npos) << out;
+    EXPECT_NE(out.find("superseded"), std::string::npos) << out;
+    // A serial this CA never issued: unknown, never good.
+    ca::CertificateProfile q = p;
+    q.subject = {{"C", "VN"}, {"CN", "not recorded"}};
+    auto stranger = ca::issueCertificate(q, *env.creds->find("issuing-ca"));
+    ASSERT_TRUE(stranger.ok());
+    writeFile(dir + "/stranger.pem", ca::certificateToPem(*stranger));
+    out = ask(dir + "/stranger.pem", "stranger");
+    EXPECT_NE(out.find("stranger.pem: unknown"), std::string::npos) << out;
+    // Not an OCSP request at all: malformedRequest, and the service keeps serving.
+    writeFile(dir + "/junk", "junk");
+    auto junk = env.request("POST", "/ocsp", "", dir + "/junk", "application/ocsp-request",
+                            dir + "/junk.resp");
+    EXPECT_EQ(junk.status, 200);
+    run("openssl ocsp -respin " + dir + "/junk.resp -resp_text -noverify", &out);
+    EXPECT_NE(out.find("malformedrequest"), std::string::npos) << out;
+    EXPECT_NE(ask(env.dir + "/pki/officer-1.pem", "again").find("good"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kyso::test

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kyso/ca-bridge/crl.h"
+#include "kyso/ca-bridge/ocsp.h"
 #include "kyso/hsm/result.h"
 #include "kyso/policies/authorization.h"
 #include "kyso/signer/tsa.h"
@@ -50,6 +51,11 @@ class Store {
     Status revokeCertificate(const std::string& ca, const std::string& serialHex, int reason);
     // The revoked certificates of `ca`, oldest first.
     std::vector<ca::RevokedCertificate> revokedCertificates(const std::string& ca);
+    // Certificates the embedded CAs issued (OCSP answers "good" only for those).
+    Status recordIssued(const std::string& ca, const std::string& serialHex,
+                        const std::string& subject);
+    // Good, revoked (with time and reason) or unknown (never issued by `ca`).
+    ca::StatusInfo certificateStatus(const std::string& ca, const std::string& serialHex);
 
     // True when a write transaction can be started (for /readyz).
     bool writable();
