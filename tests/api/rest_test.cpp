@@ -1383,3 +1383,84 @@ TEST(CaService, OcspResponderAnswersGoodRevokedAndUnknown) {
 
 }  // namespace
 }  // namespace kyso::test
+
+#include "kyso/api/http_fetch.h"
+#include "kyso/ca-bridge/revocation.h"
+
+namespace kyso::test {
+namespace {
+
+// A certificate from the demo's issuing CA whose OCSP and CRL URLs are the ones given, recorded
+// as issued.
+std::string issueWithUrls(const std::string& cn, const std::string& ocsp, const std::string& crl) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("rev-leaf");
+    EXPECT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
+                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
+                  "/spki.der"),
+              0);
+    ca::CertificateProfile p;
+    p.subject = {{"C", "VN"}, {"CN", cn}};
+    p.publicKeyDer = readFile(dir + "/spki.der");
+    p.digitalSignature = true;
+    p.ocspUrl = ocsp;
+    p.crlUrl = crl;
+    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
+    EXPECT_TRUE(leaf.ok());
+    EXPECT_TRUE(env.store->recordIssued("issuing-ca", ca::serialHexOf(*leaf), cn).ok());
+    return *leaf;
+}
+
+TEST(Revocation, OcspThenCrlThenUnavailable) {
+    auto& env = Env::get();
+    const std::string issuer = env.creds->find("issuing-ca")->certificateDer;
+    ca::RevocationChecker checker(api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 2));
+    const std::string dead = "https://127.0.0.1:9";
+    const std::time_t now = std::time(nullptr);
+
+    // OCSP answers.
+    const std::string a =
+        issueWithUrls("OCSP user", env.url("/ocsp"), env.url("/ca/issuing-ca.crl"));
+    auto st = checker.check(a, issuer, now);
+    EXPECT_EQ(st.status, "GOOD");
+    EXPECT_EQ(st.source, "OCSP");
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + ca::serialHexOf(a) + " --config " +
+                  shellQuote(env.dir + "/kyso.conf") + " --ca issuing-ca --reason keyCompromise"),
+              0);
+    st = checker.check(a, issuer, now + 1);
+    EXPECT_EQ(st.status, "REVOKED");
+    EXPECT_EQ(st.source, "OCSP");
+    EXPECT_GT(st.revocationTime, 0);
+
+    // The OCSP responder is down: the latest CRL decides.
+    const std::string b = issueWithUrls("CRL user", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
+    st = checker.check(b, issuer, now);
+    EXPECT_EQ(st.status, "GOOD");
+    EXPECT_EQ(st.source, "CRL");
+    EXPECT_FALSE(st.warnings.empty());
+    // The revoked certificate is on that CRL too.
+    const std::string c =
+        issueWithUrls("CRL revoked", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + ca::serialHexOf(c) + " --config " +
+                  shellQuote(env.dir + "/kyso.conf") + " --ca issuing-ca"),
+              0);
+    ca::RevocationChecker fresh(api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 2));
+    st = fresh.check(c, issuer, now + 1);
+    EXPECT_EQ(st.status, "REVOKED");
+    EXPECT_EQ(st.source, "CRL");
+
+    // Neither answers: UNAVAILABLE with the reasons, never a pass.
+    const std::string d = issueWithUrls("Nobody answers", dead + "/ocsp", dead + "/crl");
+    st = checker.check(d, issuer, now);
+    EXPECT_EQ(st.status, "UNAVAILABLE");
+    EXPECT_TRUE(st.source.empty());
+    EXPECT_GE(st.warnings.size(), 3u);
+
+    // A response signed by another CA is not believed: the issuer here is the test CA, so the
+    // demo responder's answer does not verify and the CRL is not that issuer's.
+    st = checker.check(a, testPki(*env.token).ca.certificateDer, now);
+    EXPECT_EQ(st.status, "UNAVAILABLE");
+}
+
+}  // namespace
+}  // namespace kyso::test

@@ -1,0 +1,55 @@
+// Revocation checking of one certificate (RFC 6960 OCSP, then RFC 5280 CRL), following the
+// national rule: OCSP or the latest CRL; when neither answers, the status is UNAVAILABLE, which
+// the report turns into INDETERMINATE / TRY_LATER with a warning - never a silent pass.
+#pragma once
+
+#include <openssl/x509.h>
+
+#include <ctime>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kyso/hsm/result.h"
+
+namespace kyso::ca {
+
+struct RevocationStatus {
+    std::string status = "UNAVAILABLE";  // GOOD, REVOKED, UNKNOWN, UNAVAILABLE
+    std::string source;                  // OCSP, CRL (empty when UNAVAILABLE)
+    std::time_t thisUpdate = 0;
+    std::time_t revocationTime = 0;     // when REVOKED
+    std::vector<std::string> warnings;  // why a source was not used
+};
+
+// Transport: GET when `body` is empty, else POST with `contentType`. Returns the response body;
+// an Error for no answer, a timeout or a non-200 status.
+using Fetch = std::function<Result<std::string>(const std::string& url, const std::string& body,
+                                                const std::string& contentType)>;
+
+class RevocationChecker {
+  public:
+    // maxOcspAgeSeconds: an OCSP response whose thisUpdate is older is not fresh enough.
+    explicit RevocationChecker(Fetch fetch, long maxOcspAgeSeconds = 7 * 86400)
+        : m_fetch(std::move(fetch)), m_maxOcspAge(maxOcspAgeSeconds) {}
+
+    // The status of `certDer` issued by `issuerDer`, at `now`: OCSP from the certificate's AIA
+    // (with a nonce; the response must be signed by the issuer or a responder it delegated, and
+    // be fresh), else the CRL from its distribution point (signed by the issuer, nextUpdate not
+    // passed; cached until nextUpdate).
+    RevocationStatus check(const std::string& certDer, const std::string& issuerDer,
+                           std::time_t now);
+
+  private:
+    bool ocsp(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out);
+    bool crl(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out);
+
+    Fetch m_fetch;
+    long m_maxOcspAge;
+    std::mutex m_mu;
+    std::map<std::string, std::pair<std::string, std::time_t>> m_crls;  // url -> (DER, nextUpdate)
+};
+
+}  // namespace kyso::ca

@@ -1,0 +1,194 @@
+#include "kyso/ca-bridge/revocation.h"
+
+#include <openssl/err.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509v3.h>
+
+#include "kyso/hsm/ossl_ptr.h"
+
+namespace kyso::ca {
+
+namespace {
+
+std::time_t toTime(const ASN1_TIME* t) {
+    std::tm tm{};
+    if (t == nullptr || ::ASN1_TIME_to_tm(t, &tm) != 1) {
+        return 0;
+    }
+    return ::timegm(&tm);
+}
+
+// The first URI of an access method in the AIA, or of the first CRL distribution point.
+std::string ocspUrl(X509* cert) {
+    STACK_OF(OPENSSL_STRING)* urls = ::X509_get1_ocsp(cert);
+    std::string out = sk_OPENSSL_STRING_num(urls) > 0 ? sk_OPENSSL_STRING_value(urls, 0) : "";
+    ::X509_email_free(urls);
+    return out;
+}
+
+std::string crlUrl(X509* cert) {
+    auto* dps = static_cast<CRL_DIST_POINTS*>(
+        ::X509_get_ext_d2i(cert, NID_crl_distribution_points, nullptr, nullptr));
+    std::string out;
+    for (int i = 0; dps != nullptr && i < sk_DIST_POINT_num(dps) && out.empty(); ++i) {
+        DIST_POINT* dp = sk_DIST_POINT_value(dps, i);
+        if (dp->distpoint == nullptr || dp->distpoint->type != 0) {
+            continue;
+        }
+        GENERAL_NAMES* names = dp->distpoint->name.fullname;
+        for (int j = 0; j < sk_GENERAL_NAME_num(names); ++j) {
+            GENERAL_NAME* n = sk_GENERAL_NAME_value(names, j);
+            if (n->type == GEN_URI) {
+                out.assign(
+                    reinterpret_cast<const char*>(
+                        ::ASN1_STRING_get0_data(n->d.uniformResourceIdentifier)),
+                    static_cast<std::size_t>(::ASN1_STRING_length(n->d.uniformResourceIdentifier)));
+                break;
+            }
+        }
+    }
+    CRL_DIST_POINTS_free(dps);
+    return out;
+}
+
+}  // namespace
+
+RevocationStatus RevocationChecker::check(const std::string& certDer, const std::string& issuerDer,
+                                          std::time_t now) {
+    RevocationStatus out;
+    OsslPtr<X509> cert = x509FromDer(certDer);
+    OsslPtr<X509> issuer = x509FromDer(issuerDer);
+    if (!cert || !issuer) {
+        out.warnings.push_back("certificate or issuer is not valid DER");
+        return out;
+    }
+    if (ocsp(cert.get(), issuer.get(), now, &out) || crl(cert.get(), issuer.get(), now, &out)) {
+        return out;
+    }
+    out.status = "UNAVAILABLE";
+    out.source.clear();
+    out.warnings.push_back("neither OCSP nor a current CRL could be obtained");
+    return out;
+}
+
+bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out) {
+    const std::string url = ocspUrl(cert);
+    if (url.empty()) {
+        out->warnings.push_back("the certificate names no OCSP responder");
+        return false;
+    }
+    OCSP_REQUEST* req = ::OCSP_REQUEST_new();
+    OCSP_CERTID* id = ::OCSP_cert_to_id(::EVP_sha1(), cert, issuer);
+    OCSP_CERTID* idCopy = id != nullptr ? ::OCSP_CERTID_dup(id) : nullptr;
+    std::string reqDer;
+    if (req != nullptr && idCopy != nullptr && ::OCSP_request_add0_id(req, idCopy) != nullptr &&
+        ::OCSP_request_add1_nonce(req, nullptr, -1) == 1) {
+        unsigned char* buf = nullptr;
+        const int n = ::i2d_OCSP_REQUEST(req, &buf);
+        reqDer.assign(reinterpret_cast<char*>(buf), n > 0 ? static_cast<std::size_t>(n) : 0);
+        ::OPENSSL_free(buf);
+    }
+    bool used = false;
+    auto resp = reqDer.empty() ? Result<std::string>(Error::make("ca.build", "request"))
+                               : m_fetch(url, reqDer, "application/ocsp-request");
+    if (!resp) {
+        out->warnings.push_back("OCSP " + url + ": " + resp.error().detail);
+    } else {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(resp->data());
+        OCSP_RESPONSE* r = ::d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(resp->size()));
+        OCSP_BASICRESP* basic =
+            r != nullptr && ::OCSP_response_status(r) == OCSP_RESPONSE_STATUS_SUCCESSFUL
+                ? ::OCSP_response_get1_basic(r)
+                : nullptr;
+        STACK_OF(X509)* signers = sk_X509_new_null();
+        sk_X509_push(signers, issuer);
+        OsslPtr<X509_STORE> store(::X509_STORE_new());
+        ::X509_STORE_add_cert(store.get(), issuer);
+        int status = -1;
+        int reason = -1;
+        ASN1_GENERALIZEDTIME* revtime = nullptr;
+        ASN1_GENERALIZEDTIME* thisupd = nullptr;
+        ASN1_GENERALIZEDTIME* nextupd = nullptr;
+        // Signed by the issuer itself (OCSP_TRUSTOTHER: the issuer is the trust point here) or by
+        // a responder whose certificate the issuer signed; the nonce must come back.
+        if (basic == nullptr) {
+            out->warnings.push_back("OCSP " + url + ": no successful response");
+        } else if (::OCSP_basic_verify(basic, signers, store.get(), OCSP_TRUSTOTHER) != 1) {
+            out->warnings.push_back("OCSP " + url + ": the response signature does not verify");
+        } else if (::OCSP_check_nonce(req, basic) != 1) {
+            out->warnings.push_back("OCSP " + url + ": the nonce does not match");
+        } else if (::OCSP_resp_find_status(basic, id, &status, &reason, &revtime, &thisupd,
+                                           &nextupd) != 1) {
+            out->warnings.push_back("OCSP " + url + ": no status for this certificate");
+        } else if (::OCSP_check_validity(thisupd, nextupd, 300, m_maxOcspAge) != 1 ||
+                   toTime(thisupd) > now + 300) {
+            out->warnings.push_back("OCSP " + url + ": the response is not fresh");
+        } else {
+            out->source = "OCSP";
+            out->thisUpdate = toTime(thisupd);
+            out->status = status == V_OCSP_CERTSTATUS_GOOD      ? "GOOD"
+                          : status == V_OCSP_CERTSTATUS_REVOKED ? "REVOKED"
+                                                                : "UNKNOWN";
+            out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? toTime(revtime) : 0;
+            used = true;
+        }
+        sk_X509_free(signers);
+        ::OCSP_BASICRESP_free(basic);
+        ::OCSP_RESPONSE_free(r);
+    }
+    ::OCSP_CERTID_free(id);
+    ::OCSP_REQUEST_free(req);
+    ::ERR_clear_error();
+    return used;
+}
+
+bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out) {
+    const std::string url = crlUrl(cert);
+    if (url.empty()) {
+        out->warnings.push_back("the certificate names no CRL distribution point");
+        return false;
+    }
+    std::string der;
+    {
+        std::lock_guard lk(m_mu);
+        auto it = m_crls.find(url);
+        if (it != m_crls.end() && it->second.second > now) {
+            der = it->second.first;
+        }
+    }
+    if (der.empty()) {
+        auto fetched = m_fetch(url, "", "");
+        if (!fetched) {
+            out->warnings.push_back("CRL " + url + ": " + fetched.error().detail);
+            return false;
+        }
+        der = std::move(*fetched);
+    }
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+    X509_CRL* crl = ::d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size()));
+    EVP_PKEY* key = ::X509_get0_pubkey(issuer);
+    bool used = false;
+    if (crl == nullptr) {
+        out->warnings.push_back("CRL " + url + ": not a DER CRL");
+    } else if (::X509_NAME_cmp(::X509_CRL_get_issuer(crl), ::X509_get_subject_name(issuer)) != 0 ||
+               key == nullptr || ::X509_CRL_verify(crl, key) != 1) {
+        out->warnings.push_back("CRL " + url + ": not signed by the certificate's issuer");
+    } else if (toTime(::X509_CRL_get0_nextUpdate(crl)) <= now) {
+        out->warnings.push_back("CRL " + url + ": its nextUpdate has passed");
+    } else {
+        X509_REVOKED* entry = nullptr;
+        const bool revoked = ::X509_CRL_get0_by_cert(crl, &entry, cert) == 1;
+        out->source = "CRL";
+        out->thisUpdate = toTime(::X509_CRL_get0_lastUpdate(crl));
+        out->status = revoked ? "REVOKED" : "GOOD";
+        out->revocationTime = revoked ? toTime(::X509_REVOKED_get0_revocationDate(entry)) : 0;
+        std::lock_guard lk(m_mu);
+        m_crls[url] = {der, toTime(::X509_CRL_get0_nextUpdate(crl))};
+        used = true;
+    }
+    ::X509_CRL_free(crl);
+    ::ERR_clear_error();
+    return used;
+}
+
+}  // namespace kyso::ca
