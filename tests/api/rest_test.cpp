@@ -1464,3 +1464,41 @@ TEST(Revocation, OcspThenCrlThenUnavailable) {
 
 }  // namespace
 }  // namespace kyso::test
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+namespace kyso::test {
+namespace {
+
+// A responder that accepts the connection and never answers: the check ends at the configured
+// timeout with UNAVAILABLE (the report's TRY_LATER), not a hang and not a pass.
+TEST(Revocation, SilentResponderEndsAsUnavailableAtTheTimeout) {
+    auto& env = Env::get();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(fd, 8), 0);  // the kernel completes handshakes; nobody ever reads
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const std::string silent = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+    const std::string leaf = issueWithUrls("Silent", silent + "/ocsp", silent + "/crl");
+    ca::RevocationChecker checker(api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 1));
+    auto st =
+        checker.check(leaf, env.creds->find("issuing-ca")->certificateDer, std::time(nullptr));
+    ::close(fd);
+    EXPECT_EQ(st.status, "UNAVAILABLE");
+    std::string all;
+    for (const auto& w : st.warnings) {
+        all += w + "\n";
+    }
+    EXPECT_NE(all.find("OCSP " + silent), std::string::npos) << all;
+    EXPECT_NE(all.find("CRL " + silent), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace kyso::test
