@@ -87,6 +87,9 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
             now;
         s << "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL)",
             now;
+        s << "CREATE TABLE IF NOT EXISTS revocation_cache (key TEXT PRIMARY KEY,"
+             " der TEXT NOT NULL, valid_until INTEGER NOT NULL)",
+            now;
         s << "CREATE TABLE IF NOT EXISTS ca_issued (ca TEXT NOT NULL, serial TEXT NOT NULL,"
              " subject TEXT NOT NULL, PRIMARY KEY (ca, serial))",
             now;
@@ -349,6 +352,55 @@ ca::StatusInfo Store::certificateStatus(const std::string& ca, const std::string
         info.status = ca::CertStatus::Good;
     }
     return info;
+}
+
+namespace {
+
+class SqliteRevocationCache final : public ca::RevocationCache {
+  public:
+    explicit SqliteRevocationCache(Store::Impl& impl) : m_impl(impl) {}
+
+    std::optional<std::string> get(const std::string& key, std::time_t when) override {
+        std::string k = key;
+        Poco::Int64 t = static_cast<Poco::Int64>(when);
+        std::vector<std::string> ders;
+        try {
+            std::lock_guard lk(m_impl.mu);
+            *m_impl.session << "SELECT der FROM revocation_cache WHERE key = ? AND valid_until > ?",
+                use(k), use(t), into(ders), now;
+        } catch (const Poco::Exception&) {
+            return std::nullopt;
+        }
+        if (ders.empty()) {
+            return std::nullopt;
+        }
+        const auto bin = Botan::base64_decode(ders[0]);
+        return std::string(bin.begin(), bin.end());
+    }
+
+    void put(const std::string& key, const std::string& der, std::time_t validUntil) override {
+        std::string k = key;
+        std::string b64 =
+            Botan::base64_encode(reinterpret_cast<const std::uint8_t*>(der.data()), der.size());
+        Poco::Int64 t = static_cast<Poco::Int64>(validUntil);
+        try {
+            std::lock_guard lk(m_impl.mu);
+            *m_impl.session << "INSERT OR REPLACE INTO revocation_cache (key, der, valid_until) "
+                               "VALUES (?, ?, ?)",
+                use(k), use(b64), use(t), now;
+        } catch (const Poco::Exception&) {
+            // A cache that cannot be written only costs a fetch next time.
+        }
+    }
+
+  private:
+    Store::Impl& m_impl;
+};
+
+}  // namespace
+
+std::unique_ptr<ca::RevocationCache> Store::revocationCache() {
+    return std::make_unique<SqliteRevocationCache>(*m_impl);
 }
 
 bool Store::writable() {

@@ -53,6 +53,21 @@ std::string crlUrl(X509* cert) {
 
 }  // namespace
 
+std::optional<std::string> MemoryRevocationCache::get(const std::string& key, std::time_t now) {
+    std::lock_guard lk(m_mu);
+    auto it = m_entries.find(key);
+    if (it == m_entries.end() || it->second.second <= now) {
+        return std::nullopt;
+    }
+    return it->second.first;
+}
+
+void MemoryRevocationCache::put(const std::string& key, const std::string& der,
+                                std::time_t validUntil) {
+    std::lock_guard lk(m_mu);
+    m_entries[key] = {der, validUntil};
+}
+
 RevocationStatus RevocationChecker::check(const std::string& certDer, const std::string& issuerDer,
                                           std::time_t now) {
     RevocationStatus out;
@@ -148,14 +163,7 @@ bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, Revocatio
         out->warnings.push_back("the certificate names no CRL distribution point");
         return false;
     }
-    std::string der;
-    {
-        std::lock_guard lk(m_mu);
-        auto it = m_crls.find(url);
-        if (it != m_crls.end() && it->second.second > now) {
-            der = it->second.first;
-        }
-    }
+    std::string der = m_cache->get("crl:" + url, now).value_or("");
     if (der.empty()) {
         auto fetched = m_fetch(url, "", "");
         if (!fetched) {
@@ -182,8 +190,7 @@ bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, Revocatio
         out->thisUpdate = toTime(::X509_CRL_get0_lastUpdate(crl));
         out->status = revoked ? "REVOKED" : "GOOD";
         out->revocationTime = revoked ? toTime(::X509_REVOKED_get0_revocationDate(entry)) : 0;
-        std::lock_guard lk(m_mu);
-        m_crls[url] = {der, toTime(::X509_CRL_get0_nextUpdate(crl))};
+        m_cache->put("crl:" + url, der, toTime(::X509_CRL_get0_nextUpdate(crl)));
         used = true;
     }
     ::X509_CRL_free(crl);

@@ -1502,3 +1502,40 @@ TEST(Revocation, SilentResponderEndsAsUnavailableAtTheTimeout) {
 
 }  // namespace
 }  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+// CRLs are kept in the database until their nextUpdate: a new checker (a restart) does not fetch
+// the CRL again, and still gets the answer.
+TEST(Revocation, CrlsAreCachedInTheDatabaseUntilNextUpdate) {
+    auto& env = Env::get();
+    const std::string issuer = env.creds->find("issuing-ca")->certificateDer;
+    const std::string leaf =
+        issueWithUrls("Cached CRL", "https://127.0.0.1:9/ocsp", env.url("/ca/issuing-ca.crl"));
+    auto cache = env.store->revocationCache();
+    auto http = api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 2);
+    int crlFetches = 0;
+    auto counting = [&](const std::string& url, const std::string& body, const std::string& ct) {
+        if (body.empty()) {
+            ++crlFetches;
+        }
+        return http(url, body, ct);
+    };
+    const std::time_t now = std::time(nullptr);
+    ca::RevocationChecker first(counting, 7 * 86400, cache.get());
+    auto st = first.check(leaf, issuer, now);
+    EXPECT_EQ(st.status, "GOOD");
+    EXPECT_EQ(st.source, "CRL");
+    EXPECT_EQ(crlFetches, 1);
+    ca::RevocationChecker second(counting, 7 * 86400, cache.get());
+    st = second.check(leaf, issuer, now + 60);
+    EXPECT_EQ(st.status, "GOOD");
+    EXPECT_EQ(crlFetches, 1) << "the cached CRL was fetched again";
+    // Past the CRL's nextUpdate (7 days in the demo), it is fetched again.
+    st = second.check(leaf, issuer, now + 8 * 86400);
+    EXPECT_EQ(crlFetches, 2);
+}
+
+}  // namespace
+}  // namespace kyso::test

@@ -18,6 +18,7 @@
 
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/ocsp.h"
+#include "kyso/ca-bridge/revocation.h"
 #include "kyso/hsm/result.h"
 #include "kyso/policies/authorization.h"
 #include "kyso/signer/tsa.h"
@@ -56,6 +57,9 @@ class Store {
                         const std::string& subject);
     // Good, revoked (with time and reason) or unknown (never issued by `ca`).
     ca::StatusInfo certificateStatus(const std::string& ca, const std::string& serialHex);
+
+    // A revocation cache (CRLs until their nextUpdate) in the database. The Store must outlive it.
+    std::unique_ptr<ca::RevocationCache> revocationCache();
 
     // True when a write transaction can be started (for /readyz).
     bool writable();

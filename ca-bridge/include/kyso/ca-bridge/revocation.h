@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,11 +30,36 @@ struct RevocationStatus {
 using Fetch = std::function<Result<std::string>(const std::string& url, const std::string& body,
                                                 const std::string& contentType)>;
 
+// Where fetched CRLs are kept until their nextUpdate (api::Store keeps them in SQLite, so they
+// survive restarts and are shared by the service's processes).
+class RevocationCache {
+  public:
+    virtual ~RevocationCache() = default;
+    // The DER stored for `key` if it is still valid at `now`.
+    virtual std::optional<std::string> get(const std::string& key, std::time_t now) = 0;
+    virtual void put(const std::string& key, const std::string& der, std::time_t validUntil) = 0;
+};
+
+// A cache in this process's memory.
+class MemoryRevocationCache final : public RevocationCache {
+  public:
+    std::optional<std::string> get(const std::string& key, std::time_t now) override;
+    void put(const std::string& key, const std::string& der, std::time_t validUntil) override;
+
+  private:
+    std::mutex m_mu;
+    std::map<std::string, std::pair<std::string, std::time_t>> m_entries;
+};
+
 class RevocationChecker {
   public:
     // maxOcspAgeSeconds: an OCSP response whose thisUpdate is older is not fresh enough.
-    explicit RevocationChecker(Fetch fetch, long maxOcspAgeSeconds = 7 * 86400)
-        : m_fetch(std::move(fetch)), m_maxOcspAge(maxOcspAgeSeconds) {}
+    // `cache` (borrowed; null: one in memory) keeps CRLs until their nextUpdate.
+    explicit RevocationChecker(Fetch fetch, long maxOcspAgeSeconds = 7 * 86400,
+                               RevocationCache* cache = nullptr)
+        : m_fetch(std::move(fetch)),
+          m_maxOcspAge(maxOcspAgeSeconds),
+          m_cache(cache != nullptr ? cache : &m_memory) {}
 
     // The status of `certDer` issued by `issuerDer`, at `now`: OCSP from the certificate's AIA
     // (with a nonce; the response must be signed by the issuer or a responder it delegated, and
@@ -48,8 +74,8 @@ class RevocationChecker {
 
     Fetch m_fetch;
     long m_maxOcspAge;
-    std::mutex m_mu;
-    std::map<std::string, std::pair<std::string, std::time_t>> m_crls;  // url -> (DER, nextUpdate)
+    MemoryRevocationCache m_memory;
+    RevocationCache* m_cache;
 };
 
 }  // namespace kyso::ca
