@@ -213,6 +213,33 @@ void checkCms(PdfSignature& s, int fd, long long fileSize) {
     } else {
         s.errors.push_back("the signer's certificate is not in the CMS");
     }
+    // ESS signing-certificate(-v2): the signed attributes must name this certificate by its hash
+    // (RFC 5035), so that another certificate with the same key cannot be substituted. The hash
+    // is looked for in the attribute's DER under each algorithm the attribute may use.
+    for (int nid : {NID_id_smime_aa_signingCertificateV2, NID_id_smime_aa_signingCertificate}) {
+        auto* attr = static_cast<ASN1_STRING*>(
+            ::CMS_signed_get0_data_by_OBJ(si, ::OBJ_nid2obj(nid), -3, V_ASN1_SEQUENCE));
+        if (attr == nullptr || signer == nullptr) {
+            continue;
+        }
+        const std::string der(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(attr)),
+                              static_cast<std::size_t>(::ASN1_STRING_length(attr)));
+        for (const EVP_MD* h : {::EVP_sha1(), ::EVP_sha256(), ::EVP_sha384(), ::EVP_sha512()}) {
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            if (::X509_digest(signer, h, md, &len) == 1 &&
+                der.find(std::string(reinterpret_cast<char*>(md), len)) != std::string::npos) {
+                s.signingCertificateBound = true;
+            }
+        }
+        if (!s.signingCertificateBound) {
+            s.errors.push_back("the signing-certificate attribute names another certificate");
+        }
+        break;
+    }
+    if (!s.signingCertificateBound && s.subFilter == "ETSI.CAdES.detached") {
+        s.errors.push_back("no signing-certificate(-v2) attribute binds the signer's certificate");
+    }
     const ASN1_OBJECT* mdOid = nullptr;
     ::X509_ALGOR_get0(&mdOid, nullptr, nullptr, digestAlg);
     const EVP_MD* md = mdOid != nullptr ? ::EVP_get_digestbyobj(mdOid) : nullptr;

@@ -78,6 +78,9 @@ TEST(PdfSignatures, TwoSignaturesTheFirstCoveringItsRevision) {
         for (const auto& s : sigs) {
             EXPECT_TRUE(s.digestMatches) << (s.errors.empty() ? "" : s.errors[0]);
             EXPECT_TRUE(s.signatureValid) << (s.errors.empty() ? "" : s.errors[0]);
+            if (s.subFilter == "ETSI.CAdES.detached") {
+                EXPECT_TRUE(s.signingCertificateBound) << (s.errors.empty() ? "" : s.errors[0]);
+            }
             entireFile += s.coverage == signer::Coverage::EntireFile;
             entireRevision += s.coverage == signer::Coverage::EntireRevision;
         }
@@ -111,6 +114,7 @@ TEST(PdfSignatures, OurSignatureIsIntactAndAFlippedByteIsCaught) {
     EXPECT_TRUE(sigs[0].digestMatches);
     EXPECT_TRUE(sigs[0].signatureValid);
     EXPECT_EQ(sigs[0].subFilter, "ETSI.CAdES.detached");
+    EXPECT_TRUE(sigs[0].signingCertificateBound);
     EXPECT_NE(sigs[0].signerSubject.find("Nguyễn Văn An"), std::string::npos);
     // One byte inside the signed range, in the original part of the file.
     std::string bytes = readFile(dir + "/s.pdf");

@@ -30,8 +30,10 @@ struct PdfSignature {
                                   // bytes the /ByteRange names
     bool signatureValid = false;  // the signature over the signed attributes verifies with the
                                   // signer certificate carried in the CMS
-    std::string signerSubject;    // RFC 2253, UTF-8
-    std::string cmsDer;           // the CMS from /Contents, trailing padding removed
+    // A signing-certificate(-v2) attribute names the signer's certificate by its hash.
+    bool signingCertificateBound = false;
+    std::string signerSubject;  // RFC 2253, UTF-8
+    std::string cmsDer;         // the CMS from /Contents, trailing padding removed
     std::vector<std::string> errors;
 };
 
