@@ -26,31 +26,18 @@ std::optional<RevocationReason> parseRevocationReason(const std::string& name) {
     return it == names.end() ? std::nullopt : std::optional<RevocationReason>(it->second);
 }
 
-std::string serialHexOf(const std::string& certificateDer) {
-    OsslPtr<X509> x = x509FromDer(certificateDer);
-    if (!x) {
-        return "";
-    }
-    OsslPtr<BIGNUM> bn(::ASN1_INTEGER_to_BN(::X509_get0_serialNumber(x.get()), nullptr));
+std::string serialHex(const ASN1_INTEGER* serial) {
+    OsslPtr<BIGNUM> bn(::ASN1_INTEGER_to_BN(serial, nullptr));
     char* hex = bn ? ::BN_bn2hex(bn.get()) : nullptr;
     std::string out = hex != nullptr ? hex : "";
     ::OPENSSL_free(hex);
     return out;
 }
 
-namespace {
-
-Error buildError(const std::string& what) {
-    const unsigned long e = ::ERR_peek_last_error();
-    char buf[256] = {0};
-    if (e != 0) {
-        ::ERR_error_string_n(e, buf, sizeof buf);
-    }
-    ::ERR_clear_error();
-    return Error::make("ca.build", what + (e != 0 ? std::string(": ") + buf : ""), e);
+std::string serialHexOf(const std::string& certificateDer) {
+    OsslPtr<X509> x = x509FromDer(certificateDer);
+    return x ? serialHex(::X509_get0_serialNumber(x.get())) : std::string();
 }
-
-}  // namespace
 
 Result<std::string> buildCrl(const hsm::Credential& issuer,
                              const std::vector<RevokedCertificate>& revoked,
@@ -119,7 +106,7 @@ Result<std::string> buildCrl(const hsm::Credential& issuer,
             ::ERR_clear_error();
             return *tokenError;
         }
-        return buildError("cannot build the CRL");
+        return opensslError("ca.build", "cannot build the CRL");
     }
     unsigned char* der = nullptr;
     const int n = ::i2d_X509_CRL(crl, &der);

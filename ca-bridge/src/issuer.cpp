@@ -12,16 +12,6 @@ namespace kyso::ca {
 
 namespace {
 
-Error buildError(const std::string& what) {
-    const unsigned long e = ::ERR_peek_last_error();
-    char buf[256] = {0};
-    if (e != 0) {
-        ::ERR_error_string_n(e, buf, sizeof buf);
-    }
-    ::ERR_clear_error();
-    return Error::make("ca.build", what + (e != 0 ? std::string(": ") + buf : ""), e);
-}
-
 bool addExt(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
     X509_EXTENSION* ex = ::X509V3_EXT_conf_nid(nullptr, ctx, nid, value.c_str());
     if (ex == nullptr) {
@@ -77,7 +67,7 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     }
     unsigned char serial[16];
     if (::RAND_bytes(serial, sizeof serial) != 1) {
-        return buildError("random serial");
+        return opensslError("ca.build", "random serial");
     }
     serial[0] &= 0x7f;
     serial[0] |= 0x40;  // keep 16 bytes: no leading zero to strip, always positive
@@ -90,7 +80,7 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
         ::X509_gmtime_adj(::X509_getm_notBefore(cert.get()), -p.backdateSeconds) == nullptr ||
         ::X509_time_adj_ex(::X509_getm_notAfter(cert.get()), p.validDays, 0, nullptr) == nullptr ||
         ::X509_set_pubkey(cert.get(), subjectKey.get()) != 1) {
-        return buildError("certificate fields");
+        return opensslError("ca.build", "certificate fields");
     }
 
     X509V3_CTX ctx;
@@ -159,12 +149,12 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     const int sigNid = signatureNid(issuer);
     const int paramType = issuer.key.type == hsm::KeyType::Rsa ? V_ASN1_NULL : V_ASN1_UNDEF;
     if (::X509_ALGOR_set0(innerAlg, ::OBJ_nid2obj(sigNid), paramType, nullptr) != 1) {
-        return buildError("signature algorithm");
+        return opensslError("ca.build", "signature algorithm");
     }
     unsigned char* tbsBuf = nullptr;
     const int tbsLen = ::i2d_re_X509_tbs(cert.get(), &tbsBuf);
     if (tbsLen <= 0) {
-        return buildError("encode TBSCertificate");
+        return opensslError("ca.build", "encode TBSCertificate");
     }
     const std::string tbs(reinterpret_cast<char*>(tbsBuf), static_cast<std::size_t>(tbsLen));
     ::OPENSSL_free(tbsBuf);
@@ -176,7 +166,7 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     unsigned char dg[EVP_MAX_MD_SIZE];
     unsigned int dglen = 0;
     if (::EVP_Digest(tbs.data(), tbs.size(), dg, &dglen, hsm::evpMd(issuer.hash), nullptr) != 1) {
-        return buildError("digest of TBSCertificate");
+        return opensslError("ca.build", "digest of TBSCertificate");
     }
     auto sig = issuer.signDigest(std::string_view(reinterpret_cast<char*>(dg), dglen));
     if (!sig) {
@@ -188,12 +178,12 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     // party.
     OsslPtr<X509> check = x509FromDer(certDer);
     if (!check) {
-        return buildError("assembled certificate does not parse");
+        return opensslError("ca.build", "assembled certificate does not parse");
     }
     OsslPtr<EVP_PKEY> verifyKey(issuerCert ? ::X509_get_pubkey(issuerCert.get())
                                            : ::X509_get_pubkey(check.get()));
     if (!verifyKey || ::X509_verify(check.get(), verifyKey.get()) != 1) {
-        return buildError("the token's signature on the certificate does not verify");
+        return opensslError("ca.build", "the token's signature on the certificate does not verify");
     }
     return certDer;
 }

@@ -26,14 +26,6 @@ std::string errorResponse(int status) {
     return out;
 }
 
-std::string serialHex(const ASN1_INTEGER* serial) {
-    OsslPtr<BIGNUM> bn(::ASN1_INTEGER_to_BN(serial, nullptr));
-    char* hex = bn ? ::BN_bn2hex(bn.get()) : nullptr;
-    std::string out = hex != nullptr ? hex : "";
-    ::OPENSSL_free(hex);
-    return out;
-}
-
 }  // namespace
 
 Result<std::string> respondOcsp(std::string_view request,

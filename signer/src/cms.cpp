@@ -18,16 +18,6 @@ namespace kyso::signer {
 
 namespace {
 
-Error opensslError(const std::string& what) {
-    const unsigned long e = ::ERR_peek_last_error();
-    char buf[256] = {0};
-    if (e != 0) {
-        ::ERR_error_string_n(e, buf, sizeof buf);
-    }
-    ::ERR_clear_error();
-    return Error::make("cms.build", what + (e != 0 ? std::string(": ") + buf : ""), e);
-}
-
 std::string der(const unsigned char* p, int n) {
     return n > 0 ? std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n))
                  : std::string();
@@ -141,7 +131,7 @@ Result<std::shared_ptr<Parsed>> parsedFor(const Credential& c) {
     // public components, and the signature itself comes from the token.
     p->pub.reset(::X509_get_pubkey(p->cert.get()));
     if (!p->pub) {
-        return opensslError("certificate public key");
+        return opensslError("cms.build", "certificate public key");
     }
     // Compute the cached extension data now, not concurrently on first use.
     ::X509_check_purpose(p->cert.get(), -1, -1);
@@ -172,16 +162,16 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
     const unsigned flags = CMS_PARTIAL | CMS_DETACHED | CMS_BINARY;
     OsslPtr<CMS_ContentInfo> cms(::CMS_sign(nullptr, nullptr, nullptr, nullptr, flags));
     if (!cms) {
-        return opensslError("CMS_sign");
+        return opensslError("cms.build", "CMS_sign");
     }
     CMS_SignerInfo* si = ::CMS_add1_signer(cms.get(), p.cert.get(), p.pub.get(), md,
                                            flags | CMS_NOSMIMECAP | CMS_CADES);
     if (si == nullptr) {
-        return opensslError("CMS_add1_signer");
+        return opensslError("cms.build", "CMS_add1_signer");
     }
     for (const auto& x : p.chain) {
         if (::CMS_add1_cert(cms.get(), x.get()) != 1) {
-            return opensslError("chain certificate");
+            return opensslError("cms.build", "chain certificate");
         }
     }
     if (::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
@@ -189,18 +179,18 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
         ::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING,
                                       contentDigest.data(),
                                       static_cast<int>(contentDigest.size())) != 1) {
-        return opensslError("signed attributes");
+        return opensslError("cms.build", "signed attributes");
     }
     if (signingTime) {
         // CAdES baseline B requires it (ETSI EN 319 122-1, 5.2.1); PAdES forbids it.
         OsslPtr<ASN1_STRING> now(::X509_gmtime_adj(nullptr, 0));
         if (!now || ::CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, now->type, now.get(),
                                                   -1) != 1) {
-            return opensslError("signing-time attribute");
+            return opensslError("cms.build", "signing-time attribute");
         }
     }
     if (c.scheme == hsm::SignScheme::RsaPss && !setPssAlgorithm(si, md)) {
-        return opensslError("RSASSA-PSS parameters");
+        return opensslError("cms.build", "RSASSA-PSS parameters");
     }
 
     std::string sig;
@@ -211,7 +201,7 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
         unsigned char dg[EVP_MAX_MD_SIZE];
         unsigned int dglen = 0;
         if (::EVP_Digest(attrs.data(), attrs.size(), dg, &dglen, md, nullptr) != 1) {
-            return opensslError("digest of signed attributes");
+            return opensslError("cms.build", "digest of signed attributes");
         }
         auto s = c.signDigest(std::string_view(reinterpret_cast<char*>(dg), dglen));
         if (!s) {
@@ -221,14 +211,14 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
     }
     if (::ASN1_STRING_set(::CMS_SignerInfo_get0_signature(si), sig.data(),
                           static_cast<int>(sig.size())) != 1) {
-        return opensslError("signature value");
+        return opensslError("cms.build", "signature value");
     }
     if (timestamper != nullptr) {
         // signature-time-stamp (RFC 3161 appendix A): a token over the signature value.
         unsigned char dg[EVP_MAX_MD_SIZE];
         unsigned int dglen = 0;
         if (::EVP_Digest(sig.data(), sig.size(), dg, &dglen, md, nullptr) != 1) {
-            return opensslError("digest of the signature value");
+            return opensslError("cms.build", "digest of the signature value");
         }
         auto token =
             timestamper->timestamp(std::string_view(reinterpret_cast<char*>(dg), dglen), c.hash);
@@ -237,7 +227,7 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
         }
         if (::CMS_unsigned_add1_attr_by_NID(si, NID_id_smime_aa_timeStampToken, V_ASN1_SEQUENCE,
                                             token->data(), static_cast<int>(token->size())) != 1) {
-            return opensslError("signature-time-stamp attribute");
+            return opensslError("cms.build", "signature-time-stamp attribute");
         }
     }
     unsigned char* out = nullptr;
@@ -245,7 +235,7 @@ Result<std::string> build(const Credential& c, std::string_view contentDigest,
     std::string result = der(out, n);
     ::OPENSSL_free(out);
     if (result.empty()) {
-        return opensslError("encode SignedData");
+        return opensslError("cms.build", "encode SignedData");
     }
     return result;
 }

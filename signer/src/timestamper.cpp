@@ -15,16 +15,6 @@ namespace {
 // signature of an ECDSA key.
 constexpr std::size_t kTokenMargin = 256;
 
-Error invalid(const std::string& why) {
-    const unsigned long e = ::ERR_peek_last_error();
-    char buf[256] = {0};
-    if (e != 0) {
-        ::ERR_error_string_n(e, buf, sizeof buf);
-    }
-    ::ERR_clear_error();
-    return Error::make("tsa.invalid_reply", why + (e != 0 ? std::string(": ") + buf : ""), e);
-}
-
 }  // namespace
 
 Timestamper::Timestamper(std::vector<std::string> trustAnchorsDer, std::size_t initialReserve)
@@ -62,7 +52,7 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     }
     if (request.empty()) {
         ::TS_REQ_free(req);
-        return invalid("cannot build the TimeStampReq");
+        return opensslError("tsa.invalid_reply", "cannot build the TimeStampReq");
     }
 
     auto reply = exchange(request);
@@ -74,7 +64,7 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     TS_RESP* resp = ::d2i_TS_RESP(nullptr, &p, static_cast<long>(reply->size()));
     if (resp == nullptr) {
         ::TS_REQ_free(req);
-        return invalid("the TSA's answer is not a TimeStampResp");
+        return opensslError("tsa.invalid_reply", "the TSA's answer is not a TimeStampResp");
     }
     const long status =
         ::ASN1_INTEGER_get(::TS_STATUS_INFO_get0_status(::TS_RESP_get_status_info(resp)));
@@ -105,7 +95,7 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     ::TS_VERIFY_CTX_free(vctx);
     if (verified != 1) {
         ::TS_RESP_free(resp);
-        return invalid("the TSA's reply does not verify");
+        return opensslError("tsa.invalid_reply", "the TSA's reply does not verify");
     }
     unsigned char* tok = nullptr;
     const int n = ::i2d_PKCS7(::TS_RESP_get_token(resp), &tok);
@@ -113,7 +103,7 @@ Result<std::string> Timestamper::timestamp(std::string_view digest, hsm::HashAlg
     ::OPENSSL_free(tok);
     ::TS_RESP_free(resp);
     if (token.empty()) {
-        return invalid("the reply carries no token");
+        return opensslError("tsa.invalid_reply", "the reply carries no token");
     }
     std::lock_guard lk(m_mu);
     m_maxSeen = std::max(m_maxSeen, token.size());

@@ -1,6 +1,8 @@
 // Certificate revocation lists of a CA whose key is on the token (RFC 5280 section 5).
 #pragma once
 
+#include <openssl/asn1.h>
+
 #include <cstdint>
 #include <ctime>
 #include <optional>
@@ -39,7 +41,9 @@ Result<std::string> buildCrl(const hsm::Credential& issuer,
                              std::uint64_t crlNumber, std::time_t thisUpdate,
                              std::time_t nextUpdate);
 
-// Upper-case hex of a certificate's serial number (DER certificate in).
+// Upper-case hex of a serial number, as CRL entries, OCSP and `kyso ca revoke` name it.
+std::string serialHex(const ASN1_INTEGER* serial);
+// The same for a DER certificate's serial number ("" if it is not DER).
 std::string serialHexOf(const std::string& certificateDer);
 
 }  // namespace kyso::ca

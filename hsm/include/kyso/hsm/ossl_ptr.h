@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -12,6 +13,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+
+#include "kyso/hsm/result.h"
 
 namespace kyso {
 
@@ -59,6 +62,18 @@ inline std::string x509ToDer(X509* x) {
     }
     ::OPENSSL_free(buf);
     return out;
+}
+
+// An Error with `code` whose detail is `what` and OpenSSL's last error, which becomes the cause;
+// the OpenSSL error queue is cleared.
+inline Error opensslError(const std::string& code, const std::string& what) {
+    const unsigned long e = ::ERR_peek_last_error();
+    char buf[256] = {0};
+    if (e != 0) {
+        ::ERR_error_string_n(e, buf, sizeof buf);
+    }
+    ::ERR_clear_error();
+    return Error::make(code, what + (e != 0 ? std::string(": ") + buf : ""), e);
 }
 
 }  // namespace kyso
