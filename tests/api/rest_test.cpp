@@ -1219,6 +1219,37 @@ namespace {
 
 // ---- the embedded CA: certificates, CRLs, revocation --------------------------------------
 
+// A certificate from the demo's issuing CA for a key made by openssl, with the OCSP and CRL URLs
+// given (none when empty); recorded as issued, as the CA does, unless `record` is false.
+std::string issueLeaf(const std::string& cn, const std::string& ocsp = "",
+                      const std::string& crl = "", bool record = true) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("leaf");
+    EXPECT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
+                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
+                  "/spki.der"),
+              0);
+    ca::CertificateProfile p;
+    p.subject = {{"C", "VN"}, {"CN", cn}};
+    p.publicKeyDer = readFile(dir + "/spki.der");
+    p.digitalSignature = true;
+    if (!ocsp.empty()) {
+        p.ocspUrl = ocsp;
+    }
+    if (!crl.empty()) {
+        p.crlUrl = crl;
+    }
+    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
+    EXPECT_TRUE(leaf.ok()) << (leaf.ok() ? "" : leaf.error().detail);
+    if (!leaf.ok()) {
+        return {};
+    }
+    if (record) {
+        EXPECT_TRUE(env.store->recordIssued("issuing-ca", ca::serialHexOf(*leaf), cn).ok());
+    }
+    return *leaf;
+}
+
 TEST(CaService, ServesCertificatesAndACrlThatListsRevocations) {
     auto& env = Env::get();
     const std::string dir = tempDir("ca");
@@ -1236,18 +1267,10 @@ TEST(CaService, ServesCertificatesAndACrlThatListsRevocations) {
     EXPECT_NE(out.find("/ca/issuing-ca.crl"), std::string::npos) << out;
 
     // A certificate issued by the demo's issuing CA, for a key made by openssl.
-    ASSERT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
-                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
-                  "/spki.der"),
-              0);
-    ca::CertificateProfile p;
-    p.subject = {{"C", "VN"}, {"CN", "Trần Thị Bình"}};
-    p.publicKeyDer = readFile(dir + "/spki.der");
-    p.digitalSignature = true;
-    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
-    ASSERT_TRUE(leaf.ok()) << leaf.error().detail;
-    writeFile(dir + "/leaf.pem", ca::certificateToPem(*leaf));
-    const std::string serial = ca::serialHexOf(*leaf);
+    const std::string leaf = issueLeaf("Trần Thị Bình");
+    ASSERT_FALSE(leaf.empty());
+    writeFile(dir + "/leaf.pem", ca::certificateToPem(leaf));
+    const std::string serial = ca::serialHexOf(leaf);
     const std::string conf = shellQuote(env.dir + "/kyso.conf");
     const std::string chain = dir + "/chain.pem";
     writeFile(chain,
@@ -1317,19 +1340,10 @@ TEST(CaService, OcspResponderAnswersGoodRevokedAndUnknown) {
     const std::string chain = dir + "/chain.pem";
     writeFile(chain, readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
     // A certificate issued by the demo CA and recorded as issued, as the CA does.
-    ASSERT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
-                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
-                  "/spki.der"),
-              0);
-    ca::CertificateProfile p;
-    p.subject = {{"C", "VN"}, {"CN", "Lê Văn Cường"}};
-    p.publicKeyDer = readFile(dir + "/spki.der");
-    p.digitalSignature = true;
-    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
-    ASSERT_TRUE(leaf.ok()) << leaf.error().detail;
-    writeFile(dir + "/leaf.pem", ca::certificateToPem(*leaf));
-    const std::string serial = ca::serialHexOf(*leaf);
-    ASSERT_TRUE(env.store->recordIssued("issuing-ca", serial, "CN=Lê Văn Cường").ok());
+    const std::string leaf = issueLeaf("Lê Văn Cường");
+    ASSERT_FALSE(leaf.empty());
+    writeFile(dir + "/leaf.pem", ca::certificateToPem(leaf));
+    const std::string serial = ca::serialHexOf(leaf);
 
     auto ask = [&](const std::string& cert, const std::string& tag) {
         const std::string req = dir + "/" + tag + ".req";
@@ -1364,11 +1378,9 @@ TEST(CaService, OcspResponderAnswersGoodRevokedAndUnknown) {
     EXPECT_NE(out.find("leaf.pem: revoked"), std::string::npos) << out;
     EXPECT_NE(out.find("superseded"), std::string::npos) << out;
     // A serial this CA never issued: unknown, never good.
-    ca::CertificateProfile q = p;
-    q.subject = {{"C", "VN"}, {"CN", "not recorded"}};
-    auto stranger = ca::issueCertificate(q, *env.creds->find("issuing-ca"));
-    ASSERT_TRUE(stranger.ok());
-    writeFile(dir + "/stranger.pem", ca::certificateToPem(*stranger));
+    const std::string stranger = issueLeaf("not recorded", "", "", /*record=*/false);
+    ASSERT_FALSE(stranger.empty());
+    writeFile(dir + "/stranger.pem", ca::certificateToPem(stranger));
     out = ask(dir + "/stranger.pem", "stranger");
     EXPECT_NE(out.find("stranger.pem: unknown"), std::string::npos) << out;
     // Not an OCSP request at all: malformedRequest, and the service keeps serving.
@@ -1390,27 +1402,6 @@ TEST(CaService, OcspResponderAnswersGoodRevokedAndUnknown) {
 namespace kyso::test {
 namespace {
 
-// A certificate from the demo's issuing CA whose OCSP and CRL URLs are the ones given, recorded
-// as issued.
-std::string issueWithUrls(const std::string& cn, const std::string& ocsp, const std::string& crl) {
-    auto& env = Env::get();
-    const std::string dir = tempDir("rev-leaf");
-    EXPECT_EQ(run("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + dir +
-                  "/k.pem && openssl pkey -in " + dir + "/k.pem -pubout -outform DER -out " + dir +
-                  "/spki.der"),
-              0);
-    ca::CertificateProfile p;
-    p.subject = {{"C", "VN"}, {"CN", cn}};
-    p.publicKeyDer = readFile(dir + "/spki.der");
-    p.digitalSignature = true;
-    p.ocspUrl = ocsp;
-    p.crlUrl = crl;
-    auto leaf = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
-    EXPECT_TRUE(leaf.ok());
-    EXPECT_TRUE(env.store->recordIssued("issuing-ca", ca::serialHexOf(*leaf), cn).ok());
-    return *leaf;
-}
-
 TEST(Revocation, OcspThenCrlThenUnavailable) {
     auto& env = Env::get();
     const std::string issuer = env.creds->find("issuing-ca")->certificateDer;
@@ -1419,8 +1410,7 @@ TEST(Revocation, OcspThenCrlThenUnavailable) {
     const std::time_t now = std::time(nullptr);
 
     // OCSP answers.
-    const std::string a =
-        issueWithUrls("OCSP user", env.url("/ocsp"), env.url("/ca/issuing-ca.crl"));
+    const std::string a = issueLeaf("OCSP user", env.url("/ocsp"), env.url("/ca/issuing-ca.crl"));
     auto st = checker.check(a, issuer, now);
     EXPECT_EQ(st.status, "GOOD");
     EXPECT_EQ(st.source, "OCSP");
@@ -1433,14 +1423,13 @@ TEST(Revocation, OcspThenCrlThenUnavailable) {
     EXPECT_GT(st.revocationTime, 0);
 
     // The OCSP responder is down: the latest CRL decides.
-    const std::string b = issueWithUrls("CRL user", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
+    const std::string b = issueLeaf("CRL user", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
     st = checker.check(b, issuer, now);
     EXPECT_EQ(st.status, "GOOD");
     EXPECT_EQ(st.source, "CRL");
     EXPECT_FALSE(st.warnings.empty());
     // The revoked certificate is on that CRL too.
-    const std::string c =
-        issueWithUrls("CRL revoked", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
+    const std::string c = issueLeaf("CRL revoked", dead + "/ocsp", env.url("/ca/issuing-ca.crl"));
     ASSERT_EQ(run(std::string(KYSO_BINARY) + " ca revoke " + ca::serialHexOf(c) + " --config " +
                   shellQuote(env.dir + "/kyso.conf") + " --ca issuing-ca"),
               0);
@@ -1450,7 +1439,7 @@ TEST(Revocation, OcspThenCrlThenUnavailable) {
     EXPECT_EQ(st.source, "CRL");
 
     // Neither answers: UNAVAILABLE with the reasons, never a pass.
-    const std::string d = issueWithUrls("Nobody answers", dead + "/ocsp", dead + "/crl");
+    const std::string d = issueLeaf("Nobody answers", dead + "/ocsp", dead + "/crl");
     st = checker.check(d, issuer, now);
     EXPECT_EQ(st.status, "UNAVAILABLE");
     EXPECT_TRUE(st.source.empty());
@@ -1486,7 +1475,7 @@ TEST(Revocation, SilentResponderEndsAsUnavailableAtTheTimeout) {
     socklen_t len = sizeof addr;
     ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
     const std::string silent = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-    const std::string leaf = issueWithUrls("Silent", silent + "/ocsp", silent + "/crl");
+    const std::string leaf = issueLeaf("Silent", silent + "/ocsp", silent + "/crl");
     ca::RevocationChecker checker(api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 1));
     auto st =
         checker.check(leaf, env.creds->find("issuing-ca")->certificateDer, std::time(nullptr));
@@ -1512,7 +1501,7 @@ TEST(Revocation, CrlsAreCachedInTheDatabaseUntilNextUpdate) {
     auto& env = Env::get();
     const std::string issuer = env.creds->find("issuing-ca")->certificateDer;
     const std::string leaf =
-        issueWithUrls("Cached CRL", "https://127.0.0.1:9/ocsp", env.url("/ca/issuing-ca.crl"));
+        issueLeaf("Cached CRL", "https://127.0.0.1:9/ocsp", env.url("/ca/issuing-ca.crl"));
     auto cache = env.store->revocationCache();
     auto http = api::makeHttpFetch(env.dir + "/pki/root-ca.pem", 2);
     int crlFetches = 0;

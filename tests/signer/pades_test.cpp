@@ -191,6 +191,16 @@ void signAndCheck(const std::string& in, int expectedSigs,
     expectCmsVerifies(out);
 }
 
+// The files of a corpus directory, in name order.
+std::vector<fs::path> sortedFiles(const std::string& dir) {
+    std::vector<fs::path> files;
+    for (auto& e : fs::directory_iterator(dir)) {
+        files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
 TEST(Pades, SignsMinimalPdfWithClassicXref) {
     const std::string in = tempDir("in") + "/min.pdf";
     writeFile(in, minimalPdf());
@@ -352,12 +362,7 @@ TEST(Pades, CorpusIsSignedOrRefusedWithAReason) {
                                             "pdf.truncated", "pdf.not_pdf"};
     int signedCount = 0;
     int refused = 0;
-    std::vector<fs::path> files;
-    for (auto& e : fs::directory_iterator(dir)) {
-        files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& path : files) {
+    for (const auto& path : sortedFiles(dir)) {
         SCOPED_TRACE(path.filename().string());
         const std::string out = tempDir("corpus") + "/out.pdf";
         auto r = signer::signPdf(path.string(), out, rsaCredential(), {});
@@ -412,12 +417,7 @@ TEST(Pades, SigningSignedDocumentsFromOtherProductsKeepsTheirVerdicts) {
     const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref", "pdf.damaged",
                                             "pdf.certified_no_changes"};
     int signedCount = 0;
-    std::vector<fs::path> files;
-    for (auto& e : fs::directory_iterator(dir)) {
-        files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& path : files) {
+    for (const auto& path : sortedFiles(dir)) {
         SCOPED_TRACE(path.filename().string());
         const auto before = verdicts(path.string());
         const std::string out = tempDir("resign") + "/out.pdf";
