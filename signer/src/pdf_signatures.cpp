@@ -251,7 +251,6 @@ void checkCms(PdfSignature& s, int fd, long long fileSize) {
             s.errors.push_back("the signature value does not verify");
         }
     }
-    const std::string ranges = digestRanges(fd, fileSize, s.byteRange, md);
     if (s.documentTimestamp) {
         // The TSTInfo's imprint is over the byte range; the signed messageDigest is over TSTInfo.
         ASN1_OCTET_STRING** content = ::CMS_get0_content(cms.get());
@@ -284,6 +283,7 @@ void checkCms(PdfSignature& s, int fd, long long fileSize) {
                 ? std::string(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(attr)),
                               static_cast<std::size_t>(::ASN1_STRING_length(attr)))
                 : std::string();
+        const std::string ranges = digestRanges(fd, fileSize, s.byteRange, md);
         s.digestMatches = !ranges.empty() && signedDigest == ranges;
     }
     if (!s.digestMatches) {
