@@ -35,6 +35,8 @@ inline const char* kUsage =
     "                [--page N] [--level B-B]\n"
     "  kyso sign cms --config FILE --key ID_OR_PKCS11_URI --in IN --out OUT\n"
     "                [--attached true|false] [--level B-B]\n"
+    "  kyso verify --config FILE IN [--data DETACHED] [--at YYYY-MM-DDTHH:MM:SSZ]\n"
+    "                (exit 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature)\n"
     "  kyso apikey create --config FILE --role admin|officer|clerk|portal --name NAME\n"
     "  kyso apikey list --config FILE\n"
     "  kyso apikey revoke --config FILE --id ID_OR_NAME\n"
@@ -89,7 +91,7 @@ inline int fail(const Error& e, int code) {
 
 inline int exitCodeFor(const Error& e) {
     const std::string& c = e.code;
-    if (c.rfind("pdf.", 0) == 0) {
+    if (c.rfind("pdf.", 0) == 0 || c.rfind("cms.", 0) == 0) {
         return kExitData;
     }
     if (c.rfind("token.", 0) == 0 || c.rfind("key.", 0) == 0 || c == "db.unavailable") {

@@ -114,6 +114,9 @@ Result<Config> loadConfig(const std::string& path) {
          {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
           "includeName", "trustAnchors"}},
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
+        {"validation",
+         {"trustAnchors", "intermediates", "policy", "maxModifications", "timeoutSeconds",
+          "tlsCaFile", "ocspMaxAgeSeconds"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",   "key",    "certificate", "chain",
                                                          "owners", "scheme", "crlDays"};
@@ -347,6 +350,47 @@ Result<Config> loadConfig(const std::string& path) {
             t.reserveBytes = static_cast<std::size_t>(*v);
         }
         c.timestamping = t;
+    }
+    if (ini.sections.count("validation")) {
+        ValidationConfig& v = c.validation;
+        const Entry* anchors = get("validation", "trustAnchors");
+        if (anchors == nullptr) {
+            return bad(0, "[validation] needs trustAnchors");
+        }
+        v.trustAnchors = resolve(anchors->value);
+        if (const Entry* e = get("validation", "intermediates")) {
+            v.intermediates = resolve(e->value);
+        }
+        if (const Entry* e = get("validation", "policy")) {
+            v.policy = e->value;
+        }
+        if (const Entry* e = get("validation", "maxModifications")) {
+            static const std::set<std::string> levels = {"NONE", "SIGNATURES_ONLY", "FORM_FILLING",
+                                                         "ANNOTATIONS"};
+            if (!levels.count(e->value)) {
+                return bad(e->line,
+                           "maxModifications must be NONE, SIGNATURES_ONLY, FORM_FILLING or "
+                           "ANNOTATIONS");
+            }
+            v.maxModifications = e->value;
+        }
+        if (const Entry* e = get("validation", "timeoutSeconds")) {
+            auto n = number(e, 1, 300, "timeoutSeconds");
+            if (!n) {
+                return n.error();
+            }
+            v.timeoutSeconds = static_cast<int>(*n);
+        }
+        if (const Entry* e = get("validation", "tlsCaFile")) {
+            v.tlsCaFile = resolve(e->value);
+        }
+        if (const Entry* e = get("validation", "ocspMaxAgeSeconds")) {
+            auto n = number(e, 60, 366ull * 86400, "ocspMaxAgeSeconds");
+            if (!n) {
+                return n.error();
+            }
+            v.ocspMaxAgeSeconds = static_cast<long>(*n);
+        }
     }
     return c;
 }

@@ -352,7 +352,9 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "\ncertificate = pki/tsa.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[tsa]\ncredential = tsa\npolicy = 2.999.1.1\n"
              << "digests = SHA-256, SHA-384, SHA-512\naccuracySeconds = 1\n"
-             << "trustAnchors = pki/root-ca.pem\n";
+             << "trustAnchors = pki/root-ca.pem\n\n"
+             << "[validation]\ntrustAnchors = pki/root-ca.pem\ntlsCaFile = pki/root-ca.pem\n"
+             << "maxModifications = FORM_FILLING\ntimeoutSeconds = 10\n";
         st = writePrivateFile(confPath, conf.str(), 0600);
         if (!st) {
             return st;

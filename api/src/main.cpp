@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
             std::cout << kUsage;
             return 0;
         }
-        if (cmd == "serve" || cmd == "demo" || cmd == "apikey" || cmd == "ca") {
+        if (cmd == "serve" || cmd == "demo" || cmd == "apikey" || cmd == "ca" || cmd == "verify") {
             return execService(argv);
         }
         auto args = parseArgs(argc, argv, 3);

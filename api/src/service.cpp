@@ -9,6 +9,9 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/MediaType.h>
+#include <Poco/Net/MessageHeader.h>
+#include <Poco/Net/MultipartReader.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/StreamCopier.h>
@@ -29,12 +32,14 @@
 #include <mutex>
 #include <sstream>
 
+#include "kyso/api/verifier.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/ca-bridge/ocsp.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
+#include "report_json.h"
 
 namespace kyso::api {
 
@@ -98,6 +103,8 @@ int httpStatusFor(const std::string& code) {
         {"tsa.too_large", 413},
         {"tsa.not_a_request", 400},
         {"cms.empty", 400},
+        {"cms.invalid", 422},
+        {"cms.data_missing", 422},
         {"tsa.unavailable", 503},
         {"tsa.token_too_large", 503},
         {"tsa.rejected", 502},
@@ -232,6 +239,7 @@ struct Service::Impl {
     const CredentialRegistry& creds;
     signer::TimeStampAuthority* tsa;
     signer::Timestamper* timestamper;
+    const Verifier* verifier;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
@@ -243,8 +251,8 @@ struct Service::Impl {
     bool stopping = false;
 
     Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r,
-         signer::TimeStampAuthority* a, signer::Timestamper* ts)
-        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts) {}
+         signer::TimeStampAuthority* a, signer::Timestamper* ts, const Verifier& v)
+        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts), verifier(&v) {}
 
     struct Exchange {
         HTTPServerRequest& req;
@@ -372,24 +380,41 @@ struct Service::Impl {
     // Streams the request body into `file`, refusing more than maxBodyBytes.
     std::optional<Problem> spoolBody(Exchange& x, const SpoolFile& file, std::uint64_t* size) {
         const std::int64_t declared = x.req.getContentLength64();
-        std::istream& in = x.req.stream();
-        std::vector<char> buf(1 << 16);
         std::uint64_t total = 0;
+        if (auto p = spoolStream(x, x.req.stream(), file.fd(), &total)) {
+            return p;
+        }
+        if (declared > 0 && total != static_cast<std::uint64_t>(declared)) {
+            x.resp.setKeepAlive(false);
+            return Problem{"request.invalid", "the body is shorter than its Content-Length"};
+        }
+        *size = total;
+        return std::nullopt;
+    }
+
+    // Copies `in` to `fd` (-1: into `text`), adding to `*total`, which may not pass maxBodyBytes.
+    std::optional<Problem> spoolStream(Exchange& x, std::istream& in, int fd, std::uint64_t* total,
+                                       std::string* text = nullptr) {
+        std::vector<char> buf(1 << 16);
         while (in) {
             in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
             const auto n = static_cast<std::uint64_t>(in.gcount());
             if (n == 0) {
                 break;
             }
-            total += n;
-            if (total > cfg.maxBodyBytes) {
+            *total += n;
+            if (*total > cfg.maxBodyBytes) {
                 x.resp.setKeepAlive(false);
                 return tooLarge();
+            }
+            if (text != nullptr) {
+                text->append(buf.data(), n);
+                continue;
             }
             const char* p = buf.data();
             std::size_t left = n;
             while (left > 0) {
-                const ssize_t w = ::write(file.fd(), p, left);
+                const ssize_t w = ::write(fd, p, left);
                 if (w < 0 && errno == EINTR) {
                     continue;
                 }
@@ -400,11 +425,6 @@ struct Service::Impl {
                 left -= static_cast<std::size_t>(w);
             }
         }
-        if (declared > 0 && total != static_cast<std::uint64_t>(declared)) {
-            x.resp.setKeepAlive(false);
-            return Problem{"request.invalid", "the body is shorter than its Content-Length"};
-        }
-        *size = total;
         return std::nullopt;
     }
 
@@ -633,6 +653,107 @@ struct Service::Impl {
                                   : "application/pkcs7-mime; smime-type=signed-data");
     }
 
+    // The validation report of a PDF (application/pdf), of a CMS with its content
+    // (application/pkcs7-signature or -mime), or of a detached CMS with its data (multipart: a
+    // part "signature" and a part "data"). Any authenticated principal may verify.
+    void verify(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        Poco::URI uri(x.req.getURI());
+        if (!uri.getQueryParameters().empty()) {
+            return sendProblem(x, {"request.invalid", "POST /api/v1/verify takes no parameters"});
+        }
+        const std::string ctype = x.req.getContentType();
+        Poco::Net::MediaType media("application/octet-stream");
+        try {
+            media = Poco::Net::MediaType(ctype);
+        } catch (const Poco::Exception&) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(x, {"content_type.unsupported", "unreadable Content-Type"});
+        }
+        const bool isPdf = media.matches("application", "pdf");
+        const bool isCms = media.matches("application", "pkcs7-signature") ||
+                           media.matches("application", "pkcs7-mime") ||
+                           media.matches("application", "cms");
+        const bool isMultipart = media.getType() == "multipart" && media.hasParameter("boundary");
+        if (!isPdf && !isCms && !isMultipart) {
+            x.resp.setKeepAlive(false);
+            return sendProblem(
+                x, {"content_type.unsupported",
+                    "the body must be application/pdf, application/pkcs7-signature or multipart "
+                    "(signature and data), not '" +
+                        ctype + "'"});
+        }
+        Result<policies::ValidationReport> report = Error::make("internal", "not run");
+        if (isPdf || isCms) {
+            auto spool = receiveBody(x);
+            if (!spool) {
+                return;
+            }
+            if (spool->size == 0) {
+                return sendProblem(x, {isPdf ? "pdf.empty" : "cms.empty", "the body is empty"});
+            }
+            if (isPdf) {
+                report = verifier->pdf(spool->in->path());
+            } else {
+                std::string cms;
+                std::uint64_t total = 0;
+                std::ifstream in(spool->in->path(), std::ios::binary);
+                if (auto p = spoolStream(x, in, -1, &total, &cms)) {
+                    return sendProblem(x, *p);
+                }
+                report = verifier->cms(cms, "");
+            }
+        } else {
+            std::string cms;
+            SpoolFile data(cfg.spoolDir, false);
+            bool haveData = false;
+            std::uint64_t total = 0;
+            try {
+                Poco::Net::MultipartReader reader(x.req.stream(), media.getParameter("boundary"));
+                while (reader.hasNextPart()) {
+                    Poco::Net::MessageHeader h;
+                    reader.nextPart(h);
+                    std::string disposition;
+                    Poco::Net::NameValueCollection params;
+                    Poco::Net::MessageHeader::splitParameters(h.get("Content-Disposition", ""),
+                                                              disposition, params);
+                    const std::string name = params.get("name", "");
+                    if (name == "signature") {
+                        if (auto p = spoolStream(x, reader.stream(), -1, &total, &cms)) {
+                            return sendProblem(x, *p);
+                        }
+                    } else if (name == "data") {
+                        if (data.fd() < 0) {
+                            return sendProblem(x, {"io.write", "cannot create a spool file"});
+                        }
+                        if (auto p = spoolStream(x, reader.stream(), data.fd(), &total)) {
+                            return sendProblem(x, *p);
+                        }
+                        haveData = true;
+                    } else {
+                        return sendProblem(
+                            x, {"request.invalid", "unknown part '" + name +
+                                                       "': the parts are 'signature' and 'data'"});
+                    }
+                }
+            } catch (const Poco::Exception& e) {
+                x.resp.setKeepAlive(false);
+                return sendProblem(x, {"request.invalid", "unreadable multipart body"});
+            }
+            if (cms.empty()) {
+                return sendProblem(x, {"cms.empty", "the multipart body has no 'signature' part"});
+            }
+            report = verifier->cms(cms, haveData ? data.path() : "");
+        }
+        if (!report) {
+            return sendError(x, report.error());
+        }
+        sendJson(x, 200, *reportJson(*report));
+    }
+
     // RFC 3161 over HTTP (RFC 3161 3.4): application/timestamp-query in, -reply out. Open to
     // every client, as a TSA is. A malformed query is answered with a PKIStatus rejection (HTTP
     // 200, as the RFC wants); only a body that is not a query at all is a 4xx.
@@ -821,6 +942,7 @@ struct Service::Impl {
                        !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
                        !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
                        !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
+                       !route("/api/v1/verify", "POST", &Impl::verify) &&
                        !route("/tsa", "POST", &Impl::timestamp) &&
                        !route("/ocsp", "POST", &Impl::ocsp)) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
@@ -875,9 +997,9 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 Service::Service(const Config& cfg, hsm::Token& token, Store& store,
-                 const CredentialRegistry& creds, signer::TimeStampAuthority* tsa,
-                 signer::Timestamper* timestamper)
-    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper)) {}
+                 const CredentialRegistry& creds, const Verifier& verifier,
+                 signer::TimeStampAuthority* tsa, signer::Timestamper* timestamper)
+    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper, verifier)) {}
 
 Service::~Service() {
     stop();

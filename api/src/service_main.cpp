@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -19,8 +20,10 @@
 #include "kyso/api/http_timestamper.h"
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
+#include "kyso/api/verifier.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
+#include "report_json.h"
 
 namespace kyso::cli {
 namespace {
@@ -97,7 +100,12 @@ int cmdServe(const Args& a) {
         (void)timestamper->maxTokenSize(kyso::hsm::HashAlg::Sha256);
     }
     Poco::Net::initializeSSL();
-    kyso::api::Service service(*cfg, **token, **store, *creds, tsa->get(), timestamper.get());
+    auto verifier = kyso::api::Verifier::make(*cfg, store->get());
+    if (!verifier) {
+        return fail(verifier.error(), kExitConfig);
+    }
+    kyso::api::Service service(*cfg, **token, **store, *creds, **verifier, tsa->get(),
+                               timestamper.get());
     auto st = service.start();
     if (!st) {
         return fail(st.error(), kExitUnavailable);
@@ -164,6 +172,63 @@ int cmdApiKey(const std::string& verb, const Args& a) {
 
 // kyso ca revoke SERIAL --config FILE --ca NAME [--reason R]: records the revocation; the
 // service's CRL of that CA lists it from its next request on.
+// `kyso verify`: the report on stdout; the exit status says the indication.
+int cmdVerify(const Args& a) {
+    if (!onlyKnown(a, {"config", "data", "at"}) || a.positional.size() != 1) {
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+    std::time_t at = 0;
+    if (a.options.count("at")) {
+        struct tm tm {};
+        const std::string& s = a.options.at("at");
+        const char* end = ::strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (end == nullptr || *end != '\0') {
+            std::cerr << "kyso: --at must be a UTC time like 2026-11-25T10:00:00Z\n";
+            return kExitUsage;
+        }
+        at = ::timegm(&tm);
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    const std::string& in = a.positional[0];
+    std::ifstream f(in, std::ios::binary);
+    if (!f) {
+        return fail(Error::make("io.read", "cannot read " + in), kExitIo);
+    }
+    std::string head(1024, '\0');
+    f.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(f.gcount()));
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    auto verifier = kyso::api::Verifier::make(*cfg, store ? store->get() : nullptr);
+    if (!verifier) {
+        return fail(verifier.error(), kExitConfig);
+    }
+    Result<kyso::policies::ValidationReport> report = Error::make("internal", "not run");
+    if (head.find("%PDF-") != std::string::npos) {
+        if (a.options.count("data")) {
+            std::cerr << "kyso: --data is for detached CMS signatures, not PDFs\n";
+            return kExitUsage;
+        }
+        report = (*verifier)->pdf(in, at);
+    } else {
+        std::stringstream ss;
+        f.clear();
+        f.seekg(0);
+        ss << f.rdbuf();
+        report =
+            (*verifier)->cms(ss.str(), a.options.count("data") ? a.options.at("data") : "", at);
+    }
+    if (!report) {
+        return fail(report.error(), exitCodeFor(report.error()));
+    }
+    kyso::api::reportJson(*report)->stringify(std::cout, 2);
+    std::cout << "\n";
+    return kyso::api::verifyExitCode(*report);
+}
+
 int cmdCaRevoke(const Args& a) {
     if (!onlyKnown(a, {"config", "ca", "reason"}) || a.positional.size() != 1 ||
         !a.options.count("ca")) {
@@ -275,9 +340,12 @@ TimestamperFactory signingTimestamper(const Args& a) {
 int main(int argc, char** argv) {
     using namespace kyso::cli;
     return runCli(argc, argv, [&](const std::string& cmd, const std::string& sub) {
-        auto args = parseArgs(argc, argv, cmd == "serve" ? 2 : 3);
+        auto args = parseArgs(argc, argv, cmd == "serve" || cmd == "verify" ? 2 : 3);
         if (args && cmd == "ca" && sub == "revoke") {
             return cmdCaRevoke(*args);
+        }
+        if (args && cmd == "verify") {
+            return cmdVerify(*args);
         }
         if (!args || !args->positional.empty()) {
             std::cerr << kUsage;

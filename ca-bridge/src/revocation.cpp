@@ -4,6 +4,9 @@
 #include <openssl/ocsp.h>
 #include <openssl/x509v3.h>
 
+#include <cstdio>
+
+#include "kyso/ca-bridge/crl.h"
 #include "kyso/hsm/ossl_ptr.h"
 
 namespace kyso::ca {
@@ -92,6 +95,24 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
         out->warnings.push_back("the certificate names no OCSP responder");
         return false;
     }
+    // A status verified earlier, until the response's nextUpdate (5 minutes without one).
+    const std::string cacheKey = "ocsp:" + url + "#" + serialHexOf(x509ToDer(cert)) + "@" +
+                                 std::to_string(::X509_issuer_name_hash(cert)) + "/" +
+                                 std::to_string(::X509_subject_name_hash(issuer));
+    if (auto cached = m_cache->get(cacheKey, now)) {
+        char status[16] = {0};
+        long long thisUpdate = 0;
+        long long revoked = 0;
+        if (std::sscanf(cached->c_str(), "%15[A-Z] %lld %lld", status, &thisUpdate, &revoked) ==
+                3 &&
+            thisUpdate + m_maxOcspAge >= now) {
+            out->source = "OCSP";
+            out->status = status;
+            out->thisUpdate = static_cast<std::time_t>(thisUpdate);
+            out->revocationTime = static_cast<std::time_t>(revoked);
+            return true;
+        }
+    }
     OCSP_REQUEST* req = ::OCSP_REQUEST_new();
     OCSP_CERTID* id = ::OCSP_cert_to_id(::EVP_sha1(), cert, issuer);
     OCSP_CERTID* idCopy = id != nullptr ? ::OCSP_CERTID_dup(id) : nullptr;
@@ -146,6 +167,10 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
                                                                 : "UNKNOWN";
             out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? toTime(revtime) : 0;
             used = true;
+            m_cache->put(cacheKey,
+                         out->status + " " + std::to_string(out->thisUpdate) + " " +
+                             std::to_string(out->revocationTime),
+                         nextupd != nullptr ? toTime(nextupd) : now + 300);
         }
         sk_X509_free(signers);
         ::OCSP_BASICRESP_free(basic);

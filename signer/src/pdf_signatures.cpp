@@ -15,7 +15,9 @@
 #include <set>
 #include <vector>
 
+#include "cms_check.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "pdf_modifications.h"
 
 namespace kyso::signer {
 
@@ -165,15 +167,6 @@ std::string digestRanges(int fd, long long fileSize, const std::vector<long long
     return std::string(reinterpret_cast<char*>(out), len);
 }
 
-std::string subjectOf(X509* x) {
-    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
-    ::X509_NAME_print_ex(bio.get(), ::X509_get_subject_name(x), 0,
-                         XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char* data = nullptr;
-    const long n = ::BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
-}
-
 // The CMS that was signed is the hex string in the /ByteRange gap, as it is in the signed
 // revision; a later revision may have rewritten the dictionary's /Contents. The dictionary's
 // value is used only when the gap is not a clean hex string.
@@ -193,103 +186,115 @@ std::string cmsOf(int fd, const PdfSignature& s, QPDFObjectHandle contents) {
     return contents.isString() ? firstDer(contents.getStringValue()) : std::string();
 }
 
+// A PDF date (D:YYYYMMDDHHmmSSOHH'mm', ISO 32000-1 7.9.4) as UTC; 0 when malformed.
+std::time_t pdfDate(std::string d) {
+    if (d.rfind("D:", 0) == 0) {
+        d.erase(0, 2);
+    }
+    auto num = [&](std::size_t at, std::size_t n, int dflt) {
+        if (d.size() < at + n) {
+            return dflt;
+        }
+        int v = 0;
+        for (std::size_t i = at; i < at + n; ++i) {
+            if (!std::isdigit(static_cast<unsigned char>(d[i]))) {
+                return -1;
+            }
+            v = v * 10 + (d[i] - '0');
+        }
+        return v;
+    };
+    struct tm tm {};
+    tm.tm_year = num(0, 4, -1) - 1900;
+    tm.tm_mon = num(4, 2, 1) - 1;
+    tm.tm_mday = num(6, 2, 1);
+    tm.tm_hour = num(8, 2, 0);
+    tm.tm_min = num(10, 2, 0);
+    tm.tm_sec = num(12, 2, 0);
+    if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_hour < 0 || tm.tm_min < 0 ||
+        tm.tm_sec < 0) {
+        return 0;
+    }
+    std::time_t t = ::timegm(&tm);
+    if (d.size() > 14 && (d[14] == '+' || d[14] == '-')) {
+        const int hh = num(15, 2, 0);
+        const int mm = d.size() > 18 ? num(18, 2, 0) : 0;
+        if (hh >= 0 && mm >= 0) {
+            const long off = hh * 3600L + mm * 60L;
+            t += d[14] == '+' ? -off : off;
+        }
+    }
+    return t;
+}
+
 void checkCms(PdfSignature& s, int fd, long long fileSize) {
+    const Digester ranges = [&](const EVP_MD* md) {
+        return digestRanges(fd, fileSize, s.byteRange, md);
+    };
+    if (s.documentTimestamp) {
+        // The TSTInfo's imprint is over the byte range; the signed messageDigest is over TSTInfo.
+        TimestampFacts ts = checkTimestampToken(s.cmsDer, ranges);
+        ts.document = true;
+        s.digestMatches = ts.imprintMatches;
+        s.signatureValid = ts.signatureValid;
+        s.signerSubject = ts.tsaSubject;
+        s.signerCertDer = ts.tsaCertDer;
+        s.certificatesDer = ts.certificatesDer;
+        s.claimedSigningTime = ts.genTime;
+        s.errors.insert(s.errors.end(), ts.errors.begin(), ts.errors.end());
+        s.timestamps.push_back(std::move(ts));
+        return;
+    }
     const unsigned char* p = reinterpret_cast<const unsigned char*>(s.cmsDer.data());
     OsslPtr<CMS_ContentInfo> cms(
         ::d2i_CMS_ContentInfo(nullptr, &p, static_cast<long>(s.cmsDer.size())));
-    STACK_OF(CMS_SignerInfo)* sis = cms ? ::CMS_get0_SignerInfos(cms.get()) : nullptr;
-    if (sis == nullptr || sk_CMS_SignerInfo_num(sis) < 1) {
-        s.errors.push_back("/Contents is not a CMS SignedData with a signer");
+    if (!cms) {
+        s.errors.push_back("/Contents is not a CMS SignedData");
         ::ERR_clear_error();
         return;
     }
-    CMS_SignerInfo* si = sk_CMS_SignerInfo_value(sis, 0);
-    ::CMS_set1_signers_certs(cms.get(), nullptr, 0);
-    X509* signer = nullptr;
-    X509_ALGOR* digestAlg = nullptr;
-    ::CMS_SignerInfo_get0_algs(si, nullptr, &signer, &digestAlg, nullptr);
-    if (signer != nullptr) {
-        s.signerSubject = subjectOf(signer);
-    } else {
-        s.errors.push_back("the signer's certificate is not in the CMS");
+    if (s.subFilter == "adbe.pkcs7.sha1") {
+        // ISO 32000-1 12.8.3.3.1: the signed content is the SHA-1 digest of the byte range,
+        // encapsulated; the messageDigest is over that content.
+        ASN1_OCTET_STRING** content = ::CMS_get0_content(cms.get());
+        const std::string embedded =
+            content != nullptr && *content != nullptr
+                ? std::string(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(*content)),
+                              static_cast<std::size_t>(::ASN1_STRING_length(*content)))
+                : std::string();
+        const bool rangeMatches = !embedded.empty() && embedded == ranges(::EVP_sha1());
+        checkSignedData(cms.get(), digestOfBytes(embedded), &s);
+        if (!rangeMatches) {
+            s.digestMatches = false;
+            s.errors.push_back(
+                "the encapsulated SHA-1 is not that of the bytes the /ByteRange names");
+        }
+        return;
     }
-    // ESS signing-certificate(-v2): the signed attributes must name this certificate by its hash
-    // (RFC 5035), so that another certificate with the same key cannot be substituted. The hash
-    // is looked for in the attribute's DER under each algorithm the attribute may use.
-    for (int nid : {NID_id_smime_aa_signingCertificateV2, NID_id_smime_aa_signingCertificate}) {
-        auto* attr = static_cast<ASN1_STRING*>(
-            ::CMS_signed_get0_data_by_OBJ(si, ::OBJ_nid2obj(nid), -3, V_ASN1_SEQUENCE));
-        if (attr == nullptr || signer == nullptr) {
-            continue;
-        }
-        const std::string der(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(attr)),
-                              static_cast<std::size_t>(::ASN1_STRING_length(attr)));
-        for (const EVP_MD* h : {::EVP_sha1(), ::EVP_sha256(), ::EVP_sha384(), ::EVP_sha512()}) {
-            unsigned char md[EVP_MAX_MD_SIZE];
-            unsigned int len = 0;
-            if (::X509_digest(signer, h, md, &len) == 1 &&
-                der.find(std::string(reinterpret_cast<char*>(md), len)) != std::string::npos) {
-                s.signingCertificateBound = true;
-            }
-        }
-        if (!s.signingCertificateBound) {
-            s.errors.push_back("the signing-certificate attribute names another certificate");
-        }
-        break;
-    }
-    if (!s.signingCertificateBound && s.subFilter == "ETSI.CAdES.detached") {
+    checkSignedData(cms.get(), ranges, &s);
+    if (!s.hasSigningCertificateAttribute && s.subFilter == "ETSI.CAdES.detached") {
         s.errors.push_back("no signing-certificate(-v2) attribute binds the signer's certificate");
     }
-    const ASN1_OBJECT* mdOid = nullptr;
-    ::X509_ALGOR_get0(&mdOid, nullptr, nullptr, digestAlg);
-    const EVP_MD* md = mdOid != nullptr ? ::EVP_get_digestbyobj(mdOid) : nullptr;
-    if (::CMS_signed_get_attr_count(si) < 0) {
-        s.errors.push_back("signatures without signed attributes are not checked");
-    } else if (signer != nullptr) {
-        s.signatureValid = ::CMS_SignerInfo_verify(si) == 1;
-        if (!s.signatureValid) {
-            s.errors.push_back("the signature value does not verify");
-        }
-    }
-    if (s.documentTimestamp) {
-        // The TSTInfo's imprint is over the byte range; the signed messageDigest is over TSTInfo.
-        ASN1_OCTET_STRING** content = ::CMS_get0_content(cms.get());
-        if (content == nullptr || *content == nullptr) {
-            s.errors.push_back("the document timestamp has no TSTInfo");
+}
+
+void classifyAfter(QPDF& pdf, const std::string& path, PdfSignature& s) {
+    switch (s.coverage) {
+        case Coverage::EntireFile:
+            return;  // nothing after it
+        case Coverage::Unclear:
+            s.modifications = Modification::Other;
+            s.modificationsValidationDataOnly = false;
+            s.modificationNotes.push_back("the signed revision cannot be told from the /ByteRange");
             return;
-        }
-        const unsigned char* q = ::ASN1_STRING_get0_data(*content);
-        TS_TST_INFO* tst = ::d2i_TS_TST_INFO(nullptr, &q, ::ASN1_STRING_length(*content));
-        if (tst == nullptr) {
-            s.errors.push_back("the document timestamp's content is not a TSTInfo");
-            ::ERR_clear_error();
-            return;
-        }
-        TS_MSG_IMPRINT* imp = ::TS_TST_INFO_get_msg_imprint(tst);
-        const ASN1_OBJECT* impOid = nullptr;
-        ::X509_ALGOR_get0(&impOid, nullptr, nullptr, ::TS_MSG_IMPRINT_get_algo(imp));
-        const std::string rangesForImprint =
-            digestRanges(fd, fileSize, s.byteRange, ::EVP_get_digestbyobj(impOid));
-        ASN1_OCTET_STRING* msg = ::TS_MSG_IMPRINT_get_msg(imp);
-        const std::string imprint(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(msg)),
-                                  static_cast<std::size_t>(::ASN1_STRING_length(msg)));
-        s.digestMatches = !rangesForImprint.empty() && imprint == rangesForImprint;
-        ::TS_TST_INFO_free(tst);
-    } else {
-        auto* attr = static_cast<ASN1_OCTET_STRING*>(::CMS_signed_get0_data_by_OBJ(
-            si, ::OBJ_nid2obj(NID_pkcs9_messageDigest), -3, V_ASN1_OCTET_STRING));
-        const std::string signedDigest =
-            attr != nullptr
-                ? std::string(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(attr)),
-                              static_cast<std::size_t>(::ASN1_STRING_length(attr)))
-                : std::string();
-        const std::string ranges = digestRanges(fd, fileSize, s.byteRange, md);
-        s.digestMatches = !ranges.empty() && signedDigest == ranges;
+        case Coverage::EntireRevision:
+        case Coverage::ContiguousBlockFromStart:
+            break;
     }
-    if (!s.digestMatches) {
-        s.errors.push_back("the signed digest is not that of the bytes the /ByteRange names");
-    }
-    ::ERR_clear_error();
+    ModificationReport m = classifyModifications(pdf, path, s.byteRange[2] + s.byteRange[3]);
+    s.modifications = m.level;
+    s.modificationsValidationDataOnly = m.validationDataOnly;
+    s.docMdp = m.docMdp;
+    s.modificationNotes = std::move(m.notes);
 }
 
 }  // namespace
@@ -322,6 +327,8 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
     auto add = [&](QPDFObjectHandle v, std::string fieldName) {
         PdfSignature s;
         s.fieldName = std::move(fieldName);
+        QPDFObjectHandle m = v.getKey("/M");
+        s.dictionaryTime = m.isString() ? pdfDate(m.getUTF8Value()) : 0;
         QPDFObjectHandle sub = v.getKey("/SubFilter");
         s.subFilter = sub.isName() ? sub.getName().substr(1) : "";
         s.documentTimestamp = s.subFilter == "ETSI.RFC3161";
@@ -396,6 +403,11 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
             const long long eb = b.byteRange.size() == 4 ? b.byteRange[2] + b.byteRange[3] : 0;
             return ea < eb;
         });
+        // What the later revisions changed after each signature (the last one usually covers the
+        // whole file: nothing to compare).
+        for (auto& sig : out) {
+            classifyAfter(pdf, path, sig);
+        }
     } catch (const std::exception& e) {
         if (out.empty()) {
             return Error::make("pdf.damaged",

@@ -49,6 +49,17 @@ struct TimestampingConfig {
     std::size_t reserveBytes = 16 * 1024;  // token space before the first token is seen
 };
 
+// Validation of signatures ([validation]): POST /api/v1/verify and `kyso verify`.
+struct ValidationConfig {
+    std::string trustAnchors;   // a PEM file or a directory of PEM files
+    std::string intermediates;  // PEM file of extra intermediates (optional)
+    std::string policy = "default";
+    std::string maxModifications = "FORM_FILLING";  // NONE, SIGNATURES_ONLY, ..., ANNOTATIONS
+    int timeoutSeconds = 10;                        // each CRL / OCSP fetch
+    std::string tlsCaFile;                          // PEM roots for https revocation URLs
+    long ocspMaxAgeSeconds = 7 * 86400;
+};
+
 struct Config {
     std::string path;  // the file it was read from
 
@@ -68,6 +79,8 @@ struct Config {
     std::vector<CredentialConfig> credentials;
     std::optional<TsaConfig> tsa;
     std::optional<TimestampingConfig> timestamping;
+    // Absent: no trust anchors, so no chain is trusted (INDETERMINATE).
+    ValidationConfig validation;
     const CredentialConfig* findCredential(const std::string& id) const;
 };
 

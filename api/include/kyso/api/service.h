@@ -8,6 +8,7 @@
 #include "kyso/api/config.h"
 #include "kyso/api/credentials.h"
 #include "kyso/api/store.h"
+#include "kyso/api/verifier.h"
 #include "kyso/hsm/token.h"
 #include "kyso/signer/timestamper.h"
 #include "kyso/signer/tsa.h"
@@ -19,7 +20,8 @@ class Service {
     // All references must outlive the service. `tsa` null: POST /tsa answers 404.
     // `timestamper` null: signatures are B-B only; otherwise B-T is the default level.
     Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds,
-            signer::TimeStampAuthority* tsa = nullptr, signer::Timestamper* timestamper = nullptr);
+            const Verifier& verifier, signer::TimeStampAuthority* tsa = nullptr,
+            signer::Timestamper* timestamper = nullptr);
     ~Service();
     Service(const Service&) = delete;
     Service& operator=(const Service&) = delete;

@@ -30,7 +30,7 @@ struct RevocationStatus {
 using Fetch = std::function<Result<std::string>(const std::string& url, const std::string& body,
                                                 const std::string& contentType)>;
 
-// Where fetched CRLs are kept until their nextUpdate (api::Store keeps them in SQLite, so they
+// Where fetched CRLs and verified OCSP statuses are kept until their nextUpdate (api::Store keeps them in SQLite, so they
 // survive restarts and are shared by the service's processes).
 class RevocationCache {
   public:
@@ -54,7 +54,8 @@ class MemoryRevocationCache final : public RevocationCache {
 class RevocationChecker {
   public:
     // maxOcspAgeSeconds: an OCSP response whose thisUpdate is older is not fresh enough.
-    // `cache` (borrowed; null: one in memory) keeps CRLs until their nextUpdate.
+    // `cache` (borrowed; null: one in memory) keeps CRLs and verified OCSP statuses until their
+    // nextUpdate (an OCSP status without one: 5 minutes), so a warm cache fetches nothing.
     explicit RevocationChecker(Fetch fetch, long maxOcspAgeSeconds = 7 * 86400,
                                RevocationCache* cache = nullptr)
         : m_fetch(std::move(fetch)),

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <vector>
 
 #include "kyso/hsm/result.h"
+#include "kyso/signer/signature_facts.h"
 
 namespace kyso::signer {
 
@@ -20,21 +22,31 @@ enum class Coverage {
 };
 const char* coverageName(Coverage c) noexcept;
 
-struct PdfSignature {
+// What later revisions changed after a signature's revision, after pyHanko and DSS; ordered from
+// least to most.
+enum class Modification {
+    None,            // nothing after the signed revision (or only byte-identical rewrites)
+    SignaturesOnly,  // new signatures, document timestamps, DSS (validation data), metadata
+    FormFilling,     // values and appearances of existing non-signature form fields
+    Annotations,     // annotations added, changed or removed (not signature widgets)
+    Other,           // anything else: page content, pages, an existing signature, the catalog...
+};
+const char* modificationName(Modification m) noexcept;
+
+struct PdfSignature : SignatureFacts {
     std::string fieldName;
     std::string subFilter;  // adbe.pkcs7.detached, ETSI.CAdES.detached, ETSI.RFC3161, ...
     bool documentTimestamp = false;
     std::vector<long long> byteRange;
     Coverage coverage = Coverage::Unclear;
-    bool digestMatches = false;   // the messageDigest (or the timestamp's imprint) is that of the
-                                  // bytes the /ByteRange names
-    bool signatureValid = false;  // the signature over the signed attributes verifies with the
-                                  // signer certificate carried in the CMS
-    // A signing-certificate(-v2) attribute names the signer's certificate by its hash.
-    bool signingCertificateBound = false;
-    std::string signerSubject;  // RFC 2253, UTF-8
-    std::string cmsDer;         // the CMS from /Contents, trailing padding removed
-    std::vector<std::string> errors;
+    std::string cmsDer;              // the CMS from /Contents, trailing padding removed
+    std::time_t dictionaryTime = 0;  // the signature dictionary's /M, 0 when absent
+    // What the revisions after this signature's changed (see pdf_modifications), and the
+    // document's DocMDP permission (1-3, 0 when not certified).
+    Modification modifications = Modification::None;
+    bool modificationsValidationDataOnly = true;  // only DSS updates and document timestamps
+    int docMdp = 0;
+    std::vector<std::string> modificationNotes;
 };
 
 // The signatures of the document at `path`, in field order. The file is read as a stream for the

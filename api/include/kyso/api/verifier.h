@@ -1,0 +1,38 @@
+// Validation as the service and `kyso verify` run it: the [validation] configuration (trust
+// anchors, intermediates, policy), revocation over HTTP(S) with the store's cache, and the
+// policies/validation.h report.
+#pragma once
+
+#include <ctime>
+#include <memory>
+#include <string>
+
+#include "kyso/api/config.h"
+#include "kyso/api/store.h"
+#include "kyso/policies/validation.h"
+
+namespace kyso::api {
+
+class Verifier {
+  public:
+    // `store` (borrowed; null: a cache in memory) keeps CRLs and OCSP statuses. Errors:
+    // "config.invalid" (unreadable trust anchors or intermediates).
+    static Result<std::unique_ptr<Verifier>> make(const Config& cfg, Store* store);
+
+    // `at`: the validation time (0: now).
+    Result<policies::ValidationReport> pdf(const std::string& path, std::time_t at = 0) const;
+    Result<policies::ValidationReport> cms(const std::string& cms, const std::string& dataPath,
+                                           std::time_t at = 0) const;
+
+  private:
+    Verifier() = default;
+    policies::ValidationContext context(std::time_t at) const;
+
+    std::vector<std::string> m_anchors;
+    std::vector<std::string> m_intermediates;
+    policies::ValidationPolicy m_policy;
+    std::unique_ptr<ca::RevocationCache> m_cache;
+    std::unique_ptr<ca::RevocationChecker> m_revocation;
+};
+
+}  // namespace kyso::api

@@ -1,0 +1,89 @@
+// The validation policy: from the cryptographic facts of a signature (signer/) and its certificate
+// path and revocation status (ca-bridge/) to the ETSI TS 119 102-1 indication of each signature
+// and of the document, in the report shape of the contract (modelled on DSS's simple report).
+#pragma once
+
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "kyso/ca-bridge/revocation.h"
+#include "kyso/hsm/result.h"
+#include "kyso/signer/pdf_signatures.h"
+
+namespace kyso::policies {
+
+struct ValidationPolicy {
+    std::string name = "default";
+    // The most later revisions may change after a signature. A certified document's DocMDP
+    // level lowers it (P=1: validation data and document timestamps only, P=2: form filling,
+    // P=3: annotations); OTHER never passes.
+    signer::Modification maxModifications = signer::Modification::FormFilling;
+};
+
+// What a validation needs; every pointer is borrowed.
+struct ValidationContext {
+    std::vector<std::string> anchorsDer;        // trust anchors (configuration)
+    std::vector<std::string> intermediatesDer;  // besides those the signature carries
+    // Null: revocation cannot be checked, and a chain that would pass is INDETERMINATE /
+    // TRY_LATER (the national rule: never a silent pass).
+    ca::RevocationChecker* revocation = nullptr;
+    std::time_t validationTime = 0;  // 0: now
+    ValidationPolicy policy;
+};
+
+struct CertificateReport {
+    std::string subjectDN, issuerDN, serialNumber;  // serial in upper-case hex
+    std::time_t notBefore = 0, notAfter = 0;
+    bool trusted = false;  // a configured trust anchor
+};
+
+struct TimestampReport {
+    std::string type;  // SIGNATURE, DOCUMENT
+    std::time_t genTime = 0;
+    std::string tsa;  // the TSA's subject DN
+    std::string indication, subIndication;
+    std::vector<std::string> errors;
+};
+
+struct SignatureReport {
+    std::string id;  // "S-" and the first 16 bytes of the SHA-256 of the CMS, hex
+    std::string format;
+    std::string fieldName;
+    std::string signedBy;  // the signer's common name
+    std::string subjectDN;
+    std::time_t claimedSigningTime = 0;  // 0: none claimed
+    std::time_t bestSignatureTime = 0;
+    std::string indication;                 // TOTAL_PASSED, TOTAL_FAILED, INDETERMINATE
+    std::string subIndication;              // empty when passed
+    std::string coverage;                   // PDF only
+    std::string modificationsAfterSigning;  // PDF only
+    std::vector<CertificateReport> certificateChain;
+    bool revocationChecked = false;  // a revocation status was looked for
+    ca::RevocationStatus revocation;
+    std::vector<TimestampReport> timestamps;
+    std::vector<std::string> errors, warnings;
+    bool passed() const { return indication == "TOTAL_PASSED"; }
+};
+
+struct ValidationReport {
+    std::time_t validationTime = 0;
+    std::string policy;
+    std::string indication;  // TOTAL_PASSED, TOTAL_FAILED, INDETERMINATE, NO_SIGNATURE_FOUND
+    std::vector<SignatureReport> signatures;
+    int validSignaturesCount() const;
+};
+
+// The report of the PDF at `path`. Errors (the input cannot be read as a PDF at all) are
+// "io.read", "pdf.not_pdf", "pdf.damaged"; everything else is in the report.
+Result<ValidationReport> validatePdf(const std::string& path, const ValidationContext& ctx);
+
+// The report of a CMS / CAdES signature (DER or PEM); `dataPath` the detached data's file.
+// Errors: "cms.invalid", "cms.data_missing", "io.read".
+Result<ValidationReport> validateCms(const std::string& cms, const std::string& dataPath,
+                                     const ValidationContext& ctx);
+
+// "NONE", ... as in the report; false for an unknown name.
+bool parseModification(const std::string& name, signer::Modification* out);
+
+}  // namespace kyso::policies

@@ -1,0 +1,408 @@
+#include "kyso/policies/validation.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "kyso/ca-bridge/crl.h"
+#include "kyso/ca-bridge/path.h"
+#include "kyso/hsm/ossl_ptr.h"
+#include "kyso/signer/cms_verify.h"
+
+namespace kyso::policies {
+
+namespace {
+
+constexpr const char* kPassed = "TOTAL_PASSED";
+constexpr const char* kFailed = "TOTAL_FAILED";
+constexpr const char* kIndeterminate = "INDETERMINATE";
+
+std::string nameOf(X509_NAME* n) {
+    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
+    ::X509_NAME_print_ex(bio.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    const long len = ::BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(len));
+}
+
+std::string commonName(const std::string& certDer) {
+    OsslPtr<X509> x = x509FromDer(certDer);
+    X509_NAME* n = x ? ::X509_get_subject_name(x.get()) : nullptr;
+    const int idx = n != nullptr ? ::X509_NAME_get_index_by_NID(n, NID_commonName, -1) : -1;
+    if (idx < 0) {
+        return {};
+    }
+    unsigned char* utf8 = nullptr;
+    const int len =
+        ::ASN1_STRING_to_UTF8(&utf8, ::X509_NAME_ENTRY_get_data(::X509_NAME_get_entry(n, idx)));
+    std::string out = len > 0 ? std::string(reinterpret_cast<char*>(utf8), len) : std::string();
+    ::OPENSSL_free(utf8);
+    return out;
+}
+
+std::time_t timeOf(const ASN1_TIME* t) {
+    struct tm tm {};
+    return t != nullptr && ::ASN1_TIME_to_tm(t, &tm) == 1 ? ::timegm(&tm) : 0;
+}
+
+CertificateReport describe(const std::string& der, bool trusted) {
+    CertificateReport c;
+    OsslPtr<X509> x = x509FromDer(der);
+    if (!x) {
+        return c;
+    }
+    c.subjectDN = nameOf(::X509_get_subject_name(x.get()));
+    c.issuerDN = nameOf(::X509_get_issuer_name(x.get()));
+    c.serialNumber = ca::serialHexOf(der);
+    c.notBefore = timeOf(::X509_get0_notBefore(x.get()));
+    c.notAfter = timeOf(::X509_get0_notAfter(x.get()));
+    c.trusted = trusted;
+    return c;
+}
+
+std::string signatureId(const std::string& cmsDer) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ::EVP_Digest(cmsDer.data(), cmsDer.size(), md, &len, ::EVP_sha256(), nullptr);
+    std::string out = "S-";
+    char hex[3];
+    for (unsigned i = 0; i < 16 && i < len; ++i) {
+        std::snprintf(hex, sizeof hex, "%02X", md[i]);
+        out += hex;
+    }
+    return out;
+}
+
+bool isAnchor(const std::string& der, const ValidationContext& ctx) {
+    return std::find(ctx.anchorsDer.begin(), ctx.anchorsDer.end(), der) != ctx.anchorsDer.end();
+}
+
+// Marks the report failed (or indeterminate) unless an earlier, stronger finding stands: the
+// first TOTAL_FAILED wins; INDETERMINATE only replaces a pass.
+void verdict(SignatureReport* r, const char* indication, const char* sub) {
+    if (r->indication == kFailed) {
+        return;
+    }
+    if (std::string(indication) == kFailed || r->indication == kPassed || r->indication.empty()) {
+        r->indication = indication;
+        r->subIndication = sub;
+    }
+}
+
+struct TrustOutcome {
+    std::string indication, subIndication;
+    std::vector<std::string> chainDer;
+    ca::RevocationStatus revocation;  // of the leaf
+    bool revocationChecked = false;
+    std::vector<std::string> errors, warnings;
+};
+
+// Path at `at` (hasPoe: `at` is proven by a timestamp), then the revocation status of every
+// certificate of the path but the anchor, at the validation time.
+TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer,
+                   const ValidationContext& ctx, std::time_t at, bool hasPoe, ca::Usage usage,
+                   std::time_t now) {
+    TrustOutcome t;
+    if (leafDer.empty()) {
+        t.indication = kIndeterminate;
+        t.subIndication = "NO_CERTIFICATE_CHAIN_FOUND";
+        t.errors.push_back("the signer's certificate is not in the signature");
+        return t;
+    }
+    certsDer.insert(certsDer.end(), ctx.intermediatesDer.begin(), ctx.intermediatesDer.end());
+    auto path = ca::validatePath(leafDer, certsDer, ctx.anchorsDer, at, usage);
+    if (!path) {
+        t.indication = kIndeterminate;
+        t.subIndication = "NO_CERTIFICATE_CHAIN_FOUND";
+        t.errors.push_back(path.error().detail);
+        return t;
+    }
+    t.chainDer = path->chainDer;
+    t.errors = path->errors;
+    if (!path->passed()) {
+        t.indication = path->indication;
+        t.subIndication = path->subIndication;
+        if (path->subIndication == "EXPIRED") {
+            // Expired at the best signature time: a timestamp proves it was signed after expiry
+            // (TOTAL_FAILED); without one nothing proves it was signed in time.
+            t.indication = hasPoe ? kFailed : kIndeterminate;
+            t.subIndication = hasPoe ? "EXPIRED" : "OUT_OF_BOUNDS_NO_POE";
+        } else if (path->subIndication == "NOT_YET_VALID" && hasPoe) {
+            t.indication = kFailed;
+        }
+        return t;
+    }
+    t.indication = kPassed;
+    for (std::size_t i = 0; i + 1 < t.chainDer.size(); ++i) {
+        ca::RevocationStatus st;
+        if (ctx.revocation != nullptr) {
+            st = ctx.revocation->check(t.chainDer[i], t.chainDer[i + 1], now);
+        } else {
+            st.warnings.push_back("revocation checking is not configured");
+        }
+        if (i == 0) {
+            t.revocation = st;
+            t.revocationChecked = true;
+        }
+        const std::string who = i == 0 ? "the signer's certificate" : "a CA certificate";
+        for (const auto& w : st.warnings) {
+            t.warnings.push_back(who + ": " + w);
+        }
+        if (st.status == "REVOKED") {
+            if (hasPoe && st.revocationTime > at) {
+                t.warnings.push_back(who + " was revoked after the timestamped signing time");
+                continue;
+            }
+            t.indication = kFailed;
+            t.subIndication = "REVOKED";
+            t.errors.push_back(who + " is revoked");
+            return t;
+        }
+        if (st.status != "GOOD" && t.indication == kPassed) {
+            t.indication = kIndeterminate;
+            t.subIndication = "TRY_LATER";
+            t.warnings.push_back(who + (st.status == "UNKNOWN"
+                                            ? ": the revocation status is unknown to its issuer"
+                                            : ": no revocation status is available now"));
+        }
+    }
+    return t;
+}
+
+std::vector<CertificateReport> chainReport(const TrustOutcome& t, const std::string& leafDer,
+                                           const ValidationContext& ctx) {
+    std::vector<CertificateReport> out;
+    if (t.chainDer.empty()) {
+        if (!leafDer.empty()) {
+            out.push_back(describe(leafDer, isAnchor(leafDer, ctx)));
+        }
+        return out;
+    }
+    for (const auto& d : t.chainDer) {
+        out.push_back(describe(d, isAnchor(d, ctx)));
+    }
+    return out;
+}
+
+// A timestamp's own validation: integrity, then its TSA's path at genTime and revocation.
+TimestampReport checkTimestamp(const signer::TimestampFacts& ts, const ValidationContext& ctx,
+                               std::time_t now) {
+    TimestampReport r;
+    r.type = ts.document ? "DOCUMENT" : "SIGNATURE";
+    r.genTime = ts.genTime;
+    r.tsa = ts.tsaSubject;
+    r.errors = ts.errors;
+    if (!ts.imprintMatches) {
+        r.indication = kFailed;
+        r.subIndication = "HASH_FAILURE";
+        return r;
+    }
+    if (!ts.signatureValid) {
+        r.indication = kFailed;
+        r.subIndication = "SIG_CRYPTO_FAILURE";
+        return r;
+    }
+    TrustOutcome t = trust(ts.tsaCertDer, ts.certificatesDer, ctx, ts.genTime, true,
+                           ca::Usage::TimeStamping, now);
+    r.indication = t.indication;
+    r.subIndication = t.subIndication;
+    r.errors.insert(r.errors.end(), t.errors.begin(), t.errors.end());
+    r.errors.insert(r.errors.end(), t.warnings.begin(), t.warnings.end());
+    return r;
+}
+
+std::string formatOf(const signer::SignatureFacts& f, bool cadesSubFilter) {
+    if (cadesSubFilter) {
+        return f.timestamps.empty() ? "PAdES-BASELINE-B" : "PAdES-BASELINE-T";
+    }
+    return "PKCS7";
+}
+
+// The signature's own integrity: digest, signature value, signing-certificate binding.
+void judgeIntegrity(const signer::SignatureFacts& f, SignatureReport* r) {
+    r->subjectDN = f.signerSubject;
+    r->signedBy = commonName(f.signerCertDer);
+    r->errors.insert(r->errors.end(), f.errors.begin(), f.errors.end());
+    if (!f.digestMatches) {
+        verdict(r, kFailed, "HASH_FAILURE");
+    } else if (!f.signatureValid) {
+        verdict(r, kFailed, "SIG_CRYPTO_FAILURE");
+    } else if (f.hasSigningCertificateAttribute && !f.signingCertificateBound) {
+        verdict(r, kFailed, "FORMAT_FAILURE");
+    }
+}
+
+// Timestamps, the best signature time, the signer's path and revocation.
+void judgeTrust(const signer::SignatureFacts& f, const ValidationContext& ctx, std::time_t now,
+                bool documentTimestamp, SignatureReport* r) {
+    // The earliest valid signature timestamp is the best signature time (a proof of existence).
+    std::time_t best = 0;
+    for (const auto& ts : f.timestamps) {
+        if (documentTimestamp) {
+            best = ts.genTime;  // the signature is the timestamp: its TSA is judged below
+            continue;
+        }
+        TimestampReport tr = checkTimestamp(ts, ctx, now);
+        if (tr.indication == kPassed) {
+            best = best == 0 ? ts.genTime : std::min(best, ts.genTime);
+        } else if (tr.indication == kFailed) {
+            verdict(r, kFailed, tr.subIndication.c_str());
+            r->errors.push_back("the signature timestamp fails: " +
+                                (tr.errors.empty() ? tr.subIndication : tr.errors.front()));
+        } else {
+            r->warnings.push_back("the signature timestamp is not trusted: " +
+                                  (tr.errors.empty() ? tr.subIndication : tr.errors.front()));
+        }
+        r->timestamps.push_back(std::move(tr));
+    }
+    const bool hasPoe = best != 0;
+    r->bestSignatureTime = hasPoe ? best : now;
+    TrustOutcome t = trust(f.signerCertDer, f.certificatesDer, ctx, r->bestSignatureTime, hasPoe,
+                           documentTimestamp ? ca::Usage::TimeStamping : ca::Usage::Signing, now);
+    r->certificateChain = chainReport(t, f.signerCertDer, ctx);
+    r->revocationChecked = t.revocationChecked;
+    r->revocation = t.revocation;
+    r->errors.insert(r->errors.end(), t.errors.begin(), t.errors.end());
+    r->warnings.insert(r->warnings.end(), t.warnings.begin(), t.warnings.end());
+    if (r->indication.empty()) {
+        r->indication = kPassed;
+    }
+    if (t.indication != kPassed) {
+        verdict(r, t.indication.c_str(), t.subIndication.c_str());
+    }
+    if (documentTimestamp && !f.timestamps.empty()) {
+        TimestampReport tr;
+        tr.type = "DOCUMENT";
+        tr.genTime = f.timestamps.front().genTime;
+        tr.tsa = f.timestamps.front().tsaSubject;
+        tr.indication = r->indication;
+        tr.subIndication = r->subIndication;
+        r->timestamps.push_back(std::move(tr));
+    }
+}
+
+void judgeModifications(const signer::PdfSignature& s, const ValidationPolicy& policy,
+                        SignatureReport* r) {
+    r->modificationsAfterSigning = signer::modificationName(s.modifications);
+    if (s.modifications == signer::Modification::None) {
+        return;
+    }
+    signer::Modification allowed = policy.maxModifications;
+    bool validationDataOnly = false;
+    if (s.docMdp == 1) {
+        validationDataOnly = true;
+    } else if (s.docMdp == 2) {
+        allowed = std::min(allowed, signer::Modification::FormFilling);
+    } else if (s.docMdp == 3) {
+        allowed = std::min(allowed, signer::Modification::Annotations);
+    }
+    const bool ok =
+        s.modifications != signer::Modification::Other &&
+        (validationDataOnly ? s.modificationsValidationDataOnly : s.modifications <= allowed);
+    for (const auto& n : s.modificationNotes) {
+        (ok ? r->warnings : r->errors).push_back("after signing: " + n);
+    }
+    if (!ok) {
+        r->errors.push_back(std::string("the document was changed after signing (") +
+                            signer::modificationName(s.modifications) + ") beyond what " +
+                            (s.docMdp != 0 ? "its certification (DocMDP) level" : "the policy") +
+                            " allows");
+        verdict(r, kFailed, "FORMAT_FAILURE");
+    }
+}
+
+ValidationReport finish(ValidationReport rep) {
+    if (rep.signatures.empty()) {
+        rep.indication = "NO_SIGNATURE_FOUND";
+        return rep;
+    }
+    rep.indication = kPassed;
+    for (const auto& s : rep.signatures) {
+        if (s.indication == kFailed) {
+            rep.indication = kFailed;
+        } else if (s.indication != kPassed && rep.indication == kPassed) {
+            rep.indication = kIndeterminate;
+        }
+    }
+    return rep;
+}
+
+}  // namespace
+
+int ValidationReport::validSignaturesCount() const {
+    return static_cast<int>(std::count_if(signatures.begin(), signatures.end(),
+                                          [](const SignatureReport& s) { return s.passed(); }));
+}
+
+bool parseModification(const std::string& name, signer::Modification* out) {
+    for (auto m : {signer::Modification::None, signer::Modification::SignaturesOnly,
+                   signer::Modification::FormFilling, signer::Modification::Annotations,
+                   signer::Modification::Other}) {
+        if (name == signer::modificationName(m)) {
+            *out = m;
+            return true;
+        }
+    }
+    return false;
+}
+
+Result<ValidationReport> validatePdf(const std::string& path, const ValidationContext& ctx) {
+    auto sigs = signer::readPdfSignatures(path);
+    if (!sigs) {
+        return sigs.error();
+    }
+    ValidationReport rep;
+    rep.validationTime = ctx.validationTime != 0 ? ctx.validationTime : std::time(nullptr);
+    rep.policy = ctx.policy.name;
+    for (const auto& s : *sigs) {
+        SignatureReport r;
+        r.id = signatureId(s.cmsDer.empty() ? s.fieldName : s.cmsDer);
+        r.fieldName = s.fieldName;
+        r.format =
+            s.documentTimestamp ? "TIMESTAMP" : formatOf(s, s.subFilter == "ETSI.CAdES.detached");
+        r.claimedSigningTime = s.claimedSigningTime != 0 ? s.claimedSigningTime : s.dictionaryTime;
+        r.coverage = signer::coverageName(s.coverage);
+        if (s.coverage == signer::Coverage::Unclear ||
+            s.coverage == signer::Coverage::ContiguousBlockFromStart) {
+            r.errors.push_back(s.coverage == signer::Coverage::Unclear
+                                   ? "the /ByteRange does not cover the file but exactly the "
+                                     "signature value"
+                                   : "the /ByteRange stops before the end of a revision: the bytes "
+                                     "after it are not signed");
+            verdict(&r, kFailed, "FORMAT_FAILURE");
+        }
+        if (s.cmsDer.empty()) {
+            verdict(&r, kFailed, "FORMAT_FAILURE");
+        }
+        judgeIntegrity(s, &r);
+        judgeModifications(s, ctx.policy, &r);
+        judgeTrust(s, ctx, rep.validationTime, s.documentTimestamp, &r);
+        rep.signatures.push_back(std::move(r));
+    }
+    return finish(std::move(rep));
+}
+
+Result<ValidationReport> validateCms(const std::string& cms, const std::string& dataPath,
+                                     const ValidationContext& ctx) {
+    auto sig = signer::readCmsSignature(cms, dataPath);
+    if (!sig) {
+        return sig.error();
+    }
+    ValidationReport rep;
+    rep.validationTime = ctx.validationTime != 0 ? ctx.validationTime : std::time(nullptr);
+    rep.policy = ctx.policy.name;
+    SignatureReport r;
+    r.id = signatureId(sig->cmsDer);
+    r.format = sig->hasSigningCertificateAttribute
+                   ? (sig->timestamps.empty() ? "CAdES-BASELINE-B" : "CAdES-BASELINE-T")
+                   : "PKCS7";
+    r.claimedSigningTime = sig->claimedSigningTime;
+    judgeIntegrity(*sig, &r);
+    judgeTrust(*sig, ctx, rep.validationTime, false, &r);
+    rep.signatures.push_back(std::move(r));
+    return finish(std::move(rep));
+}
+
+}  // namespace kyso::policies

@@ -1,0 +1,115 @@
+// The validation policy over documents signed by other products (../shared/corpus/pdf/signed):
+// without their trust anchors nothing may pass, every file gives a report, and the known facts
+// of the corpus README hold in the report.
+#include "kyso/policies/validation.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "test_env.h"
+
+namespace kyso::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+policies::ValidationReport validate(const std::string& name) {
+    policies::ValidationContext ctx;  // no anchors, no revocation source
+    auto r = policies::validatePdf(corpusDir() + "/pdf/signed/" + name, ctx);
+    EXPECT_TRUE(r.ok()) << name << ": " << (r.ok() ? "" : r.error().detail);
+    return r.ok() ? *r : policies::ValidationReport{};
+}
+
+TEST(Validation, EveryCorpusFileGivesAReportAndNothingPassesWithoutAnchors) {
+    int files = 0;
+    for (auto& e : fs::directory_iterator(corpusDir() + "/pdf/signed")) {
+        const std::string name = e.path().filename().string();
+        SCOPED_TRACE(name);
+        auto rep = validate(name);
+        ASSERT_GE(rep.signatures.size(), 1u);
+        EXPECT_NE(rep.indication, "TOTAL_PASSED");
+        EXPECT_EQ(rep.validSignaturesCount(), 0);
+        std::cout << name << ": " << rep.indication;
+        for (const auto& s : rep.signatures) {
+            EXPECT_FALSE(s.id.empty());
+            EXPECT_FALSE(s.format.empty());
+            EXPECT_NE(s.indication, "TOTAL_PASSED");
+            EXPECT_FALSE(s.subIndication.empty());
+            std::cout << " [" << s.format << " " << s.coverage << " " << s.subIndication << " "
+                      << s.modificationsAfterSigning << "]";
+        }
+        std::cout << "\n";
+        ++files;
+    }
+    EXPECT_GE(files, 30);
+}
+
+TEST(Validation, CoverageAnomaliesFailWithFormatFailure) {
+    for (const char* name :
+         {"ph-coverage-anomalies-tail-uncovered.pdf",
+          "ph-coverage-anomalies-signature-gap-too-big.pdf",
+          "ph-coverage-anomalies-one-byterange.pdf", "ph-coverage-anomalies-weird-byterange.pdf"}) {
+        SCOPED_TRACE(name);
+        auto rep = validate(name);
+        ASSERT_EQ(rep.signatures.size(), 1u);
+        EXPECT_EQ(rep.indication, "TOTAL_FAILED");
+        EXPECT_EQ(rep.signatures[0].subIndication, "FORMAT_FAILURE");
+    }
+}
+
+TEST(Validation, IntactForeignSignaturesLackOnlyTheirChain) {
+    // Two intact signatures, the later revision adds only a signature: the only finding is the
+    // missing trust anchor.
+    for (const char* name :
+         {"ph-minimal-two-fields-signed-twice.pdf", "dss-hello_signed_INCSAVE_signed.pdf"}) {
+        SCOPED_TRACE(name);
+        auto rep = validate(name);
+        ASSERT_EQ(rep.signatures.size(), 2u);
+        EXPECT_EQ(rep.indication, "INDETERMINATE");
+        for (const auto& s : rep.signatures) {
+            EXPECT_EQ(s.subIndication, "NO_CERTIFICATE_CHAIN_FOUND");
+        }
+        EXPECT_EQ(rep.signatures[0].coverage, "ENTIRE_REVISION");
+        EXPECT_EQ(rep.signatures[0].modificationsAfterSigning, "SIGNATURES_ONLY");
+        EXPECT_EQ(rep.signatures[1].modificationsAfterSigning, "NONE");
+    }
+}
+
+TEST(Validation, SignatureWithoutSignedAttributesIsChecked) {
+    // adbe.pkcs7.sha1 without signed attributes: the value signs the SHA-1 of the range itself.
+    auto rep = validate("dss-pkcs7_sha1.pdf");
+    ASSERT_EQ(rep.signatures.size(), 2u);
+    EXPECT_EQ(rep.signatures[0].subIndication, "NO_CERTIFICATE_CHAIN_FOUND");
+    // One byte of the first revision changed: that signature no longer verifies.
+    std::string pdf = readFile(corpusDir() + "/pdf/signed/dss-pkcs7_sha1.pdf");
+    const auto at = pdf.find("stream") + 20;
+    pdf[at] = static_cast<char>(pdf[at] ^ 0x20);
+    const std::string copy = tempDir("sha1") + "/copy.pdf";
+    writeFile(copy, pdf);
+    auto bad = policies::validatePdf(copy, policies::ValidationContext{});
+    ASSERT_TRUE(bad.ok());
+    ASSERT_EQ(bad->signatures.size(), 2u);
+    EXPECT_EQ(bad->indication, "TOTAL_FAILED");
+    EXPECT_EQ(bad->signatures[0].subIndication, "HASH_FAILURE");
+    EXPECT_EQ(bad->signatures[1].subIndication, "HASH_FAILURE");
+}
+
+TEST(Validation, DocumentTimestampIsReportedAsOne) {
+    auto rep = validate("dss-pades-5-signatures-and-1-document-timestamp.pdf");
+    ASSERT_EQ(rep.signatures.size(), 6u);
+    int timestamps = 0;
+    for (const auto& s : rep.signatures) {
+        if (s.format == "TIMESTAMP") {
+            ++timestamps;
+            ASSERT_EQ(s.timestamps.size(), 1u);
+            EXPECT_EQ(s.timestamps[0].type, "DOCUMENT");
+            EXPECT_NE(s.bestSignatureTime, 0);
+        }
+    }
+    EXPECT_EQ(timestamps, 1);
+}
+
+}  // namespace
+}  // namespace kyso::test
