@@ -763,7 +763,34 @@ class Analyzer {
 
     bool isSignatureWidget(QPDFObjectHandle a) {
         return keyOf(a, "/Subtype").isNameAndEquals("/Widget") &&
-               inherited(a, "/FT").isNameAndEquals("/Sig");
+               inherited(ownedWidget(a), "/FT").isNameAndEquals("/Sig");
+    }
+
+    // A widget as a field: itself when it names its field (/FT or /Parent), else the field of
+    // the final form whose /Kids lists it (writers that omit the widget's /Parent).
+    QPDFObjectHandle ownedWidget(QPDFObjectHandle a) {
+        if (!a.isIndirect() || !keyOf(a, "/FT").isNull() || !keyOf(a, "/Parent").isNull()) {
+            return a;
+        }
+        QPDFObjectHandle form = keyOf(m_new.getTrailer().getKey("/Root"), "/AcroForm");
+        std::vector<QPDFObjectHandle> todo;
+        for (auto& [id, f] : itemsOf(keyOf(form, "/Fields"))) {
+            todo.push_back(f);
+        }
+        std::set<Og> seen;
+        for (std::size_t i = 0; i < todo.size() && i < 100000; ++i) {
+            QPDFObjectHandle f = todo[i];
+            if (!f.isDictionary() || (f.isIndirect() && !seen.insert(f.getObjGen()).second)) {
+                continue;
+            }
+            for (auto& [id, kid] : itemsOf(keyOf(f, "/Kids"))) {
+                if (kid.isIndirect() && kid.getObjGen() == a.getObjGen()) {
+                    return f;
+                }
+                todo.push_back(kid);
+            }
+        }
+        return a;
     }
 
     void compareAnnotLists(QPDFObjectHandle o, QPDFObjectHandle n, int page) {
@@ -777,7 +804,7 @@ class Analyzer {
             if (!a.isDictionary()) {
                 raise(Modification::Other, p + ": a non-annotation was added to /Annots");
             } else if (isSignatureWidget(a)) {
-                newSignature(inherited(a, "/V"), fieldName(a));
+                newSignature(inherited(ownedWidget(a), "/V"), fieldName(ownedWidget(a)));
             } else if (keyOf(a, "/Subtype").isNameAndEquals("/Widget")) {
                 raise(Modification::Other, "form field " + fieldName(a) + " added on " + p);
             } else {
