@@ -7,9 +7,13 @@
 // lies after the signed bytes: a later entry may point back at an older definition).
 #include "pdf_modifications.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <qpdf/Buffer.hh>
 #include <qpdf/QPDFObjectHandle.hh>
@@ -1018,22 +1022,39 @@ class Analyzer {
     int m_deleted = 0;                        // ... of which deleted
 };
 
-// Bytes [0, end) of the file; empty on failure.
-std::string readPrefix(const std::string& path, long long end) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        return {};
+// Bytes [0, end) of the file, mapped read-only (the page cache, not the heap: a large document
+// with several signatures is not copied once per signature).
+class Prefix {
+  public:
+    Prefix(const std::string& path, long long end) {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        struct stat st {};
+        if (::fstat(fd, &st) == 0 && end > 0 && end <= st.st_size) {
+            void* p = ::mmap(nullptr, static_cast<std::size_t>(end), PROT_READ, MAP_PRIVATE, fd, 0);
+            if (p != MAP_FAILED) {
+                m_data = static_cast<const char*>(p);
+                m_size = static_cast<std::size_t>(end);
+            }
+        }
+        ::close(fd);
     }
-    in.seekg(0, std::ios::end);
-    const long long size = static_cast<long long>(in.tellg());
-    if (end <= 0 || end > size) {
-        return {};
+    ~Prefix() {
+        if (m_data != nullptr) {
+            ::munmap(const_cast<char*>(m_data), m_size);
+        }
     }
-    std::string out(static_cast<std::size_t>(end), '\0');
-    in.seekg(0);
-    in.read(out.data(), static_cast<std::streamsize>(end));
-    return in ? out : std::string();
-}
+    Prefix(const Prefix&) = delete;
+    Prefix& operator=(const Prefix&) = delete;
+    const char* data() const { return m_data; }
+    std::size_t size() const { return m_size; }
+
+  private:
+    const char* m_data = nullptr;
+    std::size_t m_size = 0;
+};
 
 }  // namespace
 
@@ -1047,8 +1068,8 @@ ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path
         report.notes.push_back(note);
     };
     try {
-        const std::string bytes = readPrefix(path, signedEnd);
-        if (bytes.empty()) {
+        const Prefix bytes(path, signedEnd);
+        if (bytes.data() == nullptr) {
             fail("the signed revision cannot be read from the file");
             return report;
         }

@@ -276,6 +276,68 @@ TEST(Verify, AnnotationAfterSigningFollowsThePolicy) {
     EXPECT_FALSE(lenient->signatures.at(0).warnings.empty());
 }
 
+// Universal signature forgery (Mladenov et al., 2019): a second "signature" whose dictionary
+// lacks the values a viewer would check. It must fail, so the document does not pass.
+TEST(Verify, UniversalSignatureForgeriesFail) {
+    const std::pair<const char*, const char*> variants[] = {
+        {"no /Contents", "/ByteRange [0 10 20 30]"},
+        {"empty /Contents", "/ByteRange [0 10 20 30] /Contents <>"},
+        {"no /ByteRange", "/Contents <3082>"},
+        {"null /ByteRange", "/ByteRange null /Contents <3082>"},
+        {"zero /ByteRange", "/ByteRange [0 0 0 0] /Contents <3082>"},
+    };
+    for (const auto& [name, keys] : variants) {
+        SCOPED_TRACE(name);
+        const std::string path = signedByService("B-B");
+        PdfInfo info = readPdfInfo(path);
+        const int sig = info.size;
+        const int field = info.size + 1;
+        const std::string page = std::to_string(info.pages.at(0)) + " 0 R";
+        std::string fields = "[";
+        std::string annots = "[";
+        for (const auto& f : info.fields) {
+            fields += std::to_string(f.num) + " 0 R ";
+            for (int w : f.widgets) {
+                annots += std::to_string(w) + " 0 R ";
+            }
+        }
+        fields += std::to_string(field) + " 0 R]";
+        annots += std::to_string(field) + " 0 R]";
+        PdfUpdate u;
+        u.objects.push_back({sig, 0,
+                             std::string("<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter "
+                                         "/ETSI.CAdES.detached ") +
+                                 keys + " >>"});
+        u.objects.push_back({field, 0,
+                             "<< /FT /Sig /T (Forged) /V " + std::to_string(sig) +
+                                 " 0 R /Type /Annot /Subtype /Widget /Rect [0 0 0 0] /F 132 /P " +
+                                 page + " >>"});
+        if (info.acroForm != 0) {
+            u.objects.push_back(
+                {info.acroForm, 0, pdfEditedDict(path, info.acroForm, {{"/Fields", fields}})});
+        } else {
+            u.objects.push_back(
+                {info.root, 0,
+                 pdfEditedDict(path, info.root,
+                               {{"/AcroForm", "<< /Fields " + fields + " /SigFlags 3 >>"}})});
+        }
+        u.objects.push_back(
+            {info.pages.at(0), 0, pdfEditedDict(path, info.pages.at(0), {{"/Annots", annots}})});
+        appendPdfUpdate(path, u);
+        auto report = verifyPdf(path);
+        EXPECT_EQ(str(report, "indication"), "TOTAL_FAILED");
+        ASSERT_EQ(report->getValue<int>("signaturesCount"), 2);
+        EXPECT_EQ(report->getValue<int>("validSignaturesCount"), 1);
+        Object::Ptr forged = signatureOf(report, 0);
+        if (str(forged, "fieldName") != "Forged") {
+            forged = signatureOf(report, 1);
+        }
+        ASSERT_EQ(str(forged, "fieldName"), "Forged");
+        EXPECT_EQ(str(forged, "indication"), "TOTAL_FAILED");
+        EXPECT_EQ(str(forged, "subIndication"), "FORMAT_FAILURE");
+    }
+}
+
 TEST(Verify, UnsignedDocumentHasNoSignature) {
     auto report = verifyPdf(samplePdf());
     EXPECT_EQ(str(report, "indication"), "NO_SIGNATURE_FOUND");
