@@ -473,7 +473,7 @@ TEST(Verify, SilentResponderGivesTryLater) {
 // A root and a leaf for a token key made by the openssl CLI: the leaf is valid for one day from
 // `notBefore`, so fixed validation times fall inside and after it.
 struct OpensslPki {
-    std::string dir, rootPem, leafPem;
+    std::string dir, rootPem, leafPem, otherPem;
 };
 
 OpensslPki opensslPki(const hsm::KeyInfo& key, const std::string& tag) {
@@ -494,11 +494,19 @@ OpensslPki opensslPki(const hsm::KeyInfo& key, const std::string& tag) {
                 "-subj '/C=VN/O=Kyso Test/CN=Lê Văn Cường' -out leaf.csr "
                 "&& openssl x509 -req -in leaf.csr -CA root.pem -CAkey root.key "
                 "-force_pubkey pub.pem -set_serial 4242 -days 1 -extfile leaf.cnf "
-                "-extensions ext -out leaf.pem) >openssl.log 2>&1 || (cat openssl.log; false)",
+                "-extensions ext -out leaf.pem "
+                // A second certificate for the same key, same issuer and serial, another name
+                // of the same length (for the substitution test).
+                "&& openssl req -new -key tmp.key -utf8 "
+                "-subj '/C=VN/O=Kyso Test/CN=Lê Văn Cườnh' -out other.csr "
+                "&& openssl x509 -req -in other.csr -CA root.pem -CAkey root.key "
+                "-force_pubkey pub.pem -set_serial 4242 -days 1 -extfile leaf.cnf "
+                "-extensions ext -out other.pem) >openssl.log 2>&1 || (cat openssl.log; false)",
             &out);
     EXPECT_EQ(rc, 0) << out;
     p.rootPem = p.dir + "/root.pem";
     p.leafPem = p.dir + "/leaf.pem";
+    p.otherPem = p.dir + "/other.pem";
     return p;
 }
 
@@ -537,6 +545,57 @@ TEST(Verify, UnknownRootAndExpiredCertificate) {
     EXPECT_EQ(now->signatures.at(0).subIndication, "TRY_LATER");
     EXPECT_EQ(now->signatures.at(0).certificateChain.size(), 2u);
     EXPECT_TRUE(now->signatures.at(0).certificateChain.at(1).trusted);
+}
+
+std::string hex(const std::string& bin) {
+    static const char* d = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : bin) {
+        out += d[c >> 4];
+        out += d[c & 15];
+    }
+    return out;
+}
+
+// The certificate in the CMS swapped for another with the same key, issuer and serial: the
+// signature value still verifies, but the signed signing-certificate-v2 names the first one.
+TEST(Verify, SubstitutedSignerCertificateFails) {
+    auto& env = Env::get();
+    hsm::Credential c;
+    c.id = "substituted";
+    c.token = env.token.get();
+    hsm::KeySpec spec;
+    spec.label = "substituted";
+    c.key = env.token->generateKey(spec).value();
+    hsm::chooseDefaultAlgorithms(c);
+    OpensslPki pki = opensslPki(c.key, "b");
+    c.certificateDer = ca::certificatesFromPem(readFile(pki.leafPem)).value().at(0);
+    const std::string other = ca::certificatesFromPem(readFile(pki.otherPem)).value().at(0);
+    ASSERT_EQ(other.size(), c.certificateDer.size());
+    const std::string path = signLocally(c);
+
+    policies::ValidationContext ctx;
+    ctx.anchorsDer = ca::certificatesFromPem(readFile(pki.rootPem)).value();
+    auto before = policies::validatePdf(path, ctx);
+    ASSERT_TRUE(before.ok());
+    EXPECT_EQ(before->signatures.at(0).subIndication, "TRY_LATER");  // intact, no revocation
+
+    std::string pdf = readFile(path);
+    const auto at = pdf.find(hex(c.certificateDer));
+    ASSERT_NE(at, std::string::npos);
+    pdf.replace(at, other.size() * 2, hex(other));
+    writeFile(path, pdf);
+    auto after = policies::validatePdf(path, ctx);
+    ASSERT_TRUE(after.ok());
+    const auto& s = after->signatures.at(0);
+    EXPECT_EQ(s.indication, "TOTAL_FAILED");
+    EXPECT_EQ(s.subIndication, "FORMAT_FAILURE");
+    EXPECT_NE(s.signedBy.find("Cườnh"), std::string::npos);  // what a careless viewer would show
+    bool named = false;
+    for (const auto& e : s.errors) {
+        named = named || e.find("names another certificate") != std::string::npos;
+    }
+    EXPECT_TRUE(named);
 }
 
 TEST(Verify, CliExitCodes) {
