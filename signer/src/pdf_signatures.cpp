@@ -39,6 +39,9 @@ namespace {
 
 constexpr long long kMaxGap = 4 * 1024 * 1024;  // a /Contents larger than this is not believed
 constexpr long long kMaxRecoveryBytes = 64 * 1024 * 1024;  // a damaged file re-read in memory
+// Each signature costs a digest of up to the whole file and a comparison of its revision with the
+// final document: a document with more is refused rather than analysed without bound.
+constexpr std::size_t kMaxSignatures = 100;
 
 // Reads [off, off+len) of the file; empty on failure.
 std::string readAt(int fd, long long off, long long len) {
@@ -324,7 +327,12 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
                            std::string("the document structure cannot be read: ") + e.what());
     }
     // One signature dictionary, reported once (by its byte range).
+    bool tooMany = false;
     auto add = [&](QPDFObjectHandle v, std::string fieldName) {
+        if (out.size() >= kMaxSignatures) {
+            tooMany = true;
+            return;
+        }
         PdfSignature s;
         s.fieldName = std::move(fieldName);
         QPDFObjectHandle m = v.getKey("/M");
@@ -403,6 +411,11 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
             const long long eb = b.byteRange.size() == 4 ? b.byteRange[2] + b.byteRange[3] : 0;
             return ea < eb;
         });
+        if (tooMany) {
+            return Error::make("pdf.too_many_signatures", "the document has more than " +
+                                                              std::to_string(kMaxSignatures) +
+                                                              " signatures: not analysed");
+        }
         // What the later revisions changed after each signature (the last one usually covers the
         // whole file: nothing to compare).
         for (auto& sig : out) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "pdf_update.h"
 #include "test_env.h"
 
 namespace kyso::test {
@@ -70,6 +71,28 @@ TEST(Validation, BrokenAndUnsignedFilesGiveAClearResult) {
         ++files;
     }
     EXPECT_GE(files, 40);
+}
+
+TEST(Validation, WorkPerDocumentIsBounded) {
+    std::vector<std::string> bodies = {"<< /Type /Catalog /Pages 2 0 R >>",
+                                       "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                                       "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"};
+    for (int i = 0; i < 101; ++i) {
+        bodies.push_back("<< /Type /Sig /ByteRange [0 " + std::to_string(10 + i) + " " +
+                         std::to_string(20 + i) + " 5] /Contents <3000> >>");
+    }
+    const std::string path = tempDir("many") + "/many.pdf";
+    writeFile(path, makePdf(bodies));
+    auto r = policies::validatePdf(path, policies::ValidationContext{});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, "pdf.too_many_signatures");
+    // 100 are analysed, and fail.
+    bodies.pop_back();
+    writeFile(path, makePdf(bodies));
+    r = policies::validatePdf(path, policies::ValidationContext{});
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r->signatures.size(), 100u);
+    EXPECT_EQ(r->indication, "TOTAL_FAILED");
 }
 
 TEST(Validation, CoverageAnomaliesFailWithFormatFailure) {
