@@ -20,8 +20,6 @@ namespace kyso::signer {
 
 namespace {
 
-constexpr std::size_t kChunk = 1 << 16;
-
 struct Tlv {
     std::size_t at = 0;      // offset of the tag
     std::size_t header = 0;  // tag and length bytes
@@ -48,39 +46,6 @@ bool readTlv(const std::string& d, std::size_t at, Tlv* t) {
     }
     *t = Tlv{at, hdr, len};
     return t->end() <= d.size();
-}
-
-// Streams the file through `fn(chunk, n)`; false on a read error.
-template <typename Fn>
-bool streamFile(const std::string& path, std::uint64_t* size, Fn&& fn) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        return false;
-    }
-    std::vector<char> buf(kChunk);
-    std::uint64_t total = 0;
-    bool ok = true;
-    for (;;) {
-        const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            ok = false;
-            break;
-        }
-        if (n == 0) {
-            break;
-        }
-        if (!fn(buf.data(), static_cast<std::size_t>(n))) {
-            ok = false;
-            break;
-        }
-        total += static_cast<std::uint64_t>(n);
-    }
-    ::close(fd);
-    *size = total;
-    return ok;
 }
 
 }  // namespace

@@ -1,14 +1,13 @@
 #include "kyso/signer/cms_verify.h"
 
-#include <fcntl.h>
 #include <openssl/pem.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <vector>
+#include <cstdint>
 
 #include "cms_check.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "output_file.h"
 
 namespace kyso::signer {
 
@@ -16,35 +15,21 @@ namespace {
 
 // The digest of the file at `path`, streamed; empty on a read error.
 std::string digestFile(const std::string& path, const EVP_MD* md) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || md == nullptr) {
-        if (fd >= 0) {
-            ::close(fd);
-        }
+    if (md == nullptr) {
         return {};
     }
     OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
     ::EVP_DigestInit_ex(ctx.get(), md, nullptr);
-    std::vector<char> buf(1 << 16);
-    bool ok = true;
-    for (;;) {
-        const ssize_t n = ::read(fd, buf.data(), buf.size());
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            ok = false;
-        }
-        if (n <= 0) {
-            break;
-        }
-        ::EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
+    std::uint64_t size = 0;
+    if (!streamFile(path, &size, [&](const char* p, std::size_t n) {
+            return ::EVP_DigestUpdate(ctx.get(), p, n) == 1;
+        })) {
+        return {};
     }
-    ::close(fd);
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ::EVP_DigestFinal_ex(ctx.get(), out, &len);
-    return ok ? std::string(reinterpret_cast<char*>(out), len) : std::string();
+    return std::string(reinterpret_cast<char*>(out), len);
 }
 
 OsslPtr<CMS_ContentInfo> parse(const std::string& in) {

@@ -1,4 +1,5 @@
-// Output files of the signer: written whole or not at all. Private to signer/.
+// Files of the signer: input streamed in chunks, output written whole or not at all. Private
+// to signer/.
 #pragma once
 
 #include <fcntl.h>
@@ -6,11 +7,46 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kyso/hsm/result.h"
 
 namespace kyso::signer {
+
+// Streams the file through `fn(chunk, n)`; false on a read error.
+template <typename Fn>
+bool streamFile(const std::string& path, std::uint64_t* size, Fn&& fn) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return false;
+    }
+    std::vector<char> buf(1 << 16);
+    std::uint64_t total = 0;
+    bool ok = true;
+    for (;;) {
+        const ssize_t n = ::read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            ok = false;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        if (!fn(buf.data(), static_cast<std::size_t>(n))) {
+            ok = false;
+            break;
+        }
+        total += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    *size = total;
+    return ok;
+}
 
 // Writes `data` fully or fails.
 inline bool writeAll(int fd, const char* data, std::size_t n) {

@@ -1,10 +1,9 @@
 // Private: what changed in a PDF after one of its revisions (the revision a signature covers).
 #pragma once
 
+#include <qpdf/QPDF.hh>
 #include <string>
 #include <vector>
-
-#include <qpdf/QPDF.hh>
 
 #include "kyso/signer/pdf_signatures.h"
 

@@ -510,17 +510,24 @@ OpensslPki opensslPki(const hsm::KeyInfo& key, const std::string& tag) {
     return p;
 }
 
-TEST(Verify, UnknownRootAndExpiredCertificate) {
+// A new key on the demo token with its certificates from opensslPki().
+hsm::Credential otherPkiCredential(const std::string& label, OpensslPki* pki) {
     auto& env = Env::get();
     hsm::Credential c;
-    c.id = "other-pki";
+    c.id = label;
     c.token = env.token.get();
     hsm::KeySpec spec;
-    spec.label = "other-pki";
+    spec.label = label;
     c.key = env.token->generateKey(spec).value();
     hsm::chooseDefaultAlgorithms(c);
-    OpensslPki pki = opensslPki(c.key, "a");
-    c.certificateDer = ca::certificatesFromPem(readFile(pki.leafPem)).value().at(0);
+    *pki = opensslPki(c.key, label);
+    c.certificateDer = ca::certificatesFromPem(readFile(pki->leafPem)).value().at(0);
+    return c;
+}
+
+TEST(Verify, UnknownRootAndExpiredCertificate) {
+    OpensslPki pki;
+    hsm::Credential c = otherPkiCredential("other-pki", &pki);
     const std::string signedPdf = signLocally(c);
 
     // The demo's anchors do not know this root.
@@ -560,16 +567,8 @@ std::string hex(const std::string& bin) {
 // The certificate in the CMS swapped for another with the same key, issuer and serial: the
 // signature value still verifies, but the signed signing-certificate-v2 names the first one.
 TEST(Verify, SubstitutedSignerCertificateFails) {
-    auto& env = Env::get();
-    hsm::Credential c;
-    c.id = "substituted";
-    c.token = env.token.get();
-    hsm::KeySpec spec;
-    spec.label = "substituted";
-    c.key = env.token->generateKey(spec).value();
-    hsm::chooseDefaultAlgorithms(c);
-    OpensslPki pki = opensslPki(c.key, "b");
-    c.certificateDer = ca::certificatesFromPem(readFile(pki.leafPem)).value().at(0);
+    OpensslPki pki;
+    hsm::Credential c = otherPkiCredential("substituted", &pki);
     const std::string other = ca::certificatesFromPem(readFile(pki.otherPem)).value().at(0);
     ASSERT_EQ(other.size(), c.certificateDer.size());
     const std::string path = signLocally(c);
