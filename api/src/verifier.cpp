@@ -53,7 +53,8 @@ Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store
         v->m_cache = store->revocationCache();
     }
     v->m_revocation = std::make_unique<ca::RevocationChecker>(
-        makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds), vc.ocspMaxAgeSeconds, v->m_cache.get());
+        makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds), vc.ocspMaxAgeSeconds, v->m_cache.get(),
+        v->m_pool.get());
     return v;
 }
 
@@ -63,6 +64,7 @@ policies::ValidationContext Verifier::context(std::time_t at) const {
     ctx.intermediatesDer = m_intermediates;
     ctx.revocation = m_revocation.get();
     ctx.validationTime = at;
+    ctx.certificates = m_pool.get();
     ctx.policy = m_policy;
     return ctx;
 }

@@ -64,21 +64,21 @@ bool usageFits(X509* leaf, Usage usage, std::string* why) {
 Result<PathResult> validatePath(const std::string& leafDer,
                                 const std::vector<std::string>& intermediatesDer,
                                 const std::vector<std::string>& anchorsDer, std::time_t at,
-                                Usage usage) {
-    OsslPtr<X509> leaf = x509FromDer(leafDer);
+                                Usage usage, CertificatePool* pool) {
+    OsslPtr<X509> leaf = parseCertificate(pool, leafDer);
     if (!leaf) {
         return Error::make("cert.invalid", "the signer's certificate is not valid DER");
     }
     OsslPtr<X509_STORE> store(::X509_STORE_new());
     for (const auto& d : anchorsDer) {
-        OsslPtr<X509> a = x509FromDer(d);
+        OsslPtr<X509> a = parseCertificate(pool, d);
         if (a) {
             ::X509_STORE_add_cert(store.get(), a.get());
         }
     }
     STACK_OF(X509)* untrusted = sk_X509_new_null();
     for (const auto& d : intermediatesDer) {
-        X509* x = x509FromDer(d).release();
+        X509* x = parseCertificate(pool, d).release();
         if (x != nullptr && sk_X509_push(untrusted, x) <= 0) {
             ::X509_free(x);
         }

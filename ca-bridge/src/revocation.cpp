@@ -74,8 +74,8 @@ void MemoryRevocationCache::put(const std::string& key, const std::string& der,
 RevocationStatus RevocationChecker::check(const std::string& certDer, const std::string& issuerDer,
                                           std::time_t now) {
     RevocationStatus out;
-    OsslPtr<X509> cert = x509FromDer(certDer);
-    OsslPtr<X509> issuer = x509FromDer(issuerDer);
+    OsslPtr<X509> cert = parseCertificate(m_pool, certDer);
+    OsslPtr<X509> issuer = parseCertificate(m_pool, issuerDer);
     if (!cert || !issuer) {
         out.warnings.push_back("certificate or issuer is not valid DER");
         return out;
@@ -96,8 +96,8 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
         return false;
     }
     // A status verified earlier, until the response's nextUpdate (5 minutes without one).
-    const std::string cacheKey = "ocsp:" + url + "#" + serialHexOf(x509ToDer(cert)) + "@" +
-                                 std::to_string(::X509_issuer_name_hash(cert)) + "/" +
+    const std::string cacheKey = "ocsp:" + url + "#" + serialHex(::X509_get0_serialNumber(cert)) +
+                                 "@" + std::to_string(::X509_issuer_name_hash(cert)) + "/" +
                                  std::to_string(::X509_subject_name_hash(issuer));
     if (auto cached = m_cache->get(cacheKey, now)) {
         char status[16] = {0};

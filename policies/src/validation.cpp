@@ -27,8 +27,8 @@ std::string nameOf(X509_NAME* n) {
     return std::string(data, static_cast<std::size_t>(len));
 }
 
-std::string commonName(const std::string& certDer) {
-    OsslPtr<X509> x = x509FromDer(certDer);
+std::string commonName(const std::string& certDer, ca::CertificatePool* pool) {
+    OsslPtr<X509> x = ca::parseCertificate(pool, certDer);
     X509_NAME* n = x ? ::X509_get_subject_name(x.get()) : nullptr;
     const int idx = n != nullptr ? ::X509_NAME_get_index_by_NID(n, NID_commonName, -1) : -1;
     if (idx < 0) {
@@ -47,15 +47,15 @@ std::time_t timeOf(const ASN1_TIME* t) {
     return t != nullptr && ::ASN1_TIME_to_tm(t, &tm) == 1 ? ::timegm(&tm) : 0;
 }
 
-CertificateReport describe(const std::string& der, bool trusted) {
+CertificateReport describe(const std::string& der, bool trusted, ca::CertificatePool* pool) {
     CertificateReport c;
-    OsslPtr<X509> x = x509FromDer(der);
+    OsslPtr<X509> x = ca::parseCertificate(pool, der);
     if (!x) {
         return c;
     }
     c.subjectDN = nameOf(::X509_get_subject_name(x.get()));
     c.issuerDN = nameOf(::X509_get_issuer_name(x.get()));
-    c.serialNumber = ca::serialHexOf(der);
+    c.serialNumber = ca::serialHex(::X509_get0_serialNumber(x.get()));
     c.notBefore = timeOf(::X509_get0_notBefore(x.get()));
     c.notAfter = timeOf(::X509_get0_notAfter(x.get()));
     c.trusted = trusted;
@@ -112,7 +112,7 @@ TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer
         return t;
     }
     certsDer.insert(certsDer.end(), ctx.intermediatesDer.begin(), ctx.intermediatesDer.end());
-    auto path = ca::validatePath(leafDer, certsDer, ctx.anchorsDer, at, usage);
+    auto path = ca::validatePath(leafDer, certsDer, ctx.anchorsDer, at, usage, ctx.certificates);
     if (!path) {
         t.indication = kIndeterminate;
         t.subIndication = "NO_CERTIFICATE_CHAIN_FOUND";
@@ -176,12 +176,12 @@ std::vector<CertificateReport> chainReport(const TrustOutcome& t, const std::str
     std::vector<CertificateReport> out;
     if (t.chainDer.empty()) {
         if (!leafDer.empty()) {
-            out.push_back(describe(leafDer, isAnchor(leafDer, ctx)));
+            out.push_back(describe(leafDer, isAnchor(leafDer, ctx), ctx.certificates));
         }
         return out;
     }
     for (const auto& d : t.chainDer) {
-        out.push_back(describe(d, isAnchor(d, ctx)));
+        out.push_back(describe(d, isAnchor(d, ctx), ctx.certificates));
     }
     return out;
 }
@@ -221,9 +221,10 @@ std::string formatOf(const signer::SignatureFacts& f, bool cadesSubFilter) {
 }
 
 // The signature's own integrity: digest, signature value, signing-certificate binding.
-void judgeIntegrity(const signer::SignatureFacts& f, SignatureReport* r) {
+void judgeIntegrity(const signer::SignatureFacts& f, const ValidationContext& ctx,
+                    SignatureReport* r) {
     r->subjectDN = f.signerSubject;
-    r->signedBy = commonName(f.signerCertDer);
+    r->signedBy = commonName(f.signerCertDer, ctx.certificates);
     r->errors.insert(r->errors.end(), f.errors.begin(), f.errors.end());
     if (!f.digestMatches) {
         verdict(r, kFailed, "HASH_FAILURE");
@@ -376,7 +377,7 @@ Result<ValidationReport> validatePdf(const std::string& path, const ValidationCo
         if (s.cmsDer.empty()) {
             verdict(&r, kFailed, "FORMAT_FAILURE");
         }
-        judgeIntegrity(s, &r);
+        judgeIntegrity(s, ctx, &r);
         judgeModifications(s, ctx.policy, &r);
         judgeTrust(s, ctx, rep.validationTime, s.documentTimestamp, &r);
         rep.signatures.push_back(std::move(r));
@@ -399,7 +400,7 @@ Result<ValidationReport> validateCms(const std::string& cms, const std::string& 
                    ? (sig->timestamps.empty() ? "CAdES-BASELINE-B" : "CAdES-BASELINE-T")
                    : "PKCS7";
     r.claimedSigningTime = sig->claimedSigningTime;
-    judgeIntegrity(*sig, &r);
+    judgeIntegrity(*sig, ctx, &r);
     judgeTrust(*sig, ctx, rep.validationTime, false, &r);
     rep.signatures.push_back(std::move(r));
     return finish(std::move(rep));

@@ -7,11 +7,6 @@
 // lies after the signed bytes: a later entry may point back at an older definition).
 #include "pdf_modifications.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -21,6 +16,8 @@
 #include <set>
 #include <utility>
 #include <vector>
+
+#include "mapped_file.h"
 
 namespace kyso::signer {
 
@@ -1022,40 +1019,6 @@ class Analyzer {
     int m_deleted = 0;                        // ... of which deleted
 };
 
-// Bytes [0, end) of the file, mapped read-only (the page cache, not the heap: a large document
-// with several signatures is not copied once per signature).
-class Prefix {
-  public:
-    Prefix(const std::string& path, long long end) {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            return;
-        }
-        struct stat st {};
-        if (::fstat(fd, &st) == 0 && end > 0 && end <= st.st_size) {
-            void* p = ::mmap(nullptr, static_cast<std::size_t>(end), PROT_READ, MAP_PRIVATE, fd, 0);
-            if (p != MAP_FAILED) {
-                m_data = static_cast<const char*>(p);
-                m_size = static_cast<std::size_t>(end);
-            }
-        }
-        ::close(fd);
-    }
-    ~Prefix() {
-        if (m_data != nullptr) {
-            ::munmap(const_cast<char*>(m_data), m_size);
-        }
-    }
-    Prefix(const Prefix&) = delete;
-    Prefix& operator=(const Prefix&) = delete;
-    const char* data() const { return m_data; }
-    std::size_t size() const { return m_size; }
-
-  private:
-    const char* m_data = nullptr;
-    std::size_t m_size = 0;
-};
-
 }  // namespace
 
 ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path,
@@ -1068,7 +1031,7 @@ ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path
         report.notes.push_back(note);
     };
     try {
-        const Prefix bytes(path, signedEnd);
+        const MappedFile bytes(path, signedEnd);
         if (bytes.data() == nullptr) {
             fail("the signed revision cannot be read from the file");
             return report;

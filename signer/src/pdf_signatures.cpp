@@ -17,6 +17,7 @@
 
 #include "cms_check.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "mapped_file.h"
 #include "pdf_modifications.h"
 
 namespace kyso::signer {
@@ -178,8 +179,11 @@ std::string cmsOf(int fd, const PdfSignature& s, QPDFObjectHandle contents) {
         const std::string gap = readAt(fd, s.byteRange[1] + 1, s.byteRange[2] - s.byteRange[1] - 2);
         std::string bin;
         bin.reserve(gap.size() / 2);
+        auto nibble = [](char c) {
+            return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;  // classify() checked isxdigit
+        };
         for (std::size_t i = 0; i + 1 < gap.size(); i += 2) {
-            bin.push_back(static_cast<char>(std::stoi(gap.substr(i, 2), nullptr, 16)));
+            bin.push_back(static_cast<char>(nibble(gap[i]) << 4 | nibble(gap[i + 1])));
         }
         std::string der = firstDer(bin);
         if (!der.empty()) {
@@ -318,10 +322,14 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
     }
     std::vector<PdfSignature> out;
     std::set<std::vector<long long>> seen;  // byte ranges already reported
+    const MappedFile mapped(path);
+    if (mapped.data() == nullptr) {
+        return Error::make("io.read", "cannot read the document");
+    }
     QPDF pdf;
     pdf.setSuppressWarnings(true);
     try {
-        pdf.processFile(path.c_str());
+        pdf.processMemoryFile(path.c_str(), mapped.data(), mapped.size());
     } catch (const std::exception& e) {
         return Error::make("pdf.damaged",
                            std::string("the document structure cannot be read: ") + e.what());

@@ -6,6 +6,7 @@
 
 #include <ctime>
 
+#include "kyso/ca-bridge/certificate_pool.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "test_env.h"
 
@@ -91,6 +92,32 @@ TEST(Path, ValidChainPassesAndIsReturnedLeafFirst) {
     ASSERT_EQ(r->chainDer.size(), 3u);
     EXPECT_EQ(r->chainDer.front(), p.leaf);
     EXPECT_EQ(r->chainDer.back(), p.root);
+}
+
+TEST(Path, APoolParsesEachCertificateOnceAndGivesTheSameVerdicts) {
+    const auto& p = pki();
+    ca::CertificatePool pool(3);
+    OsslPtr<X509> a = pool.get1(p.leaf);
+    OsslPtr<X509> b = pool.get1(p.leaf);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a.get(), b.get());  // one parsed object, shared
+    EXPECT_FALSE(pool.get1("not DER"));
+    for (int i = 0; i < 3; ++i) {
+        const std::time_t at = std::time(nullptr) + (i == 2 ? 400 * kDay : 0);
+        auto pooled = ca::validatePath(p.leaf, {p.inter}, {p.root}, at, ca::Usage::Signing, &pool);
+        auto plain = ca::validatePath(p.leaf, {p.inter}, {p.root}, at, ca::Usage::Signing);
+        ASSERT_TRUE(pooled.ok() && plain.ok());
+        EXPECT_EQ(pooled->indication, plain->indication);
+        EXPECT_EQ(pooled->subIndication, plain->subIndication);
+        EXPECT_EQ(pooled->chainDer, plain->chainDer);
+    }
+    // Past its bound the pool starts again; a certificate still parses.
+    pool.get1(p.otherRoot);
+    pool.get1(p.tsa);
+    EXPECT_TRUE(pool.get1(p.encipherOnly));
+    OsslPtr<X509> c = pool.get1(p.leaf);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(::X509_cmp(a.get(), c.get()), 0);
 }
 
 TEST(Path, MissingIntermediateOrUnknownRootHasNoChain) {

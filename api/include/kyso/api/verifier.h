@@ -31,6 +31,7 @@ class Verifier {
     std::vector<std::string> m_anchors;
     std::vector<std::string> m_intermediates;
     policies::ValidationPolicy m_policy;
+    std::unique_ptr<ca::CertificatePool> m_pool = std::make_unique<ca::CertificatePool>();
     std::unique_ptr<ca::RevocationCache> m_cache;
     std::unique_ptr<ca::RevocationChecker> m_revocation;
 };

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kyso/ca-bridge/certificate_pool.h"
 #include "kyso/hsm/result.h"
 
 namespace kyso::ca {
@@ -27,11 +28,12 @@ struct PathResult {
 
 // Builds and validates the path from `leafDer` through `intermediatesDer` to one of
 // `anchorsDer`, at time `at`. A failed validation is a result, not an error; errors are only
-// "cert.invalid" (the leaf is not DER).
+// "cert.invalid" (the leaf is not DER). `pool` (borrowed, may be null) parses each distinct
+// certificate once across calls.
 Result<PathResult> validatePath(const std::string& leafDer,
                                 const std::vector<std::string>& intermediatesDer,
                                 const std::vector<std::string>& anchorsDer, std::time_t at,
-                                Usage usage);
+                                Usage usage, CertificatePool* pool = nullptr);
 
 // Every certificate in the PEM files of `dir` (trust anchors from configuration).
 Result<std::vector<std::string>> loadAnchorDirectory(const std::string& dir);

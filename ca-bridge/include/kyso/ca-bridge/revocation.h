@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kyso/ca-bridge/certificate_pool.h"
 #include "kyso/hsm/result.h"
 
 namespace kyso::ca {
@@ -30,8 +31,8 @@ struct RevocationStatus {
 using Fetch = std::function<Result<std::string>(const std::string& url, const std::string& body,
                                                 const std::string& contentType)>;
 
-// Where fetched CRLs and verified OCSP statuses are kept until their nextUpdate (api::Store keeps them in SQLite, so they
-// survive restarts and are shared by the service's processes).
+// Where fetched CRLs and verified OCSP statuses are kept until their nextUpdate (api::Store keeps
+// them in SQLite, so they survive restarts and are shared by the service's processes).
 class RevocationCache {
   public:
     virtual ~RevocationCache() = default;
@@ -56,11 +57,13 @@ class RevocationChecker {
     // maxOcspAgeSeconds: an OCSP response whose thisUpdate is older is not fresh enough.
     // `cache` (borrowed; null: one in memory) keeps CRLs and verified OCSP statuses until their
     // nextUpdate (an OCSP status without one: 5 minutes), so a warm cache fetches nothing.
+    // `pool` (borrowed, may be null) parses each distinct certificate once.
     explicit RevocationChecker(Fetch fetch, long maxOcspAgeSeconds = 7 * 86400,
-                               RevocationCache* cache = nullptr)
+                               RevocationCache* cache = nullptr, CertificatePool* pool = nullptr)
         : m_fetch(std::move(fetch)),
           m_maxOcspAge(maxOcspAgeSeconds),
-          m_cache(cache != nullptr ? cache : &m_memory) {}
+          m_cache(cache != nullptr ? cache : &m_memory),
+          m_pool(pool) {}
 
     // The status of `certDer` issued by `issuerDer`, at `now`: OCSP from the certificate's AIA
     // (with a nonce; the response must be signed by the issuer or a responder it delegated, and
@@ -77,6 +80,7 @@ class RevocationChecker {
     long m_maxOcspAge;
     MemoryRevocationCache m_memory;
     RevocationCache* m_cache;
+    CertificatePool* m_pool;
 };
 
 }  // namespace kyso::ca

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kyso/ca-bridge/certificate_pool.h"
 #include "kyso/ca-bridge/revocation.h"
 #include "kyso/hsm/result.h"
 #include "kyso/signer/pdf_signatures.h"
@@ -29,6 +30,8 @@ struct ValidationContext {
     // TRY_LATER (the national rule: never a silent pass).
     ca::RevocationChecker* revocation = nullptr;
     std::time_t validationTime = 0;  // 0: now
+    // Parses each distinct certificate once across validations (null: parse every time).
+    ca::CertificatePool* certificates = nullptr;
     ValidationPolicy policy;
 };
 
