@@ -739,7 +739,7 @@ struct Service::Impl {
                                                        "': the parts are 'signature' and 'data'"});
                     }
                 }
-            } catch (const Poco::Exception& e) {
+            } catch (const Poco::Exception&) {
                 x.resp.setKeepAlive(false);
                 return sendProblem(x, {"request.invalid", "unreadable multipart body"});
             }

@@ -381,6 +381,13 @@ TEST(Verify, CmsDetachedAndAttached) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(str(r.json(), "indication"), "TOTAL_FAILED");
     EXPECT_EQ(str(signatureOf(r.json(), 0), "subIndication"), "HASH_FAILURE");
+    // Multipart bodies that do not say what is what.
+    expectProblem(
+        env.requestParts("/api/v1/verify", env.keys["portal"], {{"document", dir + "/sig.p7s"}}),
+        400, "request.invalid");
+    expectProblem(
+        env.requestParts("/api/v1/verify", env.keys["portal"], {{"data", dir + "/data.txt"}}), 400,
+        "cms.empty");
     // Detached without its data: a clear error.
     expectProblem(env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/sig.p7s",
                               "application/pkcs7-signature"),
