@@ -37,6 +37,7 @@ inline const char* kUsage =
     "                [--attached true|false] [--level B-B]\n"
     "  kyso verify --config FILE IN [--data DETACHED] [--at YYYY-MM-DDTHH:MM:SSZ]\n"
     "                (exit 0 TOTAL_PASSED, 1 TOTAL_FAILED, 2 INDETERMINATE or no signature)\n"
+    "  kyso audit verify --config FILE   (exit 0 intact; else the first bad entry, exit 1)\n"
     "  kyso apikey create --config FILE --role admin|officer|clerk|portal --name NAME\n"
     "  kyso apikey list --config FILE\n"
     "  kyso apikey revoke --config FILE --id ID_OR_NAME\n"

@@ -114,6 +114,7 @@ Result<Config> loadConfig(const std::string& path) {
          {"credential", "policy", "otherPolicies", "digests", "accuracySeconds", "accuracyMillis",
           "includeName", "trustAnchors"}},
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
+        {"audit", {"credential", "checkpointEvery"}},
         {"validation",
          {"trustAnchors", "intermediates", "policy", "maxModifications", "timeoutSeconds",
           "tlsCaFile", "ocspMaxAgeSeconds"}},
@@ -226,7 +227,8 @@ Result<Config> loadConfig(const std::string& path) {
     const Entry* db = get("database", "path");
     c.databasePath = resolve(db != nullptr ? db->value : "kyso.db");
 
-    static const std::set<std::string> kinds = {"officer", "seal", "receipt-seal", "tsa", "ca"};
+    static const std::set<std::string> kinds = {"officer", "seal", "receipt-seal",
+                                                "tsa",     "ca",   "audit"};
     for (const auto& name : ini.order) {
         if (name.rfind("credential.", 0) != 0) {
             continue;
@@ -240,7 +242,7 @@ Result<Config> loadConfig(const std::string& path) {
             return bad(0, "[" + name + "] needs kind, key and certificate");
         }
         if (!kinds.count(kind->value)) {
-            return bad(kind->line, "kind must be officer, seal, receipt-seal, tsa or ca");
+            return bad(kind->line, "kind must be officer, seal, receipt-seal, tsa, ca or audit");
         }
         cc.kind = kind->value;
         cc.key = key->value;
@@ -350,6 +352,26 @@ Result<Config> loadConfig(const std::string& path) {
             t.reserveBytes = static_cast<std::size_t>(*v);
         }
         c.timestamping = t;
+    }
+    if (ini.sections.count("audit")) {
+        AuditConfig a;
+        const Entry* cred = get("audit", "credential");
+        if (cred == nullptr) {
+            return bad(0, "[audit] needs credential");
+        }
+        a.credential = cred->value;
+        const CredentialConfig* cc = c.findCredential(a.credential);
+        if (cc == nullptr || cc->kind != "audit") {
+            return bad(cred->line, "[audit] credential must name a [credential.ID] of kind audit");
+        }
+        if (const Entry* e = get("audit", "checkpointEvery")) {
+            auto n = number(e, 1, 1000000, "checkpointEvery");
+            if (!n) {
+                return n.error();
+            }
+            a.checkpointEvery = *n;
+        }
+        c.audit = a;
     }
     if (ini.sections.count("validation")) {
         ValidationConfig& v = c.validation;

@@ -321,6 +321,17 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!tsa) {
         return tsa.error();
     }
+    ca::CertificateProfile auditProf;
+    auditProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Audit"}};
+    auditProf.digitalSignature = true;
+    auditProf.nonRepudiation = true;
+    auditProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
+    auditProf.ocspUrl = baseUrl + "/ocsp";
+    auditProf.validDays = 1825;
+    auto audit = d.ensureCredential("audit", 2048, auditProf, &*issuing);
+    if (!audit) {
+        return audit.error();
+    }
     auto st = d.ensureTls(*issuing);
     if (!st) {
         return st;
@@ -353,6 +364,9 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[tsa]\ncredential = tsa\npolicy = 2.999.1.1\n"
              << "digests = SHA-256, SHA-384, SHA-512\naccuracySeconds = 1\n"
              << "trustAnchors = pki/root-ca.pem\n\n"
+             << "[credential.audit]\nkind = audit\nkey = " << uriFor("audit")
+             << "\ncertificate = pki/audit.pem\nchain = pki/issuing-ca.pem\n\n"
+             << "[audit]\ncredential = audit\ncheckpointEvery = 100\n\n"
              << "[validation]\ntrustAnchors = pki/root-ca.pem\ntlsCaFile = pki/root-ca.pem\n"
              << "maxModifications = FORM_FILLING\ntimeoutSeconds = 10\n";
         st = writePrivateFile(confPath, conf.str(), 0600);

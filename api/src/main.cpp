@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
             std::cout << kUsage;
             return 0;
         }
-        if (cmd == "serve" || cmd == "demo" || cmd == "apikey" || cmd == "ca" || cmd == "verify") {
+        if (cmd == "serve" || cmd == "demo" || cmd == "apikey" || cmd == "ca" || cmd == "verify" ||
+            cmd == "audit") {
             return execService(argv);
         }
         auto args = parseArgs(argc, argv, 3);

@@ -2,6 +2,7 @@
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
@@ -18,6 +19,7 @@
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -123,6 +125,79 @@ int httpStatusFor(const std::string& code) {
 }
 
 namespace {
+
+std::string hexOf(const unsigned char* p, std::size_t n) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i) {
+        s += d[p[i] >> 4];
+        s += d[p[i] & 15];
+    }
+    return s;
+}
+
+std::string sha256Hex(const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ::EVP_Digest(data.data(), data.size(), md, &len, ::EVP_sha256(), nullptr);
+    return hexOf(md, len);
+}
+
+// SHA-256 of a (spool) file, hex; empty on a read error.
+std::string sha256OfFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
+    ::EVP_DigestInit_ex(ctx.get(), ::EVP_sha256(), nullptr);
+    std::vector<char> buf(1 << 16);
+    while (in) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        ::EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount()));
+    }
+    if (in.bad()) {
+        return {};
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ::EVP_DigestFinal_ex(ctx.get(), md, &len);
+    return hexOf(md, len);
+}
+
+// An audit event's detail: a flat JSON object of strings.
+std::string auditDetail(std::initializer_list<std::pair<const char*, std::string>> fields) {
+    Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+    for (const auto& [k, v] : fields) {
+        o.set(k, v);
+    }
+    std::ostringstream ss;
+    o.stringify(ss);
+    return ss.str();
+}
+
+// The public id part of an API key ("kyso_<id>_<secret>"), never the secret.
+std::string keyIdOf(const std::string& key) {
+    if (key.size() > 21 && key.rfind("kyso_", 0) == 0) {
+        return key.substr(5, 16);
+    }
+    return "(malformed)";
+}
+
+const char* operationName(policies::Operation op) {
+    switch (op) {
+        case policies::Operation::SignPdf:
+            return "sign.pdf";
+        case policies::Operation::SignCms:
+            return "sign.cms";
+        case policies::Operation::SignHash:
+            return "sign.hash";
+        case policies::Operation::Seal:
+            return "seal";
+        case policies::Operation::Timestamp:
+            return "timestamp";
+        case policies::Operation::Receipt:
+            return "receipt";
+    }
+    return "unknown";
+}
 
 std::string randomHex(std::size_t bytes) {
     std::vector<unsigned char> b(bytes);
@@ -240,6 +315,7 @@ struct Service::Impl {
     signer::TimeStampAuthority* tsa;
     signer::Timestamper* timestamper;
     const Verifier* verifier;
+    AuditLog* audit;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
@@ -251,8 +327,8 @@ struct Service::Impl {
     bool stopping = false;
 
     Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r,
-         signer::TimeStampAuthority* a, signer::Timestamper* ts, const Verifier& v)
-        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts), verifier(&v) {}
+         signer::TimeStampAuthority* a, signer::Timestamper* ts, const Verifier& v, AuditLog& al)
+        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts), verifier(&v), audit(&al) {}
 
     struct Exchange {
         HTTPServerRequest& req;
@@ -297,6 +373,28 @@ struct Service::Impl {
 
     void sendError(Exchange& x, const Error& e) { sendProblem(x, Problem{e.code, e.detail}); }
 
+    // An audit event whose loss must not change the answer (failures, denials): an error is
+    // logged, and the request is answered as it would have been.
+    void record(AuditEvent e) {
+        auto r = audit->append(std::move(e));
+        if (!r) {
+            std::lock_guard lk(logMu);
+            std::clog << "kyso: audit: " << r.error().detail << "\n";
+        }
+    }
+
+    // Appends an audit event and waits until it is durably committed. When the log cannot be
+    // written the request fails with 503 and nothing it produced is returned.
+    bool audited(Exchange& x, AuditEvent e) {
+        auto r = audit->append(std::move(e));
+        if (!r) {
+            sendProblem(x, {"audit.unavailable",
+                            "the audit log cannot be written: the result is withheld"});
+            return false;
+        }
+        return true;
+    }
+
     std::optional<policies::Principal> authenticate(Exchange& x) {
         const std::string auth = x.req.get("Authorization", "");
         if (auth.empty()) {
@@ -311,6 +409,9 @@ struct Service::Impl {
         }
         auto p = store.authenticate(auth.substr(7));
         if (!p) {
+            record({"auth.failure", "-", "", "denied",
+                    auditDetail({{"key", keyIdOf(auth.substr(7))},
+                                 {"path", Poco::URI(x.req.getURI()).getPath()}})});
             sendProblem(x, {"auth.invalid", "the API key is not valid"});
             return std::nullopt;
         }
@@ -493,6 +594,8 @@ struct Service::Impl {
         }
         auto decision = policies::decide(*who, creds.facts(credId), op);
         if (!decision.allowed) {
+            record({"policy.denial", who->name, credId, "denied",
+                    auditDetail({{"rule", decision.rule}, {"operation", operationName(op)}})});
             sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
             return std::nullopt;
         }
@@ -613,7 +716,15 @@ struct Service::Impl {
         }
         auto signedPdf = signer::signPdfTo(spool->in->path(), spool->out->fd(), *r->cred, opts);
         if (!signedPdf) {
+            record({"sign.pdf", x.principal, r->cred->id, "failed",
+                    auditDetail({{"code", signedPdf.error().code}})});
             return sendError(x, signedPdf.error());
+        }
+        if (!audited(x, {"sign.pdf", x.principal, r->cred->id, "ok",
+                         auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                      {"level", r->level},
+                                      {"field", signedPdf->fieldName}})})) {
+            return;
         }
         x.resp.set("Kyso-Signature-Field", signedPdf->fieldName);
         x.resp.set("Kyso-Signature-Level", "PAdES-BASELINE-" + r->level.substr(2));
@@ -645,7 +756,15 @@ struct Service::Impl {
         }
         auto cms = signer::signCms(spool->in->path(), spool->out->fd(), *r->cred, opts);
         if (!cms) {
+            record({"sign.cms", x.principal, r->cred->id, "failed",
+                    auditDetail({{"code", cms.error().code}})});
             return sendError(x, cms.error());
+        }
+        if (!audited(x, {"sign.cms", x.principal, r->cred->id, "ok",
+                         auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                      {"level", r->level},
+                                      {"detached", opts.detached ? "true" : "false"}})})) {
+            return;
         }
         x.resp.set("Kyso-Signature-Level", "CAdES-BASELINE-" + r->level.substr(2));
         sendSpooled(x, *spool->out, cms->outputSize,
@@ -754,6 +873,59 @@ struct Service::Impl {
         sendJson(x, 200, *reportJson(*report));
     }
 
+    // GET /api/v1/audit?after=SEQ&limit=N: audit entries in sequence order, for admins.
+    void auditEntries(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        if (who->role != policies::Role::Admin) {
+            record({"policy.denial", who->name, "", "denied",
+                    auditDetail({{"rule", "audit-admin-only"}, {"operation", "audit.read"}})});
+            return sendProblem(x, {"auth.denied",
+                                   "only admins read the audit log (rule "
+                                   "audit-admin-only)"});
+        }
+        std::uint64_t after = 0;
+        std::uint64_t limit = 100;
+        for (auto& [k, v] : Poco::URI(x.req.getURI()).getQueryParameters()) {
+            std::uint64_t* target = k == "after" ? &after : k == "limit" ? &limit : nullptr;
+            if (target == nullptr) {
+                return sendProblem(x, {"request.invalid", "unknown parameter '" + k + "'"});
+            }
+            try {
+                std::size_t used = 0;
+                *target = std::stoull(v, &used);
+                if (used != v.size() || v[0] == '-') {
+                    throw std::invalid_argument(k);
+                }
+            } catch (const std::exception&) {
+                return sendProblem(x, {"request.invalid", k + " must be a non-negative integer"});
+            }
+        }
+        if (limit < 1 || limit > 1000) {
+            return sendProblem(x, {"request.invalid", "limit must be from 1 to 1000"});
+        }
+        Poco::JSON::Array entries;
+        for (const auto& r : store.auditRows(after, static_cast<std::size_t>(limit))) {
+            Poco::JSON::Object e(Poco::JSON_PRESERVE_KEY_ORDER);
+            e.set("seq", static_cast<Poco::UInt64>(r.seq));
+            e.set("time", r.time);
+            e.set("type", r.type);
+            e.set("principal", r.principal);
+            e.set("credential", r.credential);
+            e.set("outcome", r.outcome);
+            Poco::JSON::Parser parser;
+            e.set("detail", parser.parse(r.detail));
+            e.set("prevHash", r.prevHash);
+            e.set("hash", r.hash);
+            entries.add(e);
+        }
+        Poco::JSON::Object body;
+        body.set("entries", entries);
+        sendJson(x, 200, body);
+    }
+
     // RFC 3161 over HTTP (RFC 3161 3.4): application/timestamp-query in, -reply out. Open to
     // every client, as a TSA is. A malformed query is answered with a PKIStatus rejection (HTTP
     // 200, as the RFC wants); only a body that is not a query at all is a 4xx.
@@ -782,7 +954,14 @@ struct Service::Impl {
         }
         auto reply = tsa->respond(body);
         if (!reply) {
+            record({"timestamp", "-", cfg.tsa ? cfg.tsa->credential : "", "failed",
+                    auditDetail({{"code", reply.error().code}})});
             return sendError(x, reply.error());
+        }
+        if (!audited(x, {"timestamp", "-", cfg.tsa ? cfg.tsa->credential : "", "ok",
+                         auditDetail({{"request.sha256", sha256Hex(body)},
+                                      {"reply.sha256", sha256Hex(*reply)}})})) {
+            return;
         }
         x.status = 200;
         x.resp.setStatus(HTTPResponse::HTTP_OK);
@@ -940,6 +1119,7 @@ struct Service::Impl {
             } else if (!route("/healthz", "GET", &Impl::healthz) &&
                        !route("/readyz", "GET", &Impl::readyz) &&
                        !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
+                       !route("/api/v1/audit", "GET", &Impl::auditEntries) &&
                        !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
                        !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
                        !route("/api/v1/verify", "POST", &Impl::verify) &&
@@ -997,9 +1177,9 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 Service::Service(const Config& cfg, hsm::Token& token, Store& store,
-                 const CredentialRegistry& creds, const Verifier& verifier,
+                 const CredentialRegistry& creds, const Verifier& verifier, AuditLog& audit,
                  signer::TimeStampAuthority* tsa, signer::Timestamper* timestamper)
-    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper, verifier)) {}
+    : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper, verifier, audit)) {}
 
 Service::~Service() {
     stop();

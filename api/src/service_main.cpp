@@ -1,6 +1,7 @@
 // `kyso-service`: the service side of the `kyso` command (serve, demo init, apikey), started by
 // `kyso` with the same arguments. It links the HTTP, database and Argon2id libraries that local
 // signing does not need.
+#include <Poco/JSON/Stringifier.h>
 #include <Poco/Net/NetSSL.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 
 #include "cli_common.h"
 #include "cli_sign.h"
+#include "kyso/api/audit.h"
 #include "kyso/api/credentials.h"
 #include "kyso/api/demo.h"
 #include "kyso/api/http_timestamper.h"
@@ -27,6 +29,23 @@
 
 namespace kyso::cli {
 namespace {
+
+// A JSON string literal.
+std::string jsonString(const std::string& s) {
+    std::ostringstream o;
+    Poco::JSON::Stringifier::formatString(s, o);
+    return o.str();
+}
+
+// One audit event from a command-line process (no checkpoint key: the service signs the next
+// checkpoint, which covers it). A failure is reported but does not undo the command.
+void auditOnce(kyso::api::Store& store, kyso::api::AuditEvent e) {
+    kyso::api::AuditLog log(store, nullptr);
+    auto r = log.append(std::move(e));
+    if (!r) {
+        std::cerr << "kyso: warning: " << r.error().detail << "\n";
+    }
+}
 
 int cmdDemoInit(const Args& a) {
     if (!onlyKnown(a, {"dir", "listen", "module"})) {
@@ -104,11 +123,20 @@ int cmdServe(const Args& a) {
     if (!verifier) {
         return fail(verifier.error(), kExitConfig);
     }
-    kyso::api::Service service(*cfg, **token, **store, *creds, **verifier, tsa->get(),
+    const kyso::hsm::Credential* auditKey =
+        cfg->audit ? creds->find(cfg->audit->credential) : nullptr;
+    kyso::api::AuditLog audit(**store, auditKey, cfg->audit ? cfg->audit->checkpointEvery : 100);
+    kyso::api::Service service(*cfg, **token, **store, *creds, **verifier, audit, tsa->get(),
                                timestamper.get());
     auto st = service.start();
     if (!st) {
         return fail(st.error(), kExitUnavailable);
+    }
+    if (!audit.append(
+            {"service.start", "-", "", "ok", "{\"config\":" + jsonString(cfg->path) + "}"})) {
+        service.stop();
+        return fail(Error::make("audit.unavailable", "the audit log cannot be written"),
+                    kExitUnavailable);
     }
     std::cout << "kyso: listening on https://" << cfg->listenHost << ":" << service.port()
               << " (token '" << (*token)->info().label << "', " << creds->ids().size()
@@ -117,6 +145,10 @@ int cmdServe(const Args& a) {
     sigwait(&sigs, &sig);
     std::cout << "kyso: stopping (signal " << sig << ")" << std::endl;
     service.stop();
+    if (!audit.append(
+            {"service.stop", "-", "", "ok", "{\"signal\":" + std::to_string(sig) + "}"})) {
+        std::cerr << "kyso: the stop could not be recorded in the audit log\n";
+    }
     Poco::Net::uninitializeSSL();
     return 0;
 }
@@ -147,6 +179,10 @@ int cmdApiKey(const std::string& verb, const Args& a) {
         if (!key) {
             return fail(key.error(), kExitUnavailable);
         }
+        auditOnce(**store, {"apikey.create", "cli", "", "ok",
+                            "{\"name\":" + jsonString(a.options.at("name")) +
+                                ",\"role\":" + jsonString(a.options.at("role")) +
+                                ",\"id\":" + jsonString(key->substr(5, 16)) + "}"});
         // The only time the key is shown.
         std::cout << *key << "\n";
         return 0;
@@ -164,6 +200,10 @@ int cmdApiKey(const std::string& verb, const Args& a) {
             return kExitUsage;
         }
         auto st = (*store)->revokeApiKey(a.options.at("id"));
+        if (st) {
+            auditOnce(**store, {"apikey.revoke", "cli", "", "ok",
+                                "{\"idOrName\":" + jsonString(a.options.at("id")) + "}"});
+        }
         return st ? 0 : fail(st.error(), kExitData);
     }
     std::cerr << kUsage;
@@ -274,7 +314,51 @@ int cmdCaRevoke(const Args& a) {
     if (!st) {
         return fail(st.error(), kExitData);
     }
+    auditOnce(**store, {"ca.revoke", "cli", cc->id, "ok",
+                        "{\"serial\":" + jsonString(serial) +
+                            ",\"reason\":" + jsonString(reasonName) + "}"});
     std::cout << "kyso: revoked " << serial << " of " << cc->id << " (" << reasonName << ")\n";
+    return 0;
+}
+
+// `kyso audit verify`: exit 0 when the chain and every checkpoint hold; otherwise the first bad
+// sequence number on stdout and exit 1.
+int cmdAuditVerify(const Args& a) {
+    if (!onlyKnown(a, {"config"})) {
+        return kExitUsage;
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    std::string certDer;
+    if (cfg->audit) {
+        const kyso::api::CredentialConfig* cc = cfg->findCredential(cfg->audit->credential);
+        std::ifstream in(cc->certificate, std::ios::binary);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        auto certs = kyso::ca::certificatesFromPem(ss.str());
+        if (!certs || certs->empty()) {
+            return fail(Error::make("config.invalid",
+                                    "cannot read the audit certificate " + cc->certificate),
+                        kExitConfig);
+        }
+        certDer = certs->front();
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    auto v = kyso::api::verifyAuditLog(**store, certDer);
+    if (!v.intact) {
+        std::cout << v.firstBadSeq << "\n";
+        std::cerr << "kyso: audit log broken at entry " << v.firstBadSeq << ": " << v.reason
+                  << "\n";
+        return 1;
+    }
+    std::cerr << "kyso: audit log intact: " << v.entries << " entries, " << v.checkpoints
+              << " signed checkpoints (last at " << v.lastCheckpointSeq << ")"
+              << (certDer.empty() ? "; no [audit] key: checkpoints not configured" : "") << "\n";
     return 0;
 }
 
@@ -346,6 +430,9 @@ int main(int argc, char** argv) {
         }
         if (args && cmd == "verify") {
             return cmdVerify(*args);
+        }
+        if (args && args->positional.empty() && cmd == "audit" && sub == "verify") {
+            return cmdAuditVerify(*args);
         }
         if (!args || !args->positional.empty()) {
             std::cerr << kUsage;

@@ -96,6 +96,14 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
         s << "CREATE TABLE IF NOT EXISTS ca_revoked (ca TEXT NOT NULL, serial TEXT NOT NULL,"
              " revoked_at INTEGER NOT NULL, reason INTEGER NOT NULL, PRIMARY KEY (ca, serial))",
             now;
+        s << "CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY, time TEXT NOT NULL,"
+             " type TEXT NOT NULL, principal TEXT NOT NULL, credential TEXT NOT NULL,"
+             " outcome TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,"
+             " hash TEXT NOT NULL)",
+            now;
+        s << "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq INTEGER PRIMARY KEY,"
+             " hash TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL)",
+            now;
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable",
                            "cannot open database " + path + ": " + e.displayText());
@@ -401,6 +409,88 @@ class SqliteRevocationCache final : public ca::RevocationCache {
 
 std::unique_ptr<ca::RevocationCache> Store::revocationCache() {
     return std::make_unique<SqliteRevocationCache>(*m_impl);
+}
+
+Status Store::appendAudit(const AuditBuilder& build) {
+    std::lock_guard lk(m_impl->mu);
+    auto& s = *m_impl->session;
+    try {
+        s << "BEGIN IMMEDIATE", now;
+        std::vector<Poco::Int64> seqs;
+        std::vector<std::string> hashes;
+        s << "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", into(seqs), into(hashes), now;
+        const std::uint64_t last = seqs.empty() ? 0 : static_cast<std::uint64_t>(seqs[0]);
+        std::vector<AuditRow> rows = build(last, hashes.empty() ? std::string() : hashes[0]);
+        for (auto& r : rows) {
+            Poco::Int64 seq = static_cast<Poco::Int64>(r.seq);
+            s << "INSERT INTO audit (seq, time, type, principal, credential, outcome, detail,"
+                 " prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                use(seq), use(r.time), use(r.type), use(r.principal), use(r.credential),
+                use(r.outcome), use(r.detail), use(r.prevHash), use(r.hash), now;
+        }
+        s << "COMMIT", now;
+    } catch (const Poco::Exception& e) {
+        try {
+            s << "ROLLBACK", now;
+        } catch (const Poco::Exception&) {
+        }
+        return Error::make("db.unavailable", "cannot append to the audit log: " + e.displayText());
+    }
+    return Ok{};
+}
+
+std::vector<AuditRow> Store::auditRows(std::uint64_t after, std::size_t limit) {
+    std::vector<Poco::Int64> seq;
+    std::vector<std::string> time, type, principal, credential, outcome, detail, prev, hash;
+    Poco::Int64 a = static_cast<Poco::Int64>(after);
+    Poco::Int64 l = static_cast<Poco::Int64>(limit);
+    std::lock_guard lk(m_impl->mu);
+    *m_impl->session << "SELECT seq, time, type, principal, credential, outcome, detail,"
+                        " prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+        use(a), use(l), into(seq), into(time), into(type), into(principal), into(credential),
+        into(outcome), into(detail), into(prev), into(hash), now;
+    std::vector<AuditRow> out(seq.size());
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+        out[i] = AuditRow{static_cast<std::uint64_t>(seq[i]),
+                          time[i],
+                          type[i],
+                          principal[i],
+                          credential[i],
+                          outcome[i],
+                          detail[i],
+                          prev[i],
+                          hash[i]};
+    }
+    return out;
+}
+
+Status Store::addAuditCheckpoint(const AuditCheckpoint& c) {
+    try {
+        Poco::Int64 seq = static_cast<Poco::Int64>(c.seq);
+        std::string hash = c.hash;
+        std::string time = c.time;
+        std::string sig = c.signature;
+        std::lock_guard lk(m_impl->mu);
+        *m_impl->session << "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time, signature)"
+                            " VALUES (?, ?, ?, ?)",
+            use(seq), use(hash), use(time), use(sig), now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot store the checkpoint: " + e.displayText());
+    }
+    return Ok{};
+}
+
+std::vector<AuditCheckpoint> Store::auditCheckpoints() {
+    std::vector<Poco::Int64> seq;
+    std::vector<std::string> hash, time, sig;
+    std::lock_guard lk(m_impl->mu);
+    *m_impl->session << "SELECT seq, hash, time, signature FROM audit_checkpoints ORDER BY seq",
+        into(seq), into(hash), into(time), into(sig), now;
+    std::vector<AuditCheckpoint> out(seq.size());
+    for (std::size_t i = 0; i < seq.size(); ++i) {
+        out[i] = AuditCheckpoint{static_cast<std::uint64_t>(seq[i]), hash[i], time[i], sig[i]};
+    }
+    return out;
 }
 
 bool Store::writable() {

@@ -87,6 +87,7 @@ class Env {
     std::unique_ptr<signer::TimeStampAuthority> tsa;
     std::unique_ptr<signer::Timestamper> timestamper;
     std::unique_ptr<api::Verifier> verifier;
+    std::unique_ptr<api::AuditLog> audit;
     std::unique_ptr<api::Service> service;
     std::map<std::string, std::string> keys;  // API key per principal name
 
@@ -184,8 +185,10 @@ class Env {
         timestamper = std::move(api::makeLocalTimestamper(cfg, *tsa).value());
         Poco::Net::initializeSSL();
         verifier = std::move(api::Verifier::make(cfg, store.get()).value());
-        service = std::make_unique<api::Service>(cfg, *token, *store, *creds, *verifier, tsa.get(),
-                                                 timestamper.get());
+        audit = std::make_unique<api::AuditLog>(*store, creds->find("audit"),
+                                                cfg.audit->checkpointEvery);
+        service = std::make_unique<api::Service>(cfg, *token, *store, *creds, *verifier, *audit,
+                                                 tsa.get(), timestamper.get());
         auto started = service->start();
         if (!started) {
             throw std::runtime_error("service: " + started.error().detail);

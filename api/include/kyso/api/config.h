@@ -16,10 +16,10 @@ namespace kyso::api {
 
 struct CredentialConfig {
     std::string id;
-    std::string kind;                 // officer, seal, receipt-seal, tsa, ca (/ca/ID.crt|crl)
-    std::string key;                  // RFC 7512 URI of the private key
-    std::string certificate;          // PEM file of the signer's certificate
-    std::string chain;                // PEM file of intermediates (optional)
+    std::string kind;         // officer, seal, receipt-seal, tsa, ca (/ca/ID.crt|crl), audit
+    std::string key;          // RFC 7512 URI of the private key
+    std::string certificate;  // PEM file of the signer's certificate
+    std::string chain;        // PEM file of intermediates (optional)
     std::vector<std::string> owners;  // principals (API key names) who own it
     std::string scheme;               // "" (default for the key), "pkcs1", "pss", "ecdsa"
     int crlDays = 7;                  // kind ca: nextUpdate of its CRL, in days
@@ -47,6 +47,12 @@ struct TimestampingConfig {
     std::string tlsCaFile;     // PEM roots for https (default: the system's)
     int timeoutSeconds = 10;
     std::size_t reserveBytes = 16 * 1024;  // token space before the first token is seen
+};
+
+// The audit log's checkpoint key ([audit]); absent: the chain has no signed checkpoints.
+struct AuditConfig {
+    std::string credential;  // id of a [credential.ID] of kind audit
+    std::uint64_t checkpointEvery = 100;
 };
 
 // Validation of signatures ([validation]): POST /api/v1/verify and `kyso verify`.
@@ -81,6 +87,7 @@ struct Config {
     std::optional<TimestampingConfig> timestamping;
     // Absent: no trust anchors, so no chain is trusted (INDETERMINATE).
     ValidationConfig validation;
+    std::optional<AuditConfig> audit;
     const CredentialConfig* findCredential(const std::string& id) const;
 };
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "kyso/api/audit.h"
 #include "kyso/api/config.h"
 #include "kyso/api/credentials.h"
 #include "kyso/api/store.h"
@@ -20,7 +21,7 @@ class Service {
     // All references must outlive the service. `tsa` null: POST /tsa answers 404.
     // `timestamper` null: signatures are B-B only; otherwise B-T is the default level.
     Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds,
-            const Verifier& verifier, signer::TimeStampAuthority* tsa = nullptr,
+            const Verifier& verifier, AuditLog& audit, signer::TimeStampAuthority* tsa = nullptr,
             signer::Timestamper* timestamper = nullptr);
     ~Service();
     Service(const Service&) = delete;

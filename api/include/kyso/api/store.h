@@ -10,6 +10,8 @@
 // cost is paid once per key and minute, not per request.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +33,27 @@ struct ApiKeyInfo {
     std::string role;
     std::string created;
     bool revoked = false;
+};
+
+// One row of the audit log (see audit.h for what the fields mean and how `hash` is made).
+struct AuditRow {
+    std::uint64_t seq = 0;
+    std::string time;  // RFC 3339 UTC
+    std::string type;  // "sign.pdf", "auth.failure", ...
+    std::string principal;
+    std::string credential;
+    std::string outcome;  // "ok", "denied", "failed"
+    std::string detail;   // a JSON object
+    std::string prevHash;
+    std::string hash;
+};
+
+// A signed statement that the audit chain's entry `seq` has hash `hash`.
+struct AuditCheckpoint {
+    std::uint64_t seq = 0;
+    std::string hash;
+    std::string time;
+    std::string signature;  // hex, by the audit key
 };
 
 class Store {
@@ -60,6 +83,17 @@ class Store {
 
     // A revocation cache (CRLs until their nextUpdate) in the database. The Store must outlive it.
     std::unique_ptr<ca::RevocationCache> revocationCache();
+
+    // Audit log. appendAudit runs `build(lastSeq, lastHash)` inside one write transaction
+    // (BEGIN IMMEDIATE: serialised with every other process on the database) and inserts the
+    // rows it returns, committed durably before it returns. Errors: "db.unavailable".
+    using AuditBuilder =
+        std::function<std::vector<AuditRow>(std::uint64_t lastSeq, const std::string& lastHash)>;
+    Status appendAudit(const AuditBuilder& build);
+    // Rows with seq > after, in seq order, at most `limit`.
+    std::vector<AuditRow> auditRows(std::uint64_t after, std::size_t limit);
+    Status addAuditCheckpoint(const AuditCheckpoint& c);
+    std::vector<AuditCheckpoint> auditCheckpoints();
 
     // True when a write transaction can be started (for /readyz).
     bool writable();

@@ -1,0 +1,222 @@
+// The audit log: what the service records, who may read it, and tampering with the SQLite file
+// (delete, edit, reorder, truncate, rewrite with recomputed hashes) found by `kyso audit verify`
+// at the right sequence number.
+#include "kyso/api/audit.h"
+
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <filesystem>
+
+#include "rest_env.h"
+
+namespace kyso::test {
+namespace {
+
+namespace fs = std::filesystem;
+using Poco::JSON::Object;
+
+std::string sha256Hex(const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ::EVP_Digest(data.data(), data.size(), md, &len, ::EVP_sha256(), nullptr);
+    static const char* d = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += d[md[i] >> 4];
+        out += d[md[i] & 15];
+    }
+    return out;
+}
+
+// The audit entries after `after`, as the admin reads them.
+Poco::JSON::Array::Ptr entriesAfter(std::uint64_t after) {
+    auto& env = Env::get();
+    auto r = env.request("GET", "/api/v1/audit?after=" + std::to_string(after) + "&limit=1000",
+                         env.keys["admin"]);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json()->getArray("entries");
+}
+
+std::uint64_t lastSeq() {
+    std::uint64_t last = 0;
+    for (;;) {
+        auto e = entriesAfter(last);
+        if (e->size() == 0) {
+            return last;
+        }
+        last = e->getObject(static_cast<unsigned>(e->size() - 1))->getValue<std::uint64_t>("seq");
+    }
+}
+
+TEST(Audit, SignaturesDenialsAndFailuresAreRecordedAndOnlyAdminsReadThem) {
+    auto& env = Env::get();
+    const std::uint64_t before = lastSeq();
+    const std::string out = tempDir("audit") + "/signed.pdf";
+    auto s = env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-B",
+                         env.keys["officer-1"], samplePdf(), "application/pdf", out);
+    ASSERT_EQ(s.status, 200) << s.body;
+    // A denial (officer-2 does not own officer-1) and a bad key.
+    env.request("POST", "/api/v1/sign/pdf?credential=officer-1", env.keys["officer-2"],
+                samplePdf());
+    env.request("GET", "/api/v1/credentials",
+                "kyso_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+
+    auto entries = entriesAfter(before);
+    bool signedSeen = false, denialSeen = false, authSeen = false;
+    for (std::size_t i = 0; i < entries->size(); ++i) {
+        auto e = entries->getObject(static_cast<unsigned>(i));
+        const std::string type = e->getValue<std::string>("type");
+        if (type == "sign.pdf" && e->getValue<std::string>("outcome") == "ok") {
+            signedSeen = true;
+            EXPECT_EQ(e->getValue<std::string>("principal"), "officer-1");
+            EXPECT_EQ(e->getValue<std::string>("credential"), "officer-1");
+            // The digest of exactly what the client received.
+            EXPECT_EQ(e->getObject("detail")->getValue<std::string>("sha256"),
+                      sha256Hex(readFile(out)));
+        } else if (type == "policy.denial") {
+            denialSeen = true;
+            EXPECT_EQ(e->getValue<std::string>("principal"), "officer-2");
+            EXPECT_EQ(e->getObject("detail")->getValue<std::string>("rule"), "officer-not-owner");
+        } else if (type == "auth.failure") {
+            authSeen = true;
+            // The key's public id, never its secret.
+            EXPECT_EQ(e->getObject("detail")->getValue<std::string>("key"), "0123456789abcdef");
+            std::ostringstream text;
+            e->stringify(text);
+            EXPECT_EQ(text.str().find("AAAAAAAA"), std::string::npos);
+        }
+        EXPECT_EQ(e->getValue<std::string>("hash").size(), 64u);
+    }
+    EXPECT_TRUE(signedSeen);
+    EXPECT_TRUE(denialSeen);
+    EXPECT_TRUE(authSeen);
+
+    for (const char* who : {"officer-1", "clerk", "portal"}) {
+        expectProblem(env.request("GET", "/api/v1/audit", env.keys[who]), 403, "auth.denied");
+    }
+    expectProblem(env.request("GET", "/api/v1/audit?limit=0", env.keys["admin"]), 400,
+                  "request.invalid");
+    expectProblem(env.request("GET", "/api/v1/audit?after=-1", env.keys["admin"]), 400,
+                  "request.invalid");
+}
+
+// A database of its own: 20 entries, a checkpoint signed by the demo's audit key every 5.
+struct AuditFixture {
+    std::string dir, db, conf;
+};
+
+AuditFixture makeAuditLog() {
+    auto& env = Env::get();
+    AuditFixture f;
+    f.dir = tempDir("audit-db");
+    f.db = f.dir + "/audit.db";
+    {
+        auto store = api::Store::open(f.db).value();
+        api::AuditLog log(*store, env.creds->find("audit"), 5);
+        for (int i = 1; i <= 20; ++i) {
+            auto r = log.append({"test.event", "tester", "officer-1", "ok",
+                                 "{\"n\":\"" + std::to_string(i) + "\"}"});
+            EXPECT_TRUE(r.ok());
+        }
+    }
+    // The demo's configuration, on this database (paths in it are relative to the demo dir).
+    std::string text = readFile(env.dir + "/kyso.conf");
+    const auto at = text.find("path = kyso.db");
+    EXPECT_NE(at, std::string::npos);
+    text.replace(at, 14, "path = " + f.db);
+    f.conf = env.dir + "/audit-" + fs::path(f.dir).filename().string() + ".conf";
+    writeFile(f.conf, text);
+    return f;
+}
+
+// `kyso audit verify`: exit status and what it printed on stdout.
+std::pair<int, std::string> auditVerify(const AuditFixture& f) {
+    std::string out;
+    const int rc = run("(" + std::string(KYSO_BINARY) + " audit verify --config " +
+                           shellQuote(f.conf) + " 2>/dev/null)",
+                       &out);
+    return {rc, out};
+}
+
+int sql(const AuditFixture& f, const std::string& statement) {
+    std::string out;
+    const int rc = run("sqlite3 " + shellQuote(f.db) + " " + shellQuote(statement), &out);
+    EXPECT_EQ(rc, 0) << out;
+    return rc;
+}
+
+TEST(Audit, AnIntactLogVerifies) {
+    auto f = makeAuditLog();
+    auto [rc, out] = auditVerify(f);
+    EXPECT_EQ(rc, 0) << out;
+    std::string count;
+    run("sqlite3 " + shellQuote(f.db) + " 'SELECT count(*) FROM audit_checkpoints'", &count);
+    EXPECT_EQ(count, "4\n");  // at 5, 10, 15, 20
+}
+
+TEST(Audit, TamperingIsFoundAtTheRightEntry) {
+    struct Case {
+        const char* name;
+        std::string statement;
+        std::string firstBad;
+    };
+    const Case cases[] = {
+        {"delete entry 7", "DELETE FROM audit WHERE seq = 7", "7\n"},
+        {"edit entry 7", "UPDATE audit SET principal = 'someone else' WHERE seq = 7", "7\n"},
+        {"edit entry 7's time", "UPDATE audit SET time = '2020-01-01T00:00:00Z' WHERE seq = 7",
+         "7\n"},
+        {"reorder entries 7 and 8",
+         "UPDATE audit SET seq = -1 WHERE seq = 7; UPDATE audit SET seq = 7 WHERE seq = 8; "
+         "UPDATE audit SET seq = 8 WHERE seq = -1",
+         "7\n"},
+        {"truncate after 12", "DELETE FROM audit WHERE seq > 12", "13\n"},
+        {"truncate after 12, its checkpoints too",
+         "DELETE FROM audit WHERE seq > 12; DELETE FROM audit_checkpoints WHERE seq > 12", ""},
+        {"a forged checkpoint", "UPDATE audit_checkpoints SET hash = '00' WHERE seq = 10", "10\n"},
+    };
+    for (const auto& c : cases) {
+        SCOPED_TRACE(c.name);
+        auto f = makeAuditLog();
+        sql(f, c.statement);
+        auto [rc, out] = auditVerify(f);
+        if (c.firstBad.empty()) {
+            // Back to an older checkpoint with everything after it: the database alone cannot
+            // tell; the service log's copy of the checkpoints can (documented).
+            EXPECT_EQ(rc, 0) << out;
+        } else {
+            EXPECT_EQ(rc, 1) << out;
+            EXPECT_EQ(out, c.firstBad);
+        }
+    }
+}
+
+TEST(Audit, ARewrittenChainIsCaughtByTheNextSignedCheckpoint) {
+    auto f = makeAuditLog();
+    // Edit entry 7 and recompute every later hash as an attacker with the file can: the chain is
+    // consistent again, but the checkpoint at 10 signed another hash.
+    auto store = api::Store::open(f.db).value();
+    auto rows = store->auditRows(0, 100);
+    std::string prev = rows[5].hash;  // entry 6
+    std::string statement;
+    for (std::size_t i = 6; i < rows.size(); ++i) {
+        api::AuditRow r = rows[i];
+        if (r.seq == 7) {
+            r.principal = "someone else";
+        }
+        r.prevHash = prev;
+        r.hash = api::auditHash(r);
+        prev = r.hash;
+        statement += "UPDATE audit SET principal = '" + r.principal + "', prev_hash = '" +
+                     r.prevHash + "', hash = '" + r.hash +
+                     "' WHERE seq = " + std::to_string(r.seq) + ";";
+    }
+    store.reset();
+    sql(f, statement);
+    auto [rc, out] = auditVerify(f);
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(out, "10\n");
+}
+
+}  // namespace
+}  // namespace kyso::test
