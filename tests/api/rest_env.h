@@ -9,13 +9,17 @@
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -210,6 +214,54 @@ inline void expectProblem(const Response& r, int status, const std::string& code
     EXPECT_FALSE(j->getValue<std::string>("requestId").empty());
     EXPECT_FALSE(j->getValue<std::string>("title").empty());
     EXPECT_EQ(j->getValue<std::string>("requestId"), r.header("X-Request-Id"));
+}
+
+// The demo's configuration for a `kyso serve` process of a test: any free port, its own spool
+// directory; the same token and database as the in-process service.
+inline std::string serveConf(const std::string& tag) {
+    auto& env = Env::get();
+    std::string conf = readFile(env.dir + "/kyso.conf");
+    const auto sp = conf.find("spoolDir = spool");
+    const auto li = conf.find("listen = ");
+    if (sp == std::string::npos || li == std::string::npos) {
+        throw std::runtime_error("unexpected demo configuration");
+    }
+    conf.replace(sp, 16, "spoolDir = spool-" + tag);
+    conf.replace(li, conf.find('\n', li) - li, "listen = 127.0.0.1:0");
+    const std::string path = env.dir + "/kyso-" + tag + ".conf";
+    writeFile(path, conf);
+    return path;
+}
+
+// `kyso serve --config conf` as a child process; its port once it listens (empty on failure).
+struct ServeProcess {
+    pid_t pid = -1;
+    std::string port;
+    std::string log;
+};
+
+inline ServeProcess startServe(const std::string& confPath) {
+    ServeProcess s;
+    s.log = tempDir("serve") + "/serve.log";
+    s.pid = ::fork();
+    if (s.pid == 0) {
+        std::freopen(s.log.c_str(), "w", stdout);
+        ::dup2(::fileno(stdout), 2);
+        ::execl(KYSO_BINARY, "kyso", "serve", "--config", confPath.c_str(),
+                static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    for (int i = 0; i < 200 && s.port.empty() && s.pid > 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        const std::string l = readFile(s.log);
+        const std::string mark = "listening on https://127.0.0.1:";
+        const auto p = l.find(mark);
+        if (p != std::string::npos) {
+            const auto start = p + mark.size();
+            s.port = l.substr(start, l.find(' ', start) - start);
+        }
+    }
+    return s;
 }
 
 }  // namespace kyso::test

@@ -340,33 +340,10 @@ namespace {
 // it must wait for them, exit 0, and leave no request document in its spool directory.
 TEST(Serve, StopsCleanlyUnderLoad) {
     auto& env = Env::get();
-    std::string conf = readFile(env.dir + "/kyso.conf");
-    const auto sp = conf.find("spoolDir = spool");
-    ASSERT_NE(sp, std::string::npos);
-    conf.replace(sp, 16, "spoolDir = spool-serve-test");
-    const std::string confPath = env.dir + "/kyso-serve-test.conf";
-    writeFile(confPath, conf);
-    const std::string log = tempDir("serve") + "/serve.log";
-
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        std::freopen(log.c_str(), "w", stdout);
-        ::dup2(::fileno(stdout), 2);
-        ::execl(KYSO_BINARY, "kyso", "serve", "--config", confPath.c_str(),
-                static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    std::string port;
-    for (int i = 0; i < 200 && port.empty(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        const std::string l = readFile(log);
-        const auto p = l.find("listening on https://127.0.0.1:");
-        if (p != std::string::npos) {
-            const auto start = p + std::string("listening on https://127.0.0.1:").size();
-            port = l.substr(start, l.find(' ', start) - start);
-        }
-    }
+    ServeProcess serve = startServe(serveConf("serve-test"));
+    const pid_t pid = serve.pid;
+    const std::string& port = serve.port;
+    const std::string& log = serve.log;
     ASSERT_FALSE(port.empty()) << readFile(log);
 
     std::atomic<bool> stop{false};
