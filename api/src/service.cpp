@@ -88,29 +88,18 @@ Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& 
 
 int httpStatusFor(const std::string& code) {
     static const std::map<std::string, int> exact = {
-        {"pdf.empty", 400},
-        {"pdf.not_pdf", 415},
-        {"request.invalid", 400},
-        {"content_type.unsupported", 415},
-        {"body.too_large", 413},
-        {"auth.required", 401},
-        {"auth.invalid", 401},
-        {"auth.denied", 403},
-        {"credential.unknown", 404},
-        {"route.not_found", 404},
-        {"method.not_allowed", 405},
-        {"level.unsupported", 400},
-        {"appearance.unsupported", 400},
-        {"seal.unsupported", 400},
-        {"tsa.too_large", 413},
-        {"tsa.not_a_request", 400},
-        {"cms.empty", 400},
-        {"cms.invalid", 422},
-        {"cms.data_missing", 422},
-        {"tsa.unavailable", 503},
-        {"tsa.token_too_large", 503},
-        {"tsa.rejected", 502},
-        {"tsa.invalid_reply", 502},
+        {"pdf.empty", 400},          {"pdf.not_pdf", 415},
+        {"request.invalid", 400},    {"content_type.unsupported", 415},
+        {"body.too_large", 413},     {"auth.required", 401},
+        {"auth.invalid", 401},       {"auth.denied", 403},
+        {"credential.unknown", 404}, {"route.not_found", 404},
+        {"length.required", 411},    {"method.not_allowed", 405},
+        {"level.unsupported", 400},  {"appearance.unsupported", 400},
+        {"seal.unsupported", 400},   {"tsa.too_large", 413},
+        {"tsa.not_a_request", 400},  {"cms.empty", 400},
+        {"cms.invalid", 422},        {"cms.data_missing", 422},
+        {"tsa.unavailable", 503},    {"tsa.token_too_large", 503},
+        {"tsa.rejected", 502},       {"tsa.invalid_reply", 502},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -1076,6 +1065,38 @@ struct Service::Impl {
         return *src;
     }
 
+    // Every fixed route; GET /ca/{name}.crt|.crl are matched by prefix. Service::routes() and
+    // the OpenAPI document list the same.
+    struct Route {
+        const char* method;
+        const char* path;
+        void (Impl::*fn)(Exchange&);
+    };
+    static const std::vector<Route>& routeTable() {
+        static const std::vector<Route> table = {
+            {"GET", "/healthz", &Impl::healthz},
+            {"GET", "/readyz", &Impl::readyz},
+            {"GET", "/openapi.json", &Impl::openapi},
+            {"GET", "/api/v1/credentials", &Impl::listCredentials},
+            {"GET", "/api/v1/audit", &Impl::auditEntries},
+            {"POST", "/api/v1/sign/pdf", &Impl::signPdf},
+            {"POST", "/api/v1/sign/cms", &Impl::signCms},
+            {"POST", "/api/v1/verify", &Impl::verify},
+            {"POST", "/tsa", &Impl::timestamp},
+            {"POST", "/ocsp", &Impl::ocsp},
+        };
+        return table;
+    }
+
+    void openapi(Exchange& x) {
+        const std::string& doc = openApiDocument();
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType("application/json");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(doc.size()));
+        x.resp.send() << doc;
+    }
+
     void handle(HTTPServerRequest& req, HTTPServerResponse& resp) {
         const auto started = std::chrono::steady_clock::now();
         Exchange x{req, resp, randomHex(12)};
@@ -1102,33 +1123,35 @@ struct Service::Impl {
             Poco::URI uri(req.getURI());
             const std::string path = uri.getPath();
             const std::string& m = req.getMethod();
-            auto route = [&](const char* p, const char* method, auto fn) {
-                if (path != p) {
-                    return false;
+            // RFC 9112 6.3: a request without Content-Length or chunked coding has no body, but
+            // Poco would read such a body until the connection closes (and hold the answer).
+            const bool unframed =
+                m == "POST" && !req.hasContentLength() && !req.getChunkedTransferEncoding();
+            const Route* r = nullptr;
+            for (const Route& candidate : routeTable()) {
+                if (path == candidate.path) {
+                    r = &candidate;
+                    break;
                 }
-                if (m != method) {
-                    resp.set("Allow", method);
-                    sendProblem(x, {"method.not_allowed", "use " + std::string(method)});
-                } else {
-                    (this->*fn)(x);
-                }
-                return true;
-            };
-            if (path.rfind("/ca/", 0) == 0 && m == "GET") {
+            }
+            if (unframed) {
+                resp.setKeepAlive(false);
+                sendProblem(x, {"length.required",
+                                "a POST needs Content-Length or chunked transfer coding"});
+            } else if (path.rfind("/ca/", 0) == 0 && m == "GET") {
                 caObject(x, path);
-            } else if (!route("/healthz", "GET", &Impl::healthz) &&
-                       !route("/readyz", "GET", &Impl::readyz) &&
-                       !route("/api/v1/credentials", "GET", &Impl::listCredentials) &&
-                       !route("/api/v1/audit", "GET", &Impl::auditEntries) &&
-                       !route("/api/v1/sign/pdf", "POST", &Impl::signPdf) &&
-                       !route("/api/v1/sign/cms", "POST", &Impl::signCms) &&
-                       !route("/api/v1/verify", "POST", &Impl::verify) &&
-                       !route("/tsa", "POST", &Impl::timestamp) &&
-                       !route("/ocsp", "POST", &Impl::ocsp)) {
+            } else if (r == nullptr) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
+            } else if (m != r->method) {
+                resp.set("Allow", r->method);
+                sendProblem(x, {"method.not_allowed", "use " + std::string(r->method)});
+            } else {
+                (this->*(r->fn))(x);
             }
             // Whatever the handler did not read of the body (an early answer: 401, 403, 413, ...).
-            drain(x);
+            if (!unframed) {
+                drain(x);
+            }
         } catch (const std::exception& e) {
             if (!resp.sent()) {
                 sendProblem(x, {"internal", "internal error"}, 500);
@@ -1211,8 +1234,12 @@ Status Service::start() {
             new Poco::Net::Context(Poco::Net::Context::TLS_SERVER_USE, params);
         ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
         ctx->preferServerCiphers();
-        Poco::Net::SecureServerSocket socket(
-            Poco::Net::SocketAddress(cfg.listenHost, cfg.listenPort), 128, ctx);
+        // SO_REUSEADDR (restart while old connections linger in TIME_WAIT) but not SO_REUSEPORT,
+        // which Poco sets with it by default: a second service on the same port would start
+        // "successfully" and share the connections with the first.
+        Poco::Net::SecureServerSocket socket(ctx);
+        socket.bind(Poco::Net::SocketAddress(cfg.listenHost, cfg.listenPort), true, false);
+        socket.listen(128);
         auto* hp = new Poco::Net::HTTPServerParams;
         hp->setMaxThreads(static_cast<int>(cfg.threads));
         hp->setMaxQueued(256);
@@ -1248,6 +1275,16 @@ void Service::stop() {
     m_impl->pool->joinAll();
     m_impl->server.reset();
     m_impl->pool.reset();
+}
+
+std::vector<std::pair<std::string, std::string>> Service::routes() {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& r : Impl::routeTable()) {
+        out.emplace_back(r.method, r.path);
+    }
+    out.emplace_back("GET", "/ca/{name}.crt");
+    out.emplace_back("GET", "/ca/{name}.crl");
+    return out;
 }
 
 std::uint16_t Service::port() const {

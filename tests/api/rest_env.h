@@ -123,9 +123,9 @@ class Env {
                      const std::string& contentType = "application/pdf",
                      const std::string& outFile = "", const std::string& curlArgs = "") const {
         const std::string tmp = tempDir("curl");
-        std::string cmd = "curl -sS --cacert " + shellQuote(dir + "/pki/root-ca.pem") + " -X " +
-                          method + " -D " + tmp + "/h -o " +
-                          (outFile.empty() ? tmp + "/b" : shellQuote(outFile)) +
+        std::string cmd = "curl -sS --max-time 120 --cacert " +
+                          shellQuote(dir + "/pki/root-ca.pem") + " -X " + method + " -D " + tmp +
+                          "/h -o " + (outFile.empty() ? tmp + "/b" : shellQuote(outFile)) +
                           " -w '%{http_code}' ";
         if (!bearer.empty()) {
             // The key goes through a header file, not argv of a long-lived process.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -219,8 +220,53 @@ TEST(Rest, CredentialAndPermissionErrors) {
                   400, "request.invalid");
 }
 
+// GET /openapi.json documents every route the service has, and nothing it does not have.
+TEST(Rest, OpenApiDocumentsEveryRoute) {
+    auto& env = Env::get();
+    auto r = env.request("GET", "/openapi.json");
+    ASSERT_EQ(r.status, 200);
+    auto doc = r.json();
+    EXPECT_EQ(doc->getValue<std::string>("openapi").substr(0, 2), "3.");
+    auto paths = doc->getObject("paths");
+    std::set<std::string> served;
+    for (const auto& [method, path] : api::Service::routes()) {
+        std::string m = method;
+        for (char& c : m) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        served.insert(m + " " + path);
+        ASSERT_TRUE(paths->has(path)) << path << " is served but not in openapi.json";
+        EXPECT_TRUE(paths->getObject(path)->has(m))
+            << method << " " << path << " is not documented";
+    }
+    for (const auto& [path, value] : *paths) {
+        for (const auto& [m, op] : *paths->getObject(path)) {
+            EXPECT_TRUE(served.count(m + " " + path))
+                << m << " " << path << " is documented but not served";
+        }
+    }
+    // Every route answers at its documented method (not 404 route.not_found).
+    for (const auto& [method, path] : api::Service::routes()) {
+        std::string p = path;
+        const auto brace = p.find("{name}");
+        if (brace != std::string::npos) {
+            p.replace(brace, 6, "root-ca");
+        }
+        auto a = method == "POST" ? env.request(method, p, "", "/dev/null", "application/x-empty")
+                                  : env.request(method, p);
+        EXPECT_NE(a.status, 404) << method << " " << p << ": " << a.body;
+    }
+}
+
 TEST(Rest, RoutingErrors) {
     auto& env = Env::get();
+    // A POST without Content-Length or chunked coding: refused at once, not read until the
+    // connection closes (curl --max-time bounds the test if it were).
+    std::string code;
+    run("curl -s -o /dev/null -w '%{http_code}' --max-time 20 -X POST --cacert " +
+            shellQuote(env.dir + "/pki/root-ca.pem") + " " + shellQuote(env.url("/api/v1/verify")),
+        &code);
+    EXPECT_EQ(code, "411");
     expectProblem(env.request("GET", "/nope"), 404, "route.not_found");
     expectProblem(env.request("GET", "/api/v1/sign/pdf", env.keys["officer-1"]), 405,
                   "method.not_allowed");
@@ -338,6 +384,22 @@ namespace {
 
 // `kyso serve` as its own process, stopped with SIGTERM while signing requests are in flight:
 // it must wait for them, exit 0, and leave no request document in its spool directory.
+// A second service on a port that is already served does not start (no SO_REUSEPORT sharing).
+TEST(Serve, RefusesAPortInUse) {
+    auto& env = Env::get();
+    std::string conf = readFile(env.dir + "/kyso.conf");  // the in-process service's port
+    const auto sp = conf.find("spoolDir = spool");
+    ASSERT_NE(sp, std::string::npos);
+    conf.replace(sp, 16, "spoolDir = spool-port-test");
+    writeFile(env.dir + "/kyso-port-test.conf", conf);
+    std::string out;
+    const int rc = run("timeout 20 " + std::string(KYSO_BINARY) + " serve --config " +
+                           shellQuote(env.dir + "/kyso-port-test.conf"),
+                       &out);
+    EXPECT_EQ(rc, 69) << out;
+    EXPECT_NE(out.find("server.start"), std::string::npos) << out;
+}
+
 TEST(Serve, StopsCleanlyUnderLoad) {
     auto& env = Env::get();
     ServeProcess serve = startServe(serveConf("serve-test"));

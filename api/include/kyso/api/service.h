@@ -4,6 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kyso/api/audit.h"
 #include "kyso/api/config.h"
@@ -32,6 +35,8 @@ class Service {
     void stop();
     // The bound port (useful with listen port 0).
     std::uint16_t port() const;
+    // Every route as (method, path template), e.g. ("GET", "/ca/{name}.crl").
+    static std::vector<std::pair<std::string, std::string>> routes();
 
     struct Impl;
 
@@ -47,6 +52,9 @@ Result<std::unique_ptr<signer::TimeStampAuthority>> makeTimeStampAuthority(
 // A timestamper that asks `tsa` in process and checks its replies against [tsa] trustAnchors.
 Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& cfg,
                                                                   signer::TimeStampAuthority& tsa);
+
+// The OpenAPI 3 document of every route (api/openapi.json, built in).
+const std::string& openApiDocument();
 
 // HTTP status for an error code from the lower modules (pdf.*, token.*, ...).
 int httpStatusFor(const std::string& code);
