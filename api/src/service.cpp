@@ -41,6 +41,7 @@
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
+#include "metrics.h"
 #include "report_json.h"
 
 namespace kyso::api {
@@ -305,6 +306,7 @@ struct Service::Impl {
     signer::Timestamper* timestamper;
     const Verifier* verifier;
     AuditLog* audit;
+    Metrics metrics;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
     std::mutex logMu;
@@ -365,6 +367,7 @@ struct Service::Impl {
     // An audit event whose loss must not change the answer (failures, denials): an error is
     // logged, and the request is answered as it would have been.
     void record(AuditEvent e) {
+        metrics.operation(e.credential, e.type, e.outcome);
         auto r = audit->append(std::move(e));
         if (!r) {
             std::lock_guard lk(logMu);
@@ -375,6 +378,7 @@ struct Service::Impl {
     // Appends an audit event and waits until it is durably committed. When the log cannot be
     // written the request fails with 503 and nothing it produced is returned.
     bool audited(Exchange& x, AuditEvent e) {
+        metrics.operation(e.credential, e.type, e.outcome);
         auto r = audit->append(std::move(e));
         if (!r) {
             sendProblem(x, {"audit.unavailable",
@@ -1077,6 +1081,7 @@ struct Service::Impl {
             {"GET", "/healthz", &Impl::healthz},
             {"GET", "/readyz", &Impl::readyz},
             {"GET", "/openapi.json", &Impl::openapi},
+            {"GET", "/metrics", &Impl::prometheus},
             {"GET", "/api/v1/credentials", &Impl::listCredentials},
             {"GET", "/api/v1/audit", &Impl::auditEntries},
             {"POST", "/api/v1/sign/pdf", &Impl::signPdf},
@@ -1086,6 +1091,33 @@ struct Service::Impl {
             {"POST", "/ocsp", &Impl::ocsp},
         };
         return table;
+    }
+
+    // Prometheus text format. Open like /healthz: counts, latencies, token state and certificate
+    // lifetimes, nothing secret.
+    void prometheus(Exchange& x) {
+        std::ostringstream o;
+        o << metrics.render();
+        o << "# HELP kyso_token_up 1 when the token answers and is logged in.\n"
+          << "# TYPE kyso_token_up gauge\nkyso_token_up " << (token.ready() ? 1 : 0) << "\n";
+        o << "# HELP kyso_certificate_expiry_days Days until each credential's certificate "
+             "expires (negative: expired).\n"
+          << "# TYPE kyso_certificate_expiry_days gauge\n";
+        for (const auto& id : creds.ids()) {
+            OsslPtr<X509> c = x509FromDer(creds.find(id)->certificateDer);
+            int days = 0;
+            int secs = 0;
+            if (c && ::ASN1_TIME_diff(&days, &secs, nullptr, ::X509_get0_notAfter(c.get())) == 1) {
+                o << "kyso_certificate_expiry_days{credential=\"" << promLabel(id) << "\"} "
+                  << (days + secs / 86400.0) << "\n";
+            }
+        }
+        const std::string body = o.str();
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType("text/plain; version=0.0.4; charset=utf-8");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(body.size()));
+        x.resp.send() << body;
     }
 
     void openapi(Exchange& x) {
@@ -1119,6 +1151,7 @@ struct Service::Impl {
                 impl.flightCv.notify_all();
             }
         } leave{*this};
+        std::string routeLabel = "other";
         try {
             Poco::URI uri(req.getURI());
             const std::string path = uri.getPath();
@@ -1134,6 +1167,9 @@ struct Service::Impl {
                     break;
                 }
             }
+            routeLabel = r != nullptr                 ? r->path
+                         : path.rfind("/ca/", 0) == 0 ? "/ca/{name}"
+                                                      : "other";
             if (unframed) {
                 resp.setKeepAlive(false);
                 sendProblem(x, {"length.required",
@@ -1163,6 +1199,7 @@ struct Service::Impl {
                             std::chrono::steady_clock::now() - started)
                             .count() /
                         1000.0;
+        metrics.request(req.getMethod(), routeLabel, x.status, ms / 1000.0);
         // One line, one write: std::clog is unbuffered.
         std::ostringstream line;
         line << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod() << " "

@@ -258,6 +258,38 @@ TEST(Rest, OpenApiDocumentsEveryRoute) {
     }
 }
 
+TEST(Rest, MetricsCountRequestsSignaturesAndCertificateLifetimes) {
+    auto& env = Env::get();
+    const std::string out = tempDir("metrics") + "/signed.pdf";
+    ASSERT_EQ(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-B",
+                          env.keys["officer-1"], samplePdf(), "application/pdf", out)
+                  .status,
+              200);
+    env.request("GET", "/no/such/path/12345");
+    auto r = env.request("GET", "/metrics");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_NE(r.header("Content-Type").find("text/plain"), std::string::npos);
+    const std::string& m = r.body;
+    EXPECT_NE(m.find("kyso_operations_total{credential=\"officer-1\",operation=\"sign.pdf\","
+                     "outcome=\"ok\"}"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("kyso_http_requests_total{method=\"POST\",route=\"/api/v1/sign/pdf\","
+                     "status=\"200\"}"),
+              std::string::npos);
+    EXPECT_NE(m.find("kyso_http_request_duration_seconds_bucket{route=\"/api/v1/sign/pdf\","
+                     "le=\"+Inf\"}"),
+              std::string::npos);
+    EXPECT_NE(m.find("kyso_token_up 1"), std::string::npos);
+    EXPECT_NE(m.find("kyso_certificate_expiry_days{credential=\"officer-1\"} 7"),
+              std::string::npos);  // the demo officer's certificate: 730 days
+    // Unknown paths share one label: the label set stays bounded.
+    EXPECT_EQ(m.find("/no/such/path"), std::string::npos);
+    EXPECT_NE(m.find("route=\"other\",status=\"404\""), std::string::npos);
+    // Nothing secret.
+    EXPECT_EQ(m.find(env.keys["officer-1"].substr(22)), std::string::npos);
+}
+
 TEST(Rest, RoutingErrors) {
     auto& env = Env::get();
     // A POST without Content-Length or chunked coding: refused at once, not read until the
