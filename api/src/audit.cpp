@@ -11,6 +11,7 @@
 
 #include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "log.h"
 
 namespace kyso::api {
 
@@ -142,7 +143,7 @@ AuditLog::~AuditLog() {
     }
     m_cv.notify_all();
     m_writer.join();
-    checkpoint();
+    checkpointOrLog();
 }
 
 Result<std::uint64_t> AuditLog::append(AuditEvent e) {
@@ -171,7 +172,7 @@ void AuditLog::run() {
                     return;
                 }
                 lk.unlock();
-                checkpoint();  // idle for a minute: sign what is there
+                checkpointOrLog();  // idle for a minute: sign what is there
                 continue;
             }
             batch.swap(m_pending);
@@ -219,9 +220,16 @@ void AuditLog::run() {
                 due = m_head >= m_lastCheckpoint + m_every;
             }
             if (due) {
-                checkpoint();
+                checkpointOrLog();
             }
         }
+    }
+}
+
+void AuditLog::checkpointOrLog() {
+    auto st = checkpoint();
+    if (!st) {
+        logJson("error", "audit checkpoint failed", {{"error", st.error().detail}});
     }
 }
 
@@ -234,8 +242,8 @@ Status AuditLog::checkpoint() {
         digest(hsm::evpMd(m_key->hash), auditCheckpointMessage(m_head, m_headHash));
     auto sig = m_key->signDigest(d);
     if (!sig) {
-        std::clog << "kyso: audit checkpoint at " << m_head << " not signed: " << sig.error().code
-                  << "\n";
+        logJson("error", "audit checkpoint not signed",
+                {{"seq", static_cast<Poco::UInt64>(m_head)}, {"code", sig.error().code}});
         return sig.error();
     }
     AuditCheckpoint c{m_head, m_headHash, nowIso(),
@@ -248,7 +256,8 @@ Status AuditLog::checkpoint() {
     m_lastCheckpoint = m_head;
     // A copy outside the database: truncating the table back to an older checkpoint is then
     // visible against the service log.
-    std::clog << "kyso: audit checkpoint seq=" << c.seq << " hash=" << c.hash << "\n";
+    logJson("info", "audit checkpoint",
+            {{"seq", static_cast<Poco::UInt64>(c.seq)}, {"hash", c.hash}});
     return Ok{};
 }
 

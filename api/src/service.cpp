@@ -41,6 +41,7 @@
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
+#include "log.h"
 #include "metrics.h"
 #include "report_json.h"
 
@@ -309,7 +310,6 @@ struct Service::Impl {
     Metrics metrics;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
-    std::mutex logMu;
 
     // Requests inside handle(): stop() waits for them before the token may go away.
     std::mutex flightMu;
@@ -370,8 +370,7 @@ struct Service::Impl {
         metrics.operation(e.credential, e.type, e.outcome);
         auto r = audit->append(std::move(e));
         if (!r) {
-            std::lock_guard lk(logMu);
-            std::clog << "kyso: audit: " << r.error().detail << "\n";
+            logJson("error", "audit append failed", {{"error", r.error().detail}});
         }
     }
 
@@ -1192,21 +1191,21 @@ struct Service::Impl {
             if (!resp.sent()) {
                 sendProblem(x, {"internal", "internal error"}, 500);
             }
-            std::lock_guard lk(logMu);
-            std::clog << "kyso: request " << x.requestId << " failed: " << e.what() << "\n";
+            logJson("error", "request failed", {{"requestId", x.requestId}, {"error", e.what()}});
         }
         const auto ms = std::chrono::duration_cast<std::chrono::microseconds>(
                             std::chrono::steady_clock::now() - started)
                             .count() /
                         1000.0;
         metrics.request(req.getMethod(), routeLabel, x.status, ms / 1000.0);
-        // One line, one write: std::clog is unbuffered.
-        std::ostringstream line;
-        line << "kyso: " << x.requestId << " " << x.principal << " " << req.getMethod() << " "
-             << Poco::URI(req.getURI()).getPath() << " " << x.status << " " << ms << "ms\n";
-        const std::string text = line.str();
-        std::lock_guard lk(logMu);
-        std::clog.write(text.data(), static_cast<std::streamsize>(text.size()));
+        // The path only: a query may carry a reason or a location, which is the document's.
+        logJson("info", "request",
+                {{"requestId", x.requestId},
+                 {"principal", x.principal},
+                 {"method", req.getMethod()},
+                 {"path", Poco::URI(req.getURI()).getPath()},
+                 {"status", x.status},
+                 {"ms", ms}});
     }
 };
 

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "pdf_update.h"
 #include "rest_env.h"
 
 namespace kyso::test {
@@ -221,6 +222,65 @@ TEST(Audit, ARewrittenChainIsCaughtByTheNextSignedCheckpoint) {
     auto [rc, out] = auditVerify(f);
     EXPECT_EQ(rc, 1);
     EXPECT_EQ(out, "10\n");
+}
+
+// The service log: one JSON object a line, a request id on each request line, and never a PIN,
+// an API key's secret, or the content of a document (nor the reason given with it).
+TEST(Audit, TheLogIsJsonAndHoldsNoSecret) {
+    auto& env = Env::get();
+    ServeProcess serve = startServe(serveConf("log"));
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    const std::string dir = tempDir("log");
+    const std::string marker = "KYSO-DOCUMENT-MARKER-7f3a";
+    writeFile(
+        dir + "/in.pdf",
+        makePdf({"<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                 "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+                 pdfStream("BT /F1 12 Tf 10 100 Td (" + marker + ") Tj ET")}));
+    const std::string base = "https://127.0.0.1:" + serve.port;
+    auto curl = [&](const std::string& key, const std::string& args) {
+        writeFile(dir + "/auth", "Authorization: Bearer " + key + "\n");
+        std::string out;
+        run("curl -s --max-time 60 -o " + dir + "/out --cacert " +
+                shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir + "/auth " + args,
+            &out);
+    };
+    curl(env.keys["officer-1"], "-H 'Content-Type: application/pdf' --data-binary @" + dir +
+                                    "/in.pdf '" + base +
+                                    "/api/v1/sign/pdf?credential=officer-1&reason=KYSO-REASON-"
+                                    "MARKER'");
+    ASSERT_NE(readFile(dir + "/out").find(marker), std::string::npos);  // it was signed
+    curl("kyso_0123456789abcdef_" + env.keys["officer-1"].substr(22),
+         "'" + base + "/api/v1/credentials'");
+    ASSERT_EQ(::kill(serve.pid, SIGTERM), 0);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
+
+    const std::string log = readFile(serve.log);
+    const std::string pin = readFile(env.dir + "/secrets/user.pin");
+    ASSERT_FALSE(pin.empty());
+    EXPECT_EQ(log.find(pin.substr(0, pin.find_last_not_of("\r\n") + 1)), std::string::npos);
+    EXPECT_EQ(log.find(env.keys["officer-1"].substr(22)), std::string::npos);
+    EXPECT_EQ(log.find(marker), std::string::npos);
+    EXPECT_EQ(log.find("KYSO-REASON-MARKER"), std::string::npos);
+    std::istringstream lines(log);
+    std::string line;
+    int requests = 0;
+    while (std::getline(lines, line)) {
+        if (line.rfind("kyso: ", 0) == 0) {
+            continue;  // the start and stop messages on stdout
+        }
+        SCOPED_TRACE(line);
+        Poco::JSON::Parser parser;
+        Object::Ptr o;
+        ASSERT_NO_THROW(o = parser.parse(line).extract<Object::Ptr>());
+        EXPECT_TRUE(o->has("time") && o->has("level") && o->has("msg"));
+        if (o->getValue<std::string>("msg") == "request") {
+            ++requests;
+            EXPECT_EQ(o->getValue<std::string>("requestId").size(), 24u);
+        }
+    }
+    EXPECT_GE(requests, 2);
 }
 
 // kill -9 during concurrent signing: no committed entry is lost, the chain verifies, and every

@@ -54,6 +54,7 @@ class AuditLog {
 
   private:
     void run();
+    void checkpointOrLog();
 
     Store& m_store;
     const hsm::Credential* m_key;
