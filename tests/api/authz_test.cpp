@@ -1,0 +1,88 @@
+// The authorization matrix over real HTTPS: every role (and no credential at all) against every
+// endpoint, with the status each must get. A new route must be added here too: the test fails
+// when a route of Service::routes() has no row.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "rest_env.h"
+
+namespace kyso::test {
+namespace {
+
+struct Row {
+    std::string method, route, path;  // route: the template; path: what is requested
+    std::string body, contentType;
+    // Expected status per caller: "anonymous", "admin", "officer-1", "clerk", "portal".
+    std::map<std::string, int> expect;
+};
+
+TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("authz");
+    writeFile(dir + "/data", "dữ liệu");
+    ASSERT_EQ(run("openssl ts -query -data " + dir + "/data -sha256 -out " + dir + "/q.tsq"), 0);
+    ASSERT_EQ(
+        run("openssl ocsp -issuer " + shellQuote(env.dir + "/pki/issuing-ca.pem") + " -cert " +
+            shellQuote(env.dir + "/pki/officer-1.pem") + " -reqout " + dir + "/q.ocsp"),
+        0);
+    const std::string signedPdf = dir + "/signed.pdf";
+    ASSERT_EQ(env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-B",
+                          env.keys["officer-1"], samplePdf(), "application/pdf", signedPdf)
+                  .status,
+              200);
+
+    auto all = [](int anonymous, int admin, int officer, int clerk, int portal) {
+        return std::map<std::string, int>{{"anonymous", anonymous},
+                                          {"admin", admin},
+                                          {"officer-1", officer},
+                                          {"clerk", clerk},
+                                          {"portal", portal}};
+    };
+    const std::vector<Row> rows = {
+        {"GET", "/healthz", "/healthz", "", "", all(200, 200, 200, 200, 200)},
+        {"GET", "/readyz", "/readyz", "", "", all(200, 200, 200, 200, 200)},
+        {"GET", "/metrics", "/metrics", "", "", all(200, 200, 200, 200, 200)},
+        {"GET", "/openapi.json", "/openapi.json", "", "", all(200, 200, 200, 200, 200)},
+        {"GET", "/api/v1/credentials", "/api/v1/credentials", "", "", all(401, 200, 200, 200, 200)},
+        {"GET", "/api/v1/audit", "/api/v1/audit", "", "", all(401, 200, 403, 403, 403)},
+        // Only the owner signs with an officer credential; the admin never signs.
+        {"POST", "/api/v1/sign/pdf", "/api/v1/sign/pdf?credential=officer-1&level=B-B", samplePdf(),
+         "application/pdf", all(401, 403, 200, 403, 403)},
+        {"POST", "/api/v1/sign/cms", "/api/v1/sign/cms?credential=officer-1&level=B-B",
+         dir + "/data", "text/plain", all(401, 403, 200, 403, 403)},
+        {"POST", "/api/v1/verify", "/api/v1/verify", signedPdf, "application/pdf",
+         all(401, 200, 200, 200, 200)},
+        // The TSA, the OCSP responder and the CA objects are public, as their URLs are.
+        {"POST", "/tsa", "/tsa", dir + "/q.tsq", "application/timestamp-query",
+         all(200, 200, 200, 200, 200)},
+        {"POST", "/ocsp", "/ocsp", dir + "/q.ocsp", "application/ocsp-request",
+         all(200, 200, 200, 200, 200)},
+        {"GET", "/ca/{name}.crt", "/ca/root-ca.crt", "", "", all(200, 200, 200, 200, 200)},
+        {"GET", "/ca/{name}.crl", "/ca/issuing-ca.crl", "", "", all(200, 200, 200, 200, 200)},
+    };
+    std::set<std::string> covered;
+    for (const auto& row : rows) {
+        covered.insert(row.method + " " + row.route);
+        for (const auto& [who, status] : row.expect) {
+            SCOPED_TRACE(row.method + " " + row.path + " as " + who);
+            const std::string key = who == "anonymous" ? "" : env.keys[who];
+            auto r = row.body.empty()
+                         ? env.request(row.method, row.path, key)
+                         : env.request(row.method, row.path, key, row.body, row.contentType);
+            EXPECT_EQ(r.status, status) << r.body;
+            if (status >= 400) {
+                EXPECT_NE(r.header("Content-Type").find("application/problem+json"),
+                          std::string::npos);
+            }
+        }
+    }
+    for (const auto& [method, route] : api::Service::routes()) {
+        EXPECT_TRUE(covered.count(method + " " + route))
+            << method << " " << route << " has no row in the authorization matrix";
+    }
+}
+
+}  // namespace
+}  // namespace kyso::test
