@@ -6,6 +6,8 @@
 #include <set>
 #include <sstream>
 
+#include "kyso/policies/authorization.h"
+
 namespace kyso::api {
 
 namespace fs = std::filesystem;
@@ -107,7 +109,9 @@ Result<Config> loadConfig(const std::string& path) {
         return p.empty() || fs::path(p).is_absolute() ? p : (base / p).lexically_normal().string();
     };
     static const std::map<std::string, std::set<std::string>> known = {
-        {"server", {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir"}},
+        {"server",
+         {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir",
+          "clientCa"}},
         {"pkcs11", {"module", "token", "serial", "pin", "softhsm2Conf", "maxSessions"}},
         {"database", {"path"}},
         {"tsa",
@@ -123,6 +127,14 @@ Result<Config> loadConfig(const std::string& path) {
                                                          "owners", "scheme", "crlDays"};
     for (const auto& name : ini.order) {
         const auto& sec = ini.sections[name];
+        if (name.rfind("client.", 0) == 0 && name.size() > 7) {
+            for (const auto& [key, e] : sec) {
+                if (key != "certificate" && key != "role") {
+                    return bad(e.line, "unknown key '" + key + "' in [" + name + "]");
+                }
+            }
+            continue;
+        }
         const bool isCredential = name.rfind("credential.", 0) == 0 && name.size() > 11;
         auto k = known.find(name);
         if (!isCredential && k == known.end()) {
@@ -192,6 +204,26 @@ Result<Config> loadConfig(const std::string& path) {
         c.threads = static_cast<unsigned>(*v);
     }
     c.spoolDir = resolve(get("server", "spoolDir") ? get("server", "spoolDir")->value : "spool");
+    if (const Entry* e = get("server", "clientCa")) {
+        c.clientCa = resolve(e->value);
+    }
+    for (const auto& name : ini.order) {
+        if (name.rfind("client.", 0) != 0 || name.size() <= 7) {
+            continue;
+        }
+        const Entry* cert = get(name, "certificate");
+        const Entry* role = get(name, "role");
+        if (cert == nullptr || role == nullptr) {
+            return bad(0, "[" + name + "] needs certificate and role");
+        }
+        if (!policies::parseRole(role->value)) {
+            return bad(role->line, "role must be admin, officer, clerk or portal");
+        }
+        if (c.clientCa.empty()) {
+            return bad(0, "[" + name + "] needs [server] clientCa, the CA of client certificates");
+        }
+        c.clients.push_back({name.substr(7), resolve(cert->value), role->value});
+    }
 
     const Entry* module = get("pkcs11", "module");
     if (module == nullptr) {

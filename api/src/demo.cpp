@@ -142,15 +142,17 @@ struct Demo {
     }
 
     // The TLS key is a file (0600): the HTTPS stack loads it directly. Signing keys never are.
-    Status ensureTls(const hsm::Credential& issuer) {
-        const std::string keyPath = p("tls/server.key");
-        const std::string certPath = p("tls/server.pem");
+    // A certificate for a software key (P-256) written as files: the TLS server's, and the
+    // demo's TLS client certificates (their holders keep such keys on their own machines).
+    Status ensureFileKeyCertificate(const std::string& keyPath, const std::string& certPath,
+                                    ca::CertificateProfile prof, const hsm::Credential& issuer,
+                                    const std::string& what) {
         if (fs::exists(keyPath) && fs::exists(certPath)) {
             return Ok{};
         }
         OsslPtr<EVP_PKEY> pkey(::EVP_EC_gen("P-256"));
         if (!pkey) {
-            return Error::make("ca.build", "cannot generate the TLS key");
+            return Error::make("ca.build", "cannot generate the key of " + what);
         }
         OsslPtr<BIO> kb(::BIO_new(::BIO_s_mem()));
         ::PEM_write_bio_PrivateKey(kb.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr);
@@ -159,15 +161,8 @@ struct Demo {
         std::string keyPem(data, static_cast<std::size_t>(n));
         unsigned char* spki = nullptr;
         const int len = ::i2d_PUBKEY(pkey.get(), &spki);
-        ca::CertificateProfile prof;
-        prof.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "localhost"}};
         prof.publicKeyDer.assign(reinterpret_cast<char*>(spki), len > 0 ? len : 0);
         ::OPENSSL_free(spki);
-        prof.validDays = 825;
-        prof.digitalSignature = true;
-        prof.extendedKeyUsage = {"serverAuth"};
-        prof.dnsNames = {"localhost"};
-        prof.ipAddresses = {"127.0.0.1", "::1"};
         auto cert = ca::issueCertificate(prof, issuer);
         if (!cert) {
             return cert.error();
@@ -176,16 +171,41 @@ struct Demo {
         if (!recorded) {
             return recorded;
         }
+        fs::create_directories(fs::path(keyPath).parent_path());
         auto st = writePrivateFile(keyPath, keyPem, 0600);
         ::OPENSSL_cleanse(keyPem.data(), keyPem.size());
         if (!st) {
             return st;
         }
-        log << "  issued the localhost TLS certificate\n";
-        // Leaf first, then the issuing CA: clients that trust the root can build the path.
+        log << "  issued " << what << "\n";
+        // Leaf first, then the issuing CA: peers that trust the root can build the path.
         return writePrivateFile(
             certPath, ca::certificateToPem(*cert) + ca::certificateToPem(issuer.certificateDer),
             0644);
+    }
+
+    Status ensureTls(const hsm::Credential& issuer) {
+        ca::CertificateProfile prof;
+        prof.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "localhost"}};
+        prof.validDays = 825;
+        prof.digitalSignature = true;
+        prof.extendedKeyUsage = {"serverAuth"};
+        prof.dnsNames = {"localhost"};
+        prof.ipAddresses = {"127.0.0.1", "::1"};
+        return ensureFileKeyCertificate(p("tls/server.key"), p("tls/server.pem"), prof, issuer,
+                                        "the localhost TLS certificate");
+    }
+
+    // TLS client certificates for an officer's desktop and a portal (mTLS instead of API keys).
+    Status ensureClient(const std::string& name, const hsm::Credential& issuer) {
+        ca::CertificateProfile prof;
+        prof.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", name + " (TLS client)"}};
+        prof.validDays = 825;
+        prof.digitalSignature = true;
+        prof.extendedKeyUsage = {"clientAuth"};
+        return ensureFileKeyCertificate(p("clients/" + name + ".key"),
+                                        p("clients/" + name + ".pem"), prof, issuer,
+                                        "the TLS client certificate of " + name);
     }
 };
 
@@ -336,6 +356,12 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!st) {
         return st;
     }
+    for (const char* client : {"officer-1", "portal"}) {
+        st = d.ensureClient(client, *issuing);
+        if (!st) {
+            return st;
+        }
+    }
 
     auto uriFor = [](const std::string& label) {
         return "pkcs11:token=" + hsm::pkcs11UriEncode(kTokenLabel) +
@@ -348,7 +374,9 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         conf << "# kyso configuration (see docs/CONFIGURATION.md). Made by `kyso demo init`.\n"
              << "[server]\nlisten = " << options.listen << "\ncertificate = tls/server.pem\n"
              << "privateKey = tls/server.key\nmaxBodyBytes = 104857600\nthreads = 8\n"
-             << "spoolDir = spool\n\n"
+             << "spoolDir = spool\nclientCa = pki/root-ca.pem\n\n"
+             << "[client.officer-1]\ncertificate = clients/officer-1.pem\nrole = officer\n\n"
+             << "[client.portal]\ncertificate = clients/portal.pem\nrole = portal\n\n"
              << "[pkcs11]\nmodule = " << options.module << "\ntoken = " << kTokenLabel
              << "\npin = file:secrets/user.pin\nsofthsm2Conf = softhsm2.conf\n\n"
              << "[database]\npath = kyso.db\n\n"
@@ -400,7 +428,17 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         j.set("url", baseUrl);
         j.set("trustAnchors", d.p("pki/root-ca.pem"));
         j.set("apiKeys", keys);
-        j.set("clientCertificates", Poco::JSON::Array());
+        Poco::JSON::Array clients;
+        for (const auto& [name, role] :
+             {std::pair<std::string, std::string>{"officer-1", "officer"}, {"portal", "portal"}}) {
+            Poco::JSON::Object c;
+            c.set("role", role);
+            c.set("name", name);
+            c.set("certificate", d.p("clients/" + name + ".pem"));
+            c.set("key", d.p("clients/" + name + ".key"));
+            clients.add(c);
+        }
+        j.set("clientCertificates", clients);
         Poco::JSON::Array creds;
         Poco::JSON::Object officer;
         officer.set("id", "officer-1");

@@ -9,12 +9,15 @@
 #include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/MediaType.h>
 #include <Poco/Net/MessageHeader.h>
 #include <Poco/Net/MultipartReader.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureServerSocket.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/X509Certificate.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/ThreadPool.h>
 #include <Poco/URI.h>
@@ -387,9 +390,53 @@ struct Service::Impl {
         return true;
     }
 
+    // Registered client certificates by the SHA-256 of their DER (hex), filled by start().
+    std::map<std::string, policies::Principal> clients;
+
+    // The principal of the TLS client certificate, when one was presented (the handshake has
+    // checked it against [server] clientCa). `presented` says whether there was one.
+    std::optional<policies::Principal> clientPrincipal(Exchange& x, bool* presented) {
+        *presented = false;
+        auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&x.req);
+        if (impl == nullptr || clients.empty()) {
+            return std::nullopt;
+        }
+        try {
+            Poco::Net::SecureStreamSocket socket(impl->socket());
+            if (!socket.havePeerCertificate()) {
+                return std::nullopt;
+            }
+            *presented = true;
+            Poco::Net::X509Certificate cert = socket.peerCertificate();
+            unsigned char md[EVP_MAX_MD_SIZE];
+            unsigned int len = 0;
+            if (::X509_digest(cert.certificate(), ::EVP_sha256(), md, &len) != 1) {
+                return std::nullopt;
+            }
+            auto it = clients.find(hexOf(md, len));
+            if (it != clients.end()) {
+                return it->second;
+            }
+        } catch (const Poco::Exception&) {
+        }
+        return std::nullopt;
+    }
+
     std::optional<policies::Principal> authenticate(Exchange& x) {
         const std::string auth = x.req.get("Authorization", "");
         if (auth.empty()) {
+            bool presented = false;
+            if (auto p = clientPrincipal(x, &presented)) {
+                x.principal = p->name;
+                return p;
+            }
+            if (presented) {
+                record({"auth.failure", "-", "", "denied",
+                        auditDetail({{"certificate", "not registered"},
+                                     {"path", Poco::URI(x.req.getURI()).getPath()}})});
+                sendProblem(x, {"auth.invalid", "the client certificate is not registered"});
+                return std::nullopt;
+            }
             sendProblem(x, {"auth.required",
                             "this endpoint needs an API key (Authorization: "
                             "Bearer ...)"});
@@ -1246,6 +1293,22 @@ Service::~Service() {
 
 Status Service::start() {
     const Config& cfg = m_impl->cfg;
+    for (const auto& client : cfg.clients) {
+        std::ifstream in(client.certificate, std::ios::binary);
+        std::stringstream pem;
+        pem << in.rdbuf();
+        auto certs = ca::certificatesFromPem(pem.str());
+        if (!certs || certs->empty()) {
+            return Error::make("server.start",
+                               "cannot read the client certificate " + client.certificate);
+        }
+        OsslPtr<X509> x = x509FromDer(certs->front());
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        ::X509_digest(x.get(), ::EVP_sha256(), md, &len);
+        m_impl->clients[hexOf(md, len)] =
+            policies::Principal{client.name, *policies::parseRole(client.role)};
+    }
     try {
         std::error_code ec;
         fs::create_directories(cfg.spoolDir, ec);
@@ -1260,7 +1323,11 @@ Status Service::start() {
         Poco::Net::Context::Params params;
         params.privateKeyFile = cfg.tlsPrivateKey;
         params.certificateFile = cfg.tlsCertificate;
-        params.verificationMode = Poco::Net::Context::VERIFY_NONE;
+        // Client certificates, when a client CA is configured: asked for, checked by the
+        // handshake when presented (VERIFY_RELAXED), and mapped to principals by [client.NAME].
+        params.verificationMode = cfg.clientCa.empty() ? Poco::Net::Context::VERIFY_NONE
+                                                       : Poco::Net::Context::VERIFY_RELAXED;
+        params.caLocation = cfg.clientCa;
         params.cipherList =
             "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
             "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"

@@ -2,10 +2,13 @@
 // endpoint, with the status each must get. A new route must be added here too: the test fails
 // when a route of Service::routes() has no row.
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
 
 #include <map>
 #include <set>
 
+#include "kyso/ca-bridge/issuer.h"
+#include "kyso/hsm/ossl_ptr.h"
 #include "rest_env.h"
 
 namespace kyso::test {
@@ -82,6 +85,58 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
         EXPECT_TRUE(covered.count(method + " " + route))
             << method << " " << route << " has no row in the authorization matrix";
     }
+}
+
+// TLS client certificates from the configured client CA authenticate as their [client.NAME];
+// the same policy then applies as to API keys.
+TEST(Authorization, ClientCertificates) {
+    auto& env = Env::get();
+    auto as = [&](const std::string& name) {
+        return "--cert " + shellQuote(env.dir + "/clients/" + name + ".pem") + " --key " +
+               shellQuote(env.dir + "/clients/" + name + ".key") + " ";
+    };
+    auto r = env.request("GET", "/api/v1/credentials", "", "", "", "", as("officer-1"));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.body.find("\"officer-1\""), std::string::npos);
+    const std::string dir = tempDir("mtls");
+    r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1&level=B-B", "", samplePdf(),
+                    "application/pdf", dir + "/signed.pdf", as("officer-1"));
+    EXPECT_EQ(r.status, 200);
+    r = env.request("POST", "/api/v1/verify", "", dir + "/signed.pdf", "application/pdf", "",
+                    as("portal"));
+    EXPECT_EQ(r.status, 200) << r.body;
+    r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1", "", samplePdf(),
+                    "application/pdf", "", as("portal"));
+    EXPECT_EQ(r.status, 403);
+
+    // A certificate the client CA did not issue: the handshake fails, nothing is answered.
+    ASSERT_EQ(run("cd " + dir +
+                  " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+                  "-keyout other.key -subj '/CN=intruder' -days 1 -out other.pem 2>/dev/null"),
+              0);
+    r = env.request("GET", "/api/v1/credentials", "", "", "", "",
+                    "--cert " + dir + "/other.pem --key " + dir + "/other.key ");
+    EXPECT_EQ(r.status, 0);
+    // Issued by the client CA but not registered: 401, recorded as an authentication failure.
+    OsslPtr<EVP_PKEY> key(::EVP_EC_gen("P-256"));
+    unsigned char* spki = nullptr;
+    const int len = ::i2d_PUBKEY(key.get(), &spki);
+    ca::CertificateProfile prof;
+    prof.subject = {{"CN", "unregistered"}};
+    prof.publicKeyDer.assign(reinterpret_cast<char*>(spki), static_cast<std::size_t>(len));
+    ::OPENSSL_free(spki);
+    prof.digitalSignature = true;
+    prof.extendedKeyUsage = {"clientAuth"};
+    const std::string cert = ca::issueCertificate(prof, *env.creds->find("issuing-ca")).value();
+    writeFile(dir + "/unregistered.pem",
+              ca::certificateToPem(cert) +
+                  ca::certificateToPem(env.creds->find("issuing-ca")->certificateDer));
+    OsslPtr<BIO> kb(::BIO_new_file((dir + "/unregistered.key").c_str(), "w"));
+    ::PEM_write_bio_PrivateKey(kb.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+    kb.reset();
+    r = env.request("GET", "/api/v1/credentials", "", "", "", "",
+                    "--cert " + dir + "/unregistered.pem --key " + dir + "/unregistered.key ");
+    expectProblem(r, 401, "auth.invalid");
 }
 
 }  // namespace

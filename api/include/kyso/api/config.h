@@ -66,6 +66,13 @@ struct ValidationConfig {
     long ocspMaxAgeSeconds = 7 * 86400;
 };
 
+// A TLS client certificate and the principal it authenticates ([client.NAME]).
+struct ClientConfig {
+    std::string name;         // the principal's name (e.g. "officer-1", as API keys have)
+    std::string certificate;  // PEM file: this exact certificate (by its SHA-256)
+    std::string role;         // admin, officer, clerk, portal
+};
+
 struct Config {
     std::string path;  // the file it was read from
 
@@ -76,6 +83,10 @@ struct Config {
     std::uint64_t maxBodyBytes = 100ull * 1024 * 1024;
     unsigned threads = 8;
     std::string spoolDir;  // request and response bodies; default: DIR-of-config/spool
+    // PEM: the CA(s) whose client certificates the TLS server asks for and checks; empty: no
+    // client certificates (bearer API keys only).
+    std::string clientCa;
+    std::vector<ClientConfig> clients;
 
     hsm::TokenConfig token;
     std::string softhsm2Conf;  // exported as SOFTHSM2_CONF before the module loads
