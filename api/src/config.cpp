@@ -119,6 +119,7 @@ Result<Config> loadConfig(const std::string& path) {
           "includeName", "trustAnchors"}},
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
         {"audit", {"credential", "checkpointEvery"}},
+        {"policy", {"file"}},
         {"validation",
          {"trustAnchors", "intermediates", "policy", "maxModifications", "timeoutSeconds",
           "tlsCaFile", "ocspMaxAgeSeconds"}},
@@ -384,6 +385,21 @@ Result<Config> loadConfig(const std::string& path) {
             t.reserveBytes = static_cast<std::size_t>(*v);
         }
         c.timestamping = t;
+    }
+    if (const Entry* e = get("policy", "file")) {
+        c.signingPolicyFile = resolve(e->value);
+        std::ifstream in(c.signingPolicyFile, std::ios::binary);
+        if (!in) {
+            return bad(e->line, "cannot read the policy file " + c.signingPolicyFile);
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        auto policy = policies::parseSigningPolicy(text.str(), c.signingPolicyFile);
+        if (!policy) {
+            // The service does not start on a bad policy; the error names its file and line.
+            return Error::make("config.invalid", policy.error().detail);
+        }
+        c.signing = *policy;
     }
     if (ini.sections.count("audit")) {
         AuditConfig a;

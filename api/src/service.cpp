@@ -31,6 +31,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -42,6 +43,7 @@
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/ca-bridge/ocsp.h"
 #include "kyso/hsm/ossl_ptr.h"
+#include "kyso/policies/signing_policy.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
 #include "log.h"
@@ -93,18 +95,31 @@ Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& 
 
 int httpStatusFor(const std::string& code) {
     static const std::map<std::string, int> exact = {
-        {"pdf.empty", 400},          {"pdf.not_pdf", 415},
-        {"request.invalid", 400},    {"content_type.unsupported", 415},
-        {"body.too_large", 413},     {"auth.required", 401},
-        {"auth.invalid", 401},       {"auth.denied", 403},
-        {"credential.unknown", 404}, {"route.not_found", 404},
-        {"length.required", 411},    {"method.not_allowed", 405},
-        {"level.unsupported", 400},  {"appearance.unsupported", 400},
-        {"seal.unsupported", 400},   {"tsa.too_large", 413},
-        {"tsa.not_a_request", 400},  {"cms.empty", 400},
-        {"cms.invalid", 422},        {"cms.data_missing", 422},
-        {"tsa.unavailable", 503},    {"tsa.token_too_large", 503},
-        {"tsa.rejected", 502},       {"tsa.invalid_reply", 502},
+        {"pdf.empty", 400},
+        {"pdf.not_pdf", 415},
+        {"request.invalid", 400},
+        {"content_type.unsupported", 415},
+        {"body.too_large", 413},
+        {"auth.required", 401},
+        {"auth.invalid", 401},
+        {"auth.denied", 403},
+        {"credential.unknown", 404},
+        {"route.not_found", 404},
+        {"length.required", 411},
+        {"rate.limited", 429},
+        {"method.not_allowed", 405},
+        {"level.unsupported", 400},
+        {"appearance.unsupported", 400},
+        {"seal.unsupported", 400},
+        {"tsa.too_large", 413},
+        {"tsa.not_a_request", 400},
+        {"cms.empty", 400},
+        {"cms.invalid", 422},
+        {"cms.data_missing", 422},
+        {"tsa.unavailable", 503},
+        {"tsa.token_too_large", 503},
+        {"tsa.rejected", 502},
+        {"tsa.invalid_reply", 502},
     };
     if (auto it = exact.find(code); it != exact.end()) {
         return it->second;
@@ -119,6 +134,28 @@ int httpStatusFor(const std::string& code) {
 }
 
 namespace {
+
+// Requests per principal in the last minute (a sliding window), for [policy] ratePerMinute.
+class RateLimiter {
+  public:
+    bool allow(const std::string& principal, unsigned perMinute) {
+        const auto now = std::chrono::steady_clock::now();
+        std::lock_guard lk(m_mu);
+        auto& times = m_seen[principal];
+        while (!times.empty() && now - times.front() >= std::chrono::minutes(1)) {
+            times.pop_front();
+        }
+        if (times.size() >= perMinute) {
+            return false;
+        }
+        times.push_back(now);
+        return true;
+    }
+
+  private:
+    std::mutex m_mu;
+    std::map<std::string, std::deque<std::chrono::steady_clock::time_point>> m_seen;
+};
 
 std::string hexOf(const unsigned char* p, std::size_t n) {
     static const char* d = "0123456789abcdef";
@@ -311,6 +348,7 @@ struct Service::Impl {
     const Verifier* verifier;
     AuditLog* audit;
     Metrics metrics;
+    RateLimiter rateLimiter;
     std::unique_ptr<Poco::ThreadPool> pool;
     std::unique_ptr<Poco::Net::HTTPServer> server;
 
@@ -597,6 +635,7 @@ struct Service::Impl {
     // What every signing request has: an authenticated principal, known query parameters, a
     // credential the policy lets it use for `op`, and a level.
     struct SignRequest {
+        policies::Principal principal;
         std::map<std::string, std::string> q;
         const hsm::Credential* cred = nullptr;
         std::string level;
@@ -653,7 +692,44 @@ struct Service::Impl {
                                                     "which is not configured")});
             return std::nullopt;
         }
+        r.principal = *who;
+        const std::int64_t declared = x.req.getContentLength64();
+        if (!policyAllows(x, r, declared > 0 ? static_cast<std::uint64_t>(declared) : 0)) {
+            return std::nullopt;
+        }
+        if (cfg.signing.ratePerMinute > 0 &&
+            !rateLimiter.allow(who->name, cfg.signing.ratePerMinute)) {
+            x.resp.set("Retry-After", "60");
+            record({"policy.denial", who->name, r.cred->id, "denied",
+                    auditDetail({{"rule", "rate-limit"}, {"operation", operationName(op)}})});
+            sendProblem(x,
+                        {"rate.limited", "more than " + std::to_string(cfg.signing.ratePerMinute) +
+                                             " signing requests a minute (rule rate-limit)"});
+            return std::nullopt;
+        }
         return r;
+    }
+
+    // The signing policy ([policy] file) for this request: document size, level, key and hash.
+    bool policyAllows(Exchange& x, const SignRequest& r, std::uint64_t documentBytes) {
+        policies::SigningRequestFacts facts;
+        facts.documentBytes = documentBytes;
+        facts.level = r.level;
+        facts.keyType = r.cred->key.type == hsm::KeyType::Rsa ? "RSA" : "EC";
+        facts.keyBits = r.cred->key.bits;
+        facts.hash = hsm::hashName(r.cred->hash);
+        const policies::Decision d = policies::checkSigningRequest(cfg.signing, facts);
+        if (d.allowed) {
+            return true;
+        }
+        record({"policy.denial", r.principal.name, r.cred->id, "denied",
+                auditDetail({{"rule", d.rule}})});
+        if (d.rule == "document-too-large") {
+            x.resp.setKeepAlive(false);
+        }
+        sendProblem(x, {"auth.denied", d.reason + " (rule " + d.rule + ")"},
+                    d.rule == "document-too-large" ? 413 : 403);
+        return false;
     }
 
     // Receives the body into an anonymous spool file (refused from Content-Length alone when it
@@ -753,6 +829,9 @@ struct Service::Impl {
         if (spool->size == 0) {
             return sendProblem(x, {"pdf.empty", "the body is empty"});
         }
+        if (!policyAllows(x, *r, spool->size)) {
+            return;
+        }
         auto signedPdf = signer::signPdfTo(spool->in->path(), spool->out->fd(), *r->cred, opts);
         if (!signedPdf) {
             record({"sign.pdf", x.principal, r->cred->id, "failed",
@@ -792,6 +871,9 @@ struct Service::Impl {
         }
         if (spool->size == 0) {
             return sendProblem(x, {"cms.empty", "the body is empty: there is nothing to sign"});
+        }
+        if (!policyAllows(x, *r, spool->size)) {
+            return;
         }
         auto cms = signer::signCms(spool->in->path(), spool->out->fd(), *r->cred, opts);
         if (!cms) {

@@ -3,6 +3,8 @@
 // when a route of Service::routes() has no row.
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <map>
 #include <set>
@@ -85,6 +87,58 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
         EXPECT_TRUE(covered.count(method + " " + route))
             << method << " " << route << " has no row in the authorization matrix";
     }
+}
+
+// A policy file: enforced by a service started on it (minimum level, document size, rate), and
+// a bad one keeps the service from starting, naming the file and the line.
+TEST(Authorization, SigningPolicyFile) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("policy");
+    writeFile(dir + "/strict.policy",
+              "[signing]\nminimumLevel = B-T\nmaxDocumentBytes = 200000\nratePerMinute = 3\n");
+    const std::string conf = serveConf("policy");
+    writeFile(conf, readFile(conf) + "\n[policy]\nfile = " + dir + "/strict.policy\n");
+    ServeProcess serve = startServe(conf);
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    const std::string base = "https://127.0.0.1:" + serve.port;
+    writeFile(dir + "/auth", "Authorization: Bearer " + env.keys["officer-1"] + "\n");
+    auto post = [&](const std::string& level, const std::string& file) {
+        std::string out;
+        run("curl -s --max-time 60 -o " + dir + "/body -w '%{http_code}' --cacert " +
+                shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
+                "/auth -H 'Content-Type: application/pdf' --data-binary @" + shellQuote(file) +
+                " '" + base + "/api/v1/sign/pdf?credential=officer-1&level=" + level + "'",
+            &out);
+        return out;
+    };
+    EXPECT_EQ(post("B-B", samplePdf()), "403");
+    EXPECT_NE(readFile(dir + "/body").find("rule minimum-level"), std::string::npos);
+    EXPECT_EQ(post("B-T", samplePdf()), "200");
+    // A document over the policy's size (the service's own limit is larger).
+    writeFile(dir + "/big.pdf", readFile(samplePdf()) + std::string(300000, '\n'));
+    EXPECT_EQ(post("B-T", dir + "/big.pdf"), "413");
+    EXPECT_NE(readFile(dir + "/body").find("rule document-too-large"), std::string::npos);
+    // Requests the policy refused do not count; the fourth allowed one within a minute is over
+    // the rate of 3.
+    EXPECT_EQ(post("B-T", samplePdf()), "200");
+    EXPECT_EQ(post("B-T", samplePdf()), "200");
+    EXPECT_EQ(post("B-T", samplePdf()), "429");
+    EXPECT_NE(readFile(dir + "/body").find("rate.limited"), std::string::npos);
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
+
+    writeFile(dir + "/bad.policy", "[signing]\n# weak keys\nrsaMinBits = 1024\n");
+    writeFile(conf, readFile(conf) + "\n");
+    std::string text = readFile(conf);
+    text.replace(text.find(dir + "/strict.policy"), (dir + "/strict.policy").size(),
+                 dir + "/bad.policy");
+    writeFile(conf, text);
+    std::string out;
+    EXPECT_EQ(
+        run("timeout 20 " + std::string(KYSO_BINARY) + " serve --config " + shellQuote(conf), &out),
+        78);
+    EXPECT_NE(out.find(dir + "/bad.policy:3: rsaMinBits"), std::string::npos) << out;
 }
 
 // TLS client certificates from the configured client CA authenticate as their [client.NAME];

@@ -11,6 +11,7 @@
 
 #include "kyso/hsm/result.h"
 #include "kyso/hsm/token.h"
+#include "kyso/policies/signing_policy.h"
 
 namespace kyso::api {
 
@@ -99,6 +100,10 @@ struct Config {
     // Absent: no trust anchors, so no chain is trusted (INDETERMINATE).
     ValidationConfig validation;
     std::optional<AuditConfig> audit;
+    // [policy] file: the signing policy (policies/signing.policy is the format and the
+    // defaults); absent: those defaults.
+    std::string signingPolicyFile;
+    policies::SigningPolicy signing;
     const CredentialConfig* findCredential(const std::string& id) const;
 };
 

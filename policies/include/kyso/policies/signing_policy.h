@@ -1,0 +1,48 @@
+// The signing policy: limits every signing request must meet, read from a policy file (format in
+// policies/signing.policy, the shipped default). Pure: parsing is a function of the text, the
+// decision a function of the policy and the request's facts.
+//
+// | rule                  | denies when                                                 |
+// |-----------------------|-------------------------------------------------------------|
+// | document-too-large    | the document is larger than maxDocumentBytes                |
+// | minimum-level         | the level asked for is below minimumLevel (B-B < B-T < B-LT) |
+// | rsa-key-too-small     | an RSA key has fewer than rsaMinBits                        |
+// | ec-key-too-small      | an EC key is on a curve smaller than ecMinBits              |
+// | hash-not-allowed      | the credential's hash is not in hashes                      |
+// | (allowed)             | none of the above                                           |
+// The per-principal rate (ratePerMinute) is enforced by the service, which keeps the counts.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+
+#include "kyso/hsm/result.h"
+#include "kyso/policies/authorization.h"
+
+namespace kyso::policies {
+
+struct SigningPolicy {
+    std::uint64_t maxDocumentBytes = 100ull * 1024 * 1024;
+    std::string minimumLevel = "B-B";
+    unsigned rsaMinBits = 2048;
+    unsigned ecMinBits = 256;
+    std::set<std::string> hashes = {"SHA-256", "SHA-384", "SHA-512"};
+    unsigned ratePerMinute = 0;  // signing requests per principal and minute; 0: no limit
+};
+
+// Parses a policy file's text; `name` is used in errors ("policy.invalid": NAME:LINE: why).
+// Unknown sections or keys and bad values are errors.
+Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::string& name);
+
+struct SigningRequestFacts {
+    std::uint64_t documentBytes = 0;
+    std::string level;    // B-B, B-T, B-LT
+    std::string keyType;  // "RSA", "EC"
+    unsigned keyBits = 0;
+    std::string hash;  // "SHA-256", ...
+};
+
+Decision checkSigningRequest(const SigningPolicy& policy, const SigningRequestFacts& request);
+
+}  // namespace kyso::policies
