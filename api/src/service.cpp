@@ -212,24 +212,6 @@ std::string keyIdOf(const std::string& key) {
     return "(malformed)";
 }
 
-const char* operationName(policies::Operation op) {
-    switch (op) {
-        case policies::Operation::SignPdf:
-            return "sign.pdf";
-        case policies::Operation::SignCms:
-            return "sign.cms";
-        case policies::Operation::SignHash:
-            return "sign.hash";
-        case policies::Operation::Seal:
-            return "seal";
-        case policies::Operation::Timestamp:
-            return "timestamp";
-        case policies::Operation::Receipt:
-            return "receipt";
-    }
-    return "unknown";
-}
-
 std::string randomHex(std::size_t bytes) {
     std::vector<unsigned char> b(bytes);
     ::RAND_bytes(b.data(), static_cast<int>(b.size()));
@@ -531,7 +513,7 @@ struct Service::Impl {
         }
         Poco::JSON::Array arr;
         for (const auto& id : creds.ids()) {
-            if (!policies::mayUse(*who, creds.facts(id))) {
+            if (!policies::mayUse(policies::authorizationOf(cfg.signing), *who, creds.facts(id))) {
                 continue;
             }
             const hsm::Credential* c = creds.find(id);
@@ -670,10 +652,12 @@ struct Service::Impl {
             sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
             return std::nullopt;
         }
-        auto decision = policies::decide(*who, creds.facts(credId), op);
+        auto decision =
+            policies::decide(policies::authorizationOf(cfg.signing), *who, creds.facts(credId), op);
         if (!decision.allowed) {
             record({"policy.denial", who->name, credId, "denied",
-                    auditDetail({{"rule", decision.rule}, {"operation", operationName(op)}})});
+                    auditDetail(
+                        {{"rule", decision.rule}, {"operation", policies::operationName(op)}})});
             sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
             return std::nullopt;
         }
@@ -701,7 +685,8 @@ struct Service::Impl {
             !rateLimiter.allow(who->name, cfg.signing.ratePerMinute)) {
             x.resp.set("Retry-After", "60");
             record({"policy.denial", who->name, r.cred->id, "denied",
-                    auditDetail({{"rule", "rate-limit"}, {"operation", operationName(op)}})});
+                    auditDetail(
+                        {{"rule", "rate-limit"}, {"operation", policies::operationName(op)}})});
             sendProblem(x,
                         {"rate.limited", "more than " + std::to_string(cfg.signing.ratePerMinute) +
                                              " signing requests a minute (rule rate-limit)"});

@@ -34,76 +34,85 @@ const char* roleName(Role r) noexcept {
     return "";
 }
 
-namespace {
-
-bool isOfficerSigning(Operation op) {
-    return op == Operation::SignPdf || op == Operation::SignCms || op == Operation::SignHash;
+std::optional<Operation> parseOperation(std::string_view name) noexcept {
+    for (Operation op : {Operation::SignPdf, Operation::SignCms, Operation::SignHash,
+                         Operation::Seal, Operation::Timestamp, Operation::Receipt}) {
+        if (name == operationName(op)) {
+            return op;
+        }
+    }
+    return std::nullopt;
 }
 
-// Which credential kind each operation needs.
-bool kindFits(const std::string& kind, Operation op) {
+const char* operationName(Operation op) noexcept {
     switch (op) {
         case Operation::SignPdf:
+            return "sign-pdf";
         case Operation::SignCms:
+            return "sign-cms";
         case Operation::SignHash:
-            return kind == "officer";
+            return "sign-hash";
         case Operation::Seal:
-            return kind == "seal";
-        case Operation::Receipt:
-            return kind == "receipt-seal";
+            return "seal";
         case Operation::Timestamp:
-            return kind == "tsa";
+            return "timestamp";
+        case Operation::Receipt:
+            return "receipt";
     }
-    return false;
+    return "";
 }
 
-Decision deny(std::string rule, std::string reason) {
-    return Decision{false, std::move(rule), std::move(reason)};
-}
+namespace {
 
-Decision allow(std::string rule) {
-    return Decision{true, std::move(rule), {}};
+std::string fill(std::string text, const Principal& who, const CredentialFacts& c) {
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"{credential}", c.id},
+                                     {"{kind}", c.kind},
+                                     {"{role}", roleName(who.role)}}) {
+        for (auto at = text.find(key); at != std::string::npos; at = text.find(key, at)) {
+            text.replace(at, key.size(), value);
+            at += value.size();
+        }
+    }
+    return text;
 }
 
 }  // namespace
 
-Decision decide(const Principal& who, const CredentialFacts& c, Operation op) {
-    if (op == Operation::Timestamp && c.kind == "tsa") {
-        return allow("tsa-for-timestamps");
-    }
-    if (who.role == Role::Admin) {
-        return deny("admin-no-signing", "administrators manage the service and do not sign");
-    }
-    if (!kindFits(c.kind, op)) {
-        return deny("kind-mismatch",
-                    "credential '" + c.id + "' (" + c.kind + ") cannot be used for this operation");
-    }
-    if (who.role == Role::Officer && isOfficerSigning(op)) {
-        const bool owner = std::find(c.owners.begin(), c.owners.end(), who.name) != c.owners.end();
-        if (owner) {
-            return allow("officer-own-credential");
+Decision decide(const AuthorizationPolicy& policy, const Principal& who, const CredentialFacts& c,
+                Operation op) {
+    auto kinds = policy.kindsFor.find(op);
+    const bool kindFits = kinds != policy.kindsFor.end() && kinds->second.count(c.kind) > 0;
+    const bool owner = std::find(c.owners.begin(), c.owners.end(), who.name) != c.owners.end();
+    for (const AuthorizationRule& r : policy.rules) {
+        if ((!r.roles.empty() && !r.roles.count(who.role)) ||
+            (!r.operations.empty() && !r.operations.count(op)) ||
+            (!r.kinds.empty() && !r.kinds.count(c.kind)) || (r.owner && *r.owner != owner) ||
+            (r.kindFitsOperation && *r.kindFitsOperation != kindFits)) {
+            continue;
         }
-        return deny("officer-not-owner", "an officer signs only with his own credential; '" + c.id +
-                                             "' belongs to someone else");
+        return Decision{r.allow, r.name, r.allow ? std::string() : fill(r.reason, who, c)};
     }
-    if (who.role == Role::Clerk && op == Operation::Seal) {
-        return allow("clerk-applies-seal");
-    }
-    if (who.role == Role::Portal && op == Operation::Receipt) {
-        return allow("portal-seals-receipts");
-    }
-    return deny("default-deny", std::string("role ") + roleName(who.role) +
-                                    " may not use credential '" + c.id + "' for this operation");
+    return Decision{false, "default-deny",
+                    std::string("role ") + roleName(who.role) + " may not use credential '" + c.id +
+                        "' for this operation"};
 }
 
-bool mayUse(const Principal& who, const CredentialFacts& c) {
+Decision decide(const Principal& who, const CredentialFacts& c, Operation op) {
+    return decide(defaultAuthorizationPolicy(), who, c, op);
+}
+
+bool mayUse(const AuthorizationPolicy& policy, const Principal& who, const CredentialFacts& c) {
     for (Operation op : {Operation::SignPdf, Operation::SignCms, Operation::SignHash,
                          Operation::Seal, Operation::Timestamp, Operation::Receipt}) {
-        if (decide(who, c, op).allowed) {
+        if (decide(policy, who, c, op).allowed) {
             return true;
         }
     }
     return false;
+}
+
+bool mayUse(const Principal& who, const CredentialFacts& c) {
+    return mayUse(defaultAuthorizationPolicy(), who, c);
 }
 
 }  // namespace kyso::policies

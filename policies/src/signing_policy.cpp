@@ -1,7 +1,11 @@
 #include "kyso/policies/signing_policy.h"
 
 #include <map>
+#include <optional>
+#include <set>
 #include <sstream>
+#include <stdexcept>
+#include <vector>
 
 namespace kyso::policies {
 
@@ -25,6 +29,9 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
     std::string line;
     std::string section;
     int lineNo = 0;
+    AuthorizationRule* rule = nullptr;
+    std::map<std::string, int> ruleStart;  // rule name -> line of its header
+    std::set<std::string> ruleKeys;
     auto bad = [&](const std::string& why) {
         return Error::make("policy.invalid", name + ":" + std::to_string(lineNo) + ": " + why);
     };
@@ -52,8 +59,22 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
             if (line.back() != ']') {
                 return bad("a section header needs a closing ]");
             }
+            if (rule != nullptr && ruleKeys.count("effect") == 0) {
+                return bad("[rule." + rule->name + "] needs effect = allow or deny");
+            }
             section = trim(line.substr(1, line.size() - 2));
-            if (section != "signing") {
+            rule = nullptr;
+            ruleKeys.clear();
+            if (section.rfind("rule.", 0) == 0 && section.size() > 5) {
+                const std::string ruleName = section.substr(5);
+                if (ruleStart.count(ruleName)) {
+                    return bad("rule " + ruleName + " is defined twice");
+                }
+                ruleStart[ruleName] = lineNo;
+                p.authorization.rules.push_back(AuthorizationRule{});
+                rule = &p.authorization.rules.back();
+                rule->name = ruleName;
+            } else if (section != "signing" && section != "operations") {
                 return bad("unknown section [" + section + "]");
             }
             continue;
@@ -65,6 +86,82 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
         const std::string key = trim(line.substr(0, eq));
         const std::string value = trim(line.substr(eq + 1));
         std::uint64_t n = 0;
+        auto list = [&](const std::string& v) {
+            std::vector<std::string> out;
+            std::istringstream items(v);
+            std::string item;
+            while (std::getline(items, item, ',')) {
+                item = trim(item);
+                if (!item.empty()) {
+                    out.push_back(item);
+                }
+            }
+            return out;
+        };
+        auto boolean = [&](const std::string& v, std::optional<bool>* out) {
+            if (v != "true" && v != "false") {
+                return false;
+            }
+            *out = v == "true";
+            return true;
+        };
+        if (section == "operations") {
+            auto op = parseOperation(key);
+            if (!op) {
+                return bad("unknown operation '" + key +
+                           "' (sign-pdf, sign-cms, sign-hash, seal, timestamp, receipt)");
+            }
+            auto& kinds = p.authorization.kindsFor[*op];
+            kinds.clear();
+            for (const auto& k : list(value)) {
+                kinds.insert(k);
+            }
+            continue;
+        }
+        if (rule != nullptr) {
+            if (!ruleKeys.insert(key).second) {
+                return bad(key + " is repeated in [rule." + rule->name + "]");
+            }
+            if (key == "roles") {
+                for (const auto& r : list(value)) {
+                    auto role = parseRole(r);
+                    if (!role) {
+                        return bad("unknown role '" + r + "' (admin, officer, clerk, portal)");
+                    }
+                    rule->roles.insert(*role);
+                }
+            } else if (key == "operations") {
+                for (const auto& o : list(value)) {
+                    auto op = parseOperation(o);
+                    if (!op) {
+                        return bad("unknown operation '" + o + "'");
+                    }
+                    rule->operations.insert(*op);
+                }
+            } else if (key == "kinds") {
+                for (const auto& k : list(value)) {
+                    rule->kinds.insert(k);
+                }
+            } else if (key == "owner") {
+                if (!boolean(value, &rule->owner)) {
+                    return bad("owner must be true or false");
+                }
+            } else if (key == "kindFitsOperation") {
+                if (!boolean(value, &rule->kindFitsOperation)) {
+                    return bad("kindFitsOperation must be true or false");
+                }
+            } else if (key == "effect") {
+                if (value != "allow" && value != "deny") {
+                    return bad("effect must be allow or deny");
+                }
+                rule->allow = value == "allow";
+            } else if (key == "reason") {
+                rule->reason = value;
+            } else {
+                return bad("unknown key '" + key + "' in [rule." + rule->name + "]");
+            }
+            continue;
+        }
         if (key == "maxDocumentBytes") {
             if (!number(value, 1024, 1ull << 40, &n)) {
                 return bad("maxDocumentBytes must be a number from 1024 to 2^40");
@@ -109,7 +206,27 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
             return bad("unknown key '" + key + "' in [" + section + "]");
         }
     }
+    if (rule != nullptr && ruleKeys.count("effect") == 0) {
+        return bad("[rule." + rule->name + "] needs effect = allow or deny");
+    }
     return p;
+}
+
+const AuthorizationPolicy& defaultAuthorizationPolicy() {
+    static const AuthorizationPolicy policy = [] {
+        auto p = parseSigningPolicy(shippedPolicyText(), "policies/signing.policy (built in)");
+        if (!p) {
+            throw std::logic_error(p.error().detail);  // a build with a broken shipped policy
+        }
+        return p->authorization;
+    }();
+    return policy;
+}
+
+const AuthorizationPolicy& authorizationOf(const SigningPolicy& p) {
+    return p.authorization.rules.empty() && p.authorization.kindsFor.empty()
+               ? defaultAuthorizationPolicy()
+               : p.authorization;
 }
 
 Decision checkSigningRequest(const SigningPolicy& policy, const SigningRequestFacts& r) {

@@ -50,6 +50,58 @@ TEST(SigningPolicy, BadFilesAreRefusedWithFileAndLine) {
     }
 }
 
+TEST(SigningPolicy, RulesFromTheFileReplaceTheShippedTable) {
+    // An agency where only the clerk signs, and only with credentials it owns.
+    auto p = parseSigningPolicy(
+        "[operations]\nsign-pdf = officer, seal\n"
+        "[rule.clerk-own]\nroles = clerk\noperations = sign-pdf\nowner = true\n"
+        "kindFitsOperation = true\neffect = allow\n"
+        "[rule.nobody-else]\neffect = deny\nreason = only clerks sign here, not {role}\n",
+        "agency.policy");
+    ASSERT_TRUE(p.ok()) << p.error().detail;
+    const auto& rules = authorizationOf(*p);
+    ASSERT_EQ(rules.rules.size(), 2u);
+    const CredentialFacts seal{"seal-1", "seal", {"clerk-1"}};
+    auto d = decide(rules, Principal{"clerk-1", Role::Clerk}, seal, Operation::SignPdf);
+    EXPECT_TRUE(d.allowed);
+    EXPECT_EQ(d.rule, "clerk-own");
+    d = decide(rules, Principal{"clerk-2", Role::Clerk}, seal, Operation::SignPdf);
+    EXPECT_FALSE(d.allowed);
+    EXPECT_EQ(d.rule, "nobody-else");
+    d = decide(rules, Principal{"officer-1", Role::Officer},
+               CredentialFacts{"officer-1", "officer", {"officer-1"}}, Operation::SignPdf);
+    EXPECT_EQ(d.rule, "nobody-else");
+    EXPECT_EQ(d.reason, "only clerks sign here, not officer");
+    // A policy without rules keeps the shipped table.
+    auto plain = parseSigningPolicy("[signing]\nratePerMinute = 5\n", "plain.policy");
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ(&authorizationOf(*plain), &defaultAuthorizationPolicy());
+    EXPECT_EQ(defaultAuthorizationPolicy().rules.size(), 7u);
+}
+
+TEST(SigningPolicy, BadRulesAreRefusedWithFileAndLine) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"[rule.a]\nroles = officer, boss\neffect = allow\n", "r.policy:2: unknown role 'boss'"},
+        {"[rule.a]\nroles = officer\n[rule.b]\neffect = deny\n",
+         "r.policy:3: [rule.a] needs effect"},
+        {"[rule.a]\neffect = maybe\n", "r.policy:2: effect must be allow or deny"},
+        {"[rule.a]\neffect = allow\n[rule.a]\neffect = deny\n",
+         "r.policy:3: rule a is defined twice"},
+        {"[rule.a]\noperations = sign-xml\neffect = allow\n",
+         "r.policy:2: unknown operation 'sign-xml'"},
+        {"[rule.a]\nowner = yes\neffect = allow\n", "r.policy:2: owner must be true or false"},
+        {"[rule.a]\neffect = allow\nwho = me\n", "r.policy:3: unknown key 'who'"},
+        {"[operations]\nsign-xml = officer\n", "r.policy:2: unknown operation 'sign-xml'"},
+        {"[rule.a]\nroles = admin\n", "r.policy:2: [rule.a] needs effect"},
+    };
+    for (const auto& [text, expected] : cases) {
+        SCOPED_TRACE(text);
+        auto p = parseSigningPolicy(text, "r.policy");
+        ASSERT_FALSE(p.ok());
+        EXPECT_EQ(p.error().detail.rfind(expected, 0), 0u) << p.error().detail;
+    }
+}
+
 TEST(SigningPolicy, RowAllowed) {
     EXPECT_TRUE(checkSigningRequest(SigningPolicy{}, good()).allowed);
 }

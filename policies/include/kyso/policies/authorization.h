@@ -1,23 +1,28 @@
-// Who may use which credential for what: a pure function of (principal, credential, operation),
-// with its decision table below and a test per row (tests/policies/authorization_test.cpp).
+// Who may use which credential for what: a pure function of (policy, principal, credential,
+// operation). The rules are declarative, in the policy file (policies/signing.policy, [rule.NAME]
+// sections, first match decides, none: default-deny); the shipped table is below, with a test per
+// row (tests/policies/authorization_test.cpp).
 //
-// | rule                    | principal role | operation              | credential          |
-// result |
-// |-------------------------|----------------|------------------------|---------------------|--------|
-// | admin-no-signing        | admin          | any signing            | any                 | deny
-// | | officer-own-credential  | officer        | sign-pdf/cms/hash      | officer, owned      |
-// allow  | | officer-not-owner       | officer        | sign-pdf/cms/hash      | officer, not owned
-// | deny   | | clerk-applies-seal      | clerk          | seal                   | seal | allow  |
-// | portal-seals-receipts   | portal         | receipt                | receipt-seal        | allow
-// | | tsa-for-timestamps      | any            | timestamp              | tsa                 |
-// allow  | | kind-mismatch           | any            | any                    | kind not for op |
-// deny   | | default-deny            | anything else  |                        | | deny   |
+// clang-format off
+// | # | rule                   | role    | operation         | credential           | result |
+// |---|------------------------|---------|-------------------|----------------------|--------|
+// | 1 | tsa-for-timestamps     | any     | timestamp         | tsa                  | allow  |
+// | 2 | admin-no-signing       | admin   | any               | any                  | deny   |
+// | 3 | kind-mismatch          | any     | any               | a kind the op refuses| deny   |
+// | 4 | officer-own-credential | officer | sign-pdf/cms/hash | owned                | allow  |
+// | 5 | officer-not-owner      | officer | sign-pdf/cms/hash | not owned            | deny   |
+// | 6 | clerk-applies-seal     | clerk   | seal              | any (kind: seal)     | allow  |
+// | 7 | portal-seals-receipts  | portal  | receipt           | any (receipt-seal)   | allow  |
+// | - | default-deny           | anything else                                   | deny   |
+// clang-format on
 //
 // "Owned" means the principal's name is listed in the credential's owners. Listing credentials
 // shows a principal exactly those it may use for at least one operation.
 #pragma once
 
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,9 +52,39 @@ struct Decision {
     std::string reason;  // for the problem+json detail
 };
 
+// One row of the table: every condition that is set must hold; the first matching row decides.
+struct AuthorizationRule {
+    std::string name;
+    std::set<Role> roles;                   // empty: any role
+    std::set<Operation> operations;         // empty: any operation
+    std::set<std::string> kinds;            // credential kinds; empty: any
+    std::optional<bool> owner;              // the principal is among the credential's owners
+    std::optional<bool> kindFitsOperation;  // the credential's kind is one the operation takes
+    bool allow = false;
+    std::string reason;  // for a deny; "{credential}", "{kind}" and "{role}" are filled in
+};
+
+// The [operations] and [rule.NAME] sections of the policy file (policies/signing.policy).
+struct AuthorizationPolicy {
+    std::vector<AuthorizationRule> rules;
+    std::map<Operation, std::set<std::string>> kindsFor;  // which credential kinds each takes
+};
+
+// The table above, as the shipped policies/signing.policy states it.
+const AuthorizationPolicy& defaultAuthorizationPolicy();
+
+// "sign-pdf", "sign-cms", "sign-hash", "seal", "timestamp", "receipt".
+std::optional<Operation> parseOperation(std::string_view name) noexcept;
+const char* operationName(Operation op) noexcept;
+
+Decision decide(const AuthorizationPolicy& policy, const Principal& who,
+                const CredentialFacts& credential, Operation op);
+// With defaultAuthorizationPolicy().
 Decision decide(const Principal& who, const CredentialFacts& credential, Operation op);
 
 // True when `who` may use `credential` for at least one operation.
+bool mayUse(const AuthorizationPolicy& policy, const Principal& who,
+            const CredentialFacts& credential);
 bool mayUse(const Principal& who, const CredentialFacts& credential);
 
 }  // namespace kyso::policies

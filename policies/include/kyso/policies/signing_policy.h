@@ -29,7 +29,15 @@ struct SigningPolicy {
     unsigned ecMinBits = 256;
     std::set<std::string> hashes = {"SHA-256", "SHA-384", "SHA-512"};
     unsigned ratePerMinute = 0;  // signing requests per principal and minute; 0: no limit
+    // [operations] and [rule.NAME]; empty: the shipped table (authorizationOf()).
+    AuthorizationPolicy authorization;
 };
+
+// The rules a policy uses: its own, or the shipped ones when it has none.
+const AuthorizationPolicy& authorizationOf(const SigningPolicy& policy);
+
+// The text of the shipped policies/signing.policy (built in).
+const std::string& shippedPolicyText();
 
 // Parses a policy file's text; `name` is used in errors ("policy.invalid": NAME:LINE: why).
 // Unknown sections or keys and bad values are errors.
