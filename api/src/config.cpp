@@ -122,7 +122,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"policy", {"file"}},
         {"validation",
          {"trustAnchors", "intermediates", "policy", "maxModifications", "timeoutSeconds",
-          "tlsCaFile", "ocspMaxAgeSeconds"}},
+          "tlsCaFile", "ocspMaxAgeSeconds", "digests", "rsaMinBits", "ecMinBits"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",   "key",    "certificate", "chain",
                                                          "owners", "scheme", "crlDays"};
@@ -453,6 +453,28 @@ Result<Config> loadConfig(const std::string& path) {
         }
         if (const Entry* e = get("validation", "tlsCaFile")) {
             v.tlsCaFile = resolve(e->value);
+        }
+        if (const Entry* e = get("validation", "digests")) {
+            v.digests = splitList(e->value);
+            for (const auto& d : v.digests) {
+                if (d != "SHA-256" && d != "SHA-384" && d != "SHA-512" && d != "SHA-1") {
+                    return bad(e->line, "digests may list SHA-256, SHA-384, SHA-512 (and SHA-1)");
+                }
+            }
+        }
+        if (const Entry* e = get("validation", "rsaMinBits")) {
+            auto n = number(e, 1024, 16384, "rsaMinBits");
+            if (!n) {
+                return n.error();
+            }
+            v.rsaMinBits = static_cast<unsigned>(*n);
+        }
+        if (const Entry* e = get("validation", "ecMinBits")) {
+            auto n = number(e, 160, 521, "ecMinBits");
+            if (!n) {
+                return n.error();
+            }
+            v.ecMinBits = static_cast<unsigned>(*n);
         }
         if (const Entry* e = get("validation", "ocspMaxAgeSeconds")) {
             auto n = number(e, 60, 366ull * 86400, "ocspMaxAgeSeconds");

@@ -49,6 +49,9 @@ Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store
     }
     v->m_policy.name = vc.policy;
     policies::parseModification(vc.maxModifications, &v->m_policy.maxModifications);
+    v->m_policy.digests = std::set<std::string>(vc.digests.begin(), vc.digests.end());
+    v->m_policy.rsaMinBits = vc.rsaMinBits;
+    v->m_policy.ecMinBits = vc.ecMinBits;
     if (store != nullptr) {
         v->m_cache = store->revocationCache();
     }

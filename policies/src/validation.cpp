@@ -233,6 +233,28 @@ void judgeIntegrity(const signer::SignatureFacts& f, const ValidationContext& ct
     } else if (f.hasSigningCertificateAttribute && !f.signingCertificateBound) {
         verdict(r, kFailed, "FORMAT_FAILURE");
     }
+    // The validation policy's algorithm constraints.
+    if (!f.digestAlgorithm.empty() && !ctx.policy.digests.count(f.digestAlgorithm)) {
+        r->errors.push_back("the digest algorithm " + f.digestAlgorithm +
+                            " is not accepted by the validation policy");
+        verdict(r, kIndeterminate, "SIG_CONSTRAINTS_FAILURE");
+    }
+    OsslPtr<X509> signer = ca::parseCertificate(ctx.certificates, f.signerCertDer);
+    EVP_PKEY* key = signer ? ::X509_get0_pubkey(signer.get()) : nullptr;
+    if (key != nullptr) {
+        const int bits = ::EVP_PKEY_get_bits(key);
+        const bool rsa = ::EVP_PKEY_is_a(key, "RSA") || ::EVP_PKEY_is_a(key, "RSA-PSS");
+        const bool ec = ::EVP_PKEY_is_a(key, "EC");
+        const unsigned min = rsa ? ctx.policy.rsaMinBits : ec ? ctx.policy.ecMinBits : 0;
+        if ((rsa || ec) && bits < static_cast<int>(min)) {
+            r->errors.push_back(std::string("the signer's ") + (rsa ? "RSA" : "EC") + " key has " +
+                                std::to_string(bits) +
+                                " bits, below the validation policy's minimum of " +
+                                std::to_string(min));
+            verdict(r, kIndeterminate, "SIG_CONSTRAINTS_FAILURE");
+        }
+    }
+    ::ERR_clear_error();
 }
 
 // Timestamps, the best signature time, the signer's path and revocation.

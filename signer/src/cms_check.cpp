@@ -121,7 +121,22 @@ void checkSignedData(CMS_ContentInfo* cms, const Digester& contentDigest, Signat
     const ASN1_OBJECT* mdOid = nullptr;
     ::X509_ALGOR_get0(&mdOid, nullptr, nullptr, digestAlg);
     const EVP_MD* md = mdOid != nullptr ? ::EVP_get_digestbyobj(mdOid) : nullptr;
-    out->digestAlgorithm = md != nullptr ? ::EVP_MD_get0_name(md) : "unknown";
+    switch (md != nullptr ? ::EVP_MD_get_type(md) : NID_undef) {
+        case NID_sha256:
+            out->digestAlgorithm = "SHA-256";
+            break;
+        case NID_sha384:
+            out->digestAlgorithm = "SHA-384";
+            break;
+        case NID_sha512:
+            out->digestAlgorithm = "SHA-512";
+            break;
+        case NID_sha1:
+            out->digestAlgorithm = "SHA-1";
+            break;
+        default:
+            out->digestAlgorithm = md != nullptr ? ::EVP_MD_get0_name(md) : "unknown";
+    }
     if (::CMS_signed_get_attr_count(si) < 0) {
         // No signed attributes (PKCS#7 style): the signature is over the content's digest.
         const std::string computed = md != nullptr ? contentDigest(md) : std::string();

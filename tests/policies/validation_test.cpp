@@ -109,16 +109,19 @@ TEST(Validation, CoverageAnomaliesFailWithFormatFailure) {
 }
 
 TEST(Validation, IntactForeignSignaturesLackOnlyTheirChain) {
-    // Two intact signatures, the later revision adds only a signature: the only finding is the
-    // missing trust anchor.
+    // Two intact signatures, the later revision adds only a signature: the first finding is the
+    // missing trust anchor, or (DSS's file) the signer's 1024-bit RSA key, below the national
+    // minimum the validation policy holds.
     for (const char* name :
          {"ph-minimal-two-fields-signed-twice.pdf", "dss-hello_signed_INCSAVE_signed.pdf"}) {
         SCOPED_TRACE(name);
         auto rep = validate(name);
         ASSERT_EQ(rep.signatures.size(), 2u);
         EXPECT_EQ(rep.indication, "INDETERMINATE");
+        const bool weakKey = std::string(name).rfind("dss-", 0) == 0;
         for (const auto& s : rep.signatures) {
-            EXPECT_EQ(s.subIndication, "NO_CERTIFICATE_CHAIN_FOUND");
+            EXPECT_EQ(s.subIndication,
+                      weakKey ? "SIG_CONSTRAINTS_FAILURE" : "NO_CERTIFICATE_CHAIN_FOUND");
         }
         EXPECT_EQ(rep.signatures[0].coverage, "ENTIRE_REVISION");
         EXPECT_EQ(rep.signatures[0].modificationsAfterSigning, "SIGNATURES_ONLY");
@@ -130,7 +133,15 @@ TEST(Validation, SignatureWithoutSignedAttributesIsChecked) {
     // adbe.pkcs7.sha1 without signed attributes: the value signs the SHA-1 of the range itself.
     auto rep = validate("dss-pkcs7_sha1.pdf");
     ASSERT_EQ(rep.signatures.size(), 2u);
-    EXPECT_EQ(rep.signatures[0].subIndication, "NO_CERTIFICATE_CHAIN_FOUND");
+    // Intact, but SHA-1: below the validation policy's algorithms (SHA-2 only).
+    EXPECT_EQ(rep.signatures[0].subIndication, "SIG_CONSTRAINTS_FAILURE");
+    // With SHA-1 accepted, only the missing trust anchor remains.
+    policies::ValidationContext lenient;
+    lenient.policy.digests.insert("SHA-1");
+    lenient.policy.rsaMinBits = 1024;
+    auto accepted = policies::validatePdf(corpusDir() + "/pdf/signed/dss-pkcs7_sha1.pdf", lenient);
+    ASSERT_TRUE(accepted.ok());
+    EXPECT_EQ(accepted->signatures.at(0).subIndication, "NO_CERTIFICATE_CHAIN_FOUND");
     // One byte of the first revision changed: that signature no longer verifies.
     std::string pdf = readFile(corpusDir() + "/pdf/signed/dss-pkcs7_sha1.pdf");
     const auto at = pdf.find("stream") + 20;

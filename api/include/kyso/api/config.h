@@ -65,6 +65,9 @@ struct ValidationConfig {
     int timeoutSeconds = 10;                        // each CRL / OCSP fetch
     std::string tlsCaFile;                          // PEM roots for https revocation URLs
     long ocspMaxAgeSeconds = 7 * 86400;
+    std::vector<std::string> digests = {"SHA-256", "SHA-384", "SHA-512"};
+    unsigned rsaMinBits = 2048;
+    unsigned ecMinBits = 256;
 };
 
 // A TLS client certificate and the principal it authenticates ([client.NAME]).

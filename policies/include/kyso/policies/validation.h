@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,11 @@ struct ValidationPolicy {
     // level lowers it (P=1: validation data and document timestamps only, P=2: form filling,
     // P=3: annotations); OTHER never passes.
     signer::Modification maxModifications = signer::Modification::FormFilling;
+    // Algorithm constraints (national rules: SHA-2, RSA >= 2048, ECDSA >= 256): a signature
+    // below them is INDETERMINATE / SIG_CONSTRAINTS_FAILURE.
+    std::set<std::string> digests = {"SHA-256", "SHA-384", "SHA-512"};
+    unsigned rsaMinBits = 2048;
+    unsigned ecMinBits = 256;
 };
 
 // What a validation needs; every pointer is borrowed.

@@ -36,7 +36,7 @@ struct SignatureFacts {
     std::string signerCertDer;                 // empty when the CMS does not carry it
     std::vector<std::string> certificatesDer;  // every certificate in the CMS (intermediates)
     std::time_t claimedSigningTime = 0;        // signing-time attribute, 0 when absent
-    std::string digestAlgorithm;               // e.g. "SHA256"
+    std::string digestAlgorithm;               // "SHA-256", "SHA-384", "SHA-512", "SHA-1", ...
     std::vector<TimestampFacts> timestamps;    // signature timestamps; a document timestamp's own
     std::vector<std::string> errors;
 };
