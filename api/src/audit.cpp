@@ -1,5 +1,8 @@
 #include "kyso/api/audit.h"
 
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 
@@ -262,6 +265,14 @@ Status AuditLog::checkpoint() {
 }
 
 AuditVerification verifyAuditLog(Store& store, const std::string& auditCertificateDer) {
+    return verifyAuditChain(
+        [&store](std::uint64_t after, std::size_t limit) { return store.auditRows(after, limit); },
+        store.auditCheckpoints(), auditCertificateDer);
+}
+
+AuditVerification verifyAuditChain(const AuditRowSource& rowsAfter,
+                                   const std::vector<AuditCheckpoint>& checkpoints,
+                                   const std::string& auditCertificateDer) {
     AuditVerification v;
     auto fail = [&v](std::uint64_t seq, const std::string& why) {
         if (v.intact || seq < v.firstBadSeq) {
@@ -270,7 +281,6 @@ AuditVerification verifyAuditLog(Store& store, const std::string& auditCertifica
             v.reason = why;
         }
     };
-    const std::vector<AuditCheckpoint> checkpoints = store.auditCheckpoints();
     std::map<std::uint64_t, std::string> hashAt;  // at checkpoint sequence numbers
     for (const auto& c : checkpoints) {
         hashAt[c.seq];
@@ -279,7 +289,7 @@ AuditVerification verifyAuditLog(Store& store, const std::string& auditCertifica
     std::string prev;
     bool broken = false;
     for (;;) {
-        auto rows = store.auditRows(last, 10000);
+        auto rows = rowsAfter(last, 10000);
         if (rows.empty()) {
             break;
         }
@@ -329,6 +339,80 @@ AuditVerification verifyAuditLog(Store& store, const std::string& auditCertifica
         }
     }
     return v;
+}
+
+std::string exportAuditLog(Store& store, const std::string& auditCertificatePem) {
+    Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+    o.set("format", "kyso-audit-export-v1");
+    o.set("exported", nowIso());
+    o.set("auditCertificate", auditCertificatePem);
+    Poco::JSON::Array entries;
+    for (std::uint64_t after = 0;;) {
+        auto rows = store.auditRows(after, 10000);
+        if (rows.empty()) {
+            break;
+        }
+        for (const auto& r : rows) {
+            Poco::JSON::Object e(Poco::JSON_PRESERVE_KEY_ORDER);
+            e.set("seq", static_cast<Poco::UInt64>(r.seq));
+            e.set("time", r.time);
+            e.set("type", r.type);
+            e.set("principal", r.principal);
+            e.set("credential", r.credential);
+            e.set("outcome", r.outcome);
+            e.set("detail", r.detail);  // the exact text the hash covers
+            e.set("prevHash", r.prevHash);
+            e.set("hash", r.hash);
+            entries.add(e);
+            after = r.seq;
+        }
+    }
+    o.set("entries", entries);
+    Poco::JSON::Array checkpoints;
+    for (const auto& c : store.auditCheckpoints()) {
+        Poco::JSON::Object j(Poco::JSON_PRESERVE_KEY_ORDER);
+        j.set("seq", static_cast<Poco::UInt64>(c.seq));
+        j.set("hash", c.hash);
+        j.set("time", c.time);
+        j.set("signature", c.signature);
+        checkpoints.add(j);
+    }
+    o.set("checkpoints", checkpoints);
+    std::ostringstream out;
+    o.stringify(out, 1);
+    return out.str();
+}
+
+Result<AuditExport> readAuditExport(const std::string& json) {
+    AuditExport x;
+    try {
+        Poco::JSON::Parser parser;
+        auto o = parser.parse(json).extract<Poco::JSON::Object::Ptr>();
+        if (o->getValue<std::string>("format") != "kyso-audit-export-v1") {
+            return Error::make("audit.export_invalid", "not a kyso audit export");
+        }
+        x.certificatePem = o->optValue<std::string>("auditCertificate", "");
+        auto entries = o->getArray("entries");
+        for (std::size_t i = 0; entries && i < entries->size(); ++i) {
+            auto e = entries->getObject(static_cast<unsigned>(i));
+            x.rows.push_back(
+                AuditRow{e->getValue<std::uint64_t>("seq"), e->getValue<std::string>("time"),
+                         e->getValue<std::string>("type"), e->getValue<std::string>("principal"),
+                         e->getValue<std::string>("credential"),
+                         e->getValue<std::string>("outcome"), e->getValue<std::string>("detail"),
+                         e->getValue<std::string>("prevHash"), e->getValue<std::string>("hash")});
+        }
+        auto cps = o->getArray("checkpoints");
+        for (std::size_t i = 0; cps && i < cps->size(); ++i) {
+            auto c = cps->getObject(static_cast<unsigned>(i));
+            x.checkpoints.push_back(AuditCheckpoint{
+                c->getValue<std::uint64_t>("seq"), c->getValue<std::string>("hash"),
+                c->getValue<std::string>("time"), c->getValue<std::string>("signature")});
+        }
+    } catch (const Poco::Exception& e) {
+        return Error::make("audit.export_invalid", "unreadable audit export: " + e.displayText());
+    }
+    return x;
 }
 
 }  // namespace kyso::api

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kyso/api/audit.h"
 #include "kyso/api/config.h"
 #include "kyso/api/store.h"
 #include "kyso/ca-bridge/issuer.h"
@@ -79,7 +80,18 @@ struct Demo {
         spec.type = type;
         spec.rsaBits = bits;
         spec.label = label;
-        return token->generateKey(spec);
+        auto generated = token->generateKey(spec);
+        if (generated) {
+            AuditLog audit(*store, nullptr);
+            auto r = audit.append({"key.generate", "demo", label, "ok",
+                                   "{\"type\":\"" +
+                                       std::string(type == hsm::KeyType::Rsa ? "RSA" : "EC") +
+                                       "\",\"bits\":\"" + std::to_string(generated->bits) + "\"}"});
+            if (!r) {
+                return r.error();
+            }
+        }
+        return generated;
     }
 
     // The certificate of `label`: from the token if it is there, otherwise issued and stored.

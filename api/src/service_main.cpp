@@ -323,33 +323,24 @@ int cmdCaRevoke(const Args& a) {
 
 // `kyso audit verify`: exit 0 when the chain and every checkpoint hold; otherwise the first bad
 // sequence number on stdout and exit 1.
-int cmdAuditVerify(const Args& a) {
-    if (!onlyKnown(a, {"config"})) {
-        return kExitUsage;
+// The audit certificate's PEM from [audit] (empty when none is configured).
+Result<std::string> auditCertificatePem(const kyso::api::Config& cfg) {
+    if (!cfg.audit) {
+        return std::string();
     }
-    auto cfg = configFrom(a);
-    if (!cfg) {
-        return fail(cfg.error(), kExitConfig);
+    const kyso::api::CredentialConfig* cc = cfg.findCredential(cfg.audit->credential);
+    std::ifstream in(cc->certificate, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto certs = kyso::ca::certificatesFromPem(ss.str());
+    if (!certs || certs->empty()) {
+        return Error::make("config.invalid",
+                           "cannot read the audit certificate " + cc->certificate);
     }
-    std::string certDer;
-    if (cfg->audit) {
-        const kyso::api::CredentialConfig* cc = cfg->findCredential(cfg->audit->credential);
-        std::ifstream in(cc->certificate, std::ios::binary);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        auto certs = kyso::ca::certificatesFromPem(ss.str());
-        if (!certs || certs->empty()) {
-            return fail(Error::make("config.invalid",
-                                    "cannot read the audit certificate " + cc->certificate),
-                        kExitConfig);
-        }
-        certDer = certs->front();
-    }
-    auto store = kyso::api::Store::open(cfg->databasePath);
-    if (!store) {
-        return fail(store.error(), kExitUnavailable);
-    }
-    auto v = kyso::api::verifyAuditLog(**store, certDer);
+    return kyso::ca::certificateToPem(certs->front());
+}
+
+int reportAudit(const kyso::api::AuditVerification& v, bool haveCertificate) {
     if (!v.intact) {
         std::cout << v.firstBadSeq << "\n";
         std::cerr << "kyso: audit log broken at entry " << v.firstBadSeq << ": " << v.reason
@@ -358,7 +349,96 @@ int cmdAuditVerify(const Args& a) {
     }
     std::cerr << "kyso: audit log intact: " << v.entries << " entries, " << v.checkpoints
               << " signed checkpoints (last at " << v.lastCheckpointSeq << ")"
-              << (certDer.empty() ? "; no [audit] key: checkpoints not configured" : "") << "\n";
+              << (haveCertificate ? "" : "; no audit certificate: checkpoints not configured")
+              << "\n";
+    return 0;
+}
+
+// `kyso audit verify --config FILE`: the database. `kyso audit verify --export FILE
+// [--certificate PEM]`: an export, offline (the auditor's own copy of the audit certificate,
+// else the one in the export). Exit 0 when the chain and every checkpoint hold; otherwise the
+// first bad sequence number on stdout and exit 1.
+int cmdAuditVerify(const Args& a) {
+    if (!onlyKnown(a, {"config", "export", "certificate"})) {
+        return kExitUsage;
+    }
+    if (a.options.count("export")) {
+        std::ifstream in(a.options.at("export"), std::ios::binary);
+        if (!in) {
+            return fail(Error::make("io.read", "cannot read " + a.options.at("export")), kExitIo);
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        auto x = kyso::api::readAuditExport(text.str());
+        if (!x) {
+            return fail(x.error(), kExitData);
+        }
+        std::string pem = x->certificatePem;
+        if (a.options.count("certificate")) {
+            std::ifstream c(a.options.at("certificate"), std::ios::binary);
+            std::stringstream cs;
+            cs << c.rdbuf();
+            pem = cs.str();
+        } else if (!pem.empty()) {
+            std::cerr << "kyso: warning: checking with the certificate inside the export; give "
+                         "--certificate with your own copy\n";
+        }
+        auto certs = kyso::ca::certificatesFromPem(pem);
+        const std::string der = certs && !certs->empty() ? certs->front() : std::string();
+        std::size_t next = 0;
+        auto v = kyso::api::verifyAuditChain(
+            [&](std::uint64_t, std::size_t limit) {
+                std::vector<kyso::api::AuditRow> out;
+                while (next < x->rows.size() && out.size() < limit) {
+                    out.push_back(x->rows[next++]);
+                }
+                return out;
+            },
+            x->checkpoints, der);
+        return reportAudit(v, !der.empty());
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    auto pem = auditCertificatePem(*cfg);
+    if (!pem) {
+        return fail(pem.error(), kExitConfig);
+    }
+    auto certs = kyso::ca::certificatesFromPem(*pem);
+    const std::string der = certs && !certs->empty() ? certs->front() : std::string();
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    return reportAudit(kyso::api::verifyAuditLog(**store, der), !der.empty());
+}
+
+// `kyso audit export --config FILE --out FILE`: every entry and checkpoint with the audit
+// certificate, for `kyso audit verify --export` on another machine.
+int cmdAuditExport(const Args& a) {
+    if (!onlyKnown(a, {"config", "out"}) || !a.options.count("out")) {
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    auto pem = auditCertificatePem(*cfg);
+    if (!pem) {
+        return fail(pem.error(), kExitConfig);
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        return fail(store.error(), kExitUnavailable);
+    }
+    std::ofstream out(a.options.at("out"), std::ios::binary | std::ios::trunc);
+    out << kyso::api::exportAuditLog(**store, *pem);
+    out.close();
+    if (!out) {
+        return fail(Error::make("io.write", "cannot write " + a.options.at("out")), kExitIo);
+    }
     return 0;
 }
 
@@ -433,6 +513,9 @@ int main(int argc, char** argv) {
         }
         if (args && args->positional.empty() && cmd == "audit" && sub == "verify") {
             return cmdAuditVerify(*args);
+        }
+        if (args && args->positional.empty() && cmd == "audit" && sub == "export") {
+            return cmdAuditExport(*args);
         }
         if (!args || !args->positional.empty()) {
             std::cerr << kUsage;

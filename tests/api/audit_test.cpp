@@ -224,6 +224,59 @@ TEST(Audit, ARewrittenChainIsCaughtByTheNextSignedCheckpoint) {
     EXPECT_EQ(out, "10\n");
 }
 
+// An export verifies offline with the audit certificate alone; an edited export does not.
+TEST(Audit, AnExportVerifiesOfflineAndItsTamperingIsFound) {
+    auto& env = Env::get();
+    auto f = makeAuditLog();
+    const std::string exported = f.dir + "/audit.json";
+    std::string out;
+    ASSERT_EQ(run(std::string(KYSO_BINARY) + " audit export --config " + shellQuote(f.conf) +
+                      " --out " + shellQuote(exported),
+                  &out),
+              0)
+        << out;
+    const std::string cert = env.dir + "/pki/audit.pem";
+    auto verifyExport = [&](const std::string& file) {
+        std::string text;
+        const int rc =
+            run("(" + std::string(KYSO_BINARY) + " audit verify --export " + shellQuote(file) +
+                    " --certificate " + shellQuote(cert) + " 2>/dev/null)",
+                &text);
+        return std::make_pair(rc, text);
+    };
+    auto [rc, text] = verifyExport(exported);
+    EXPECT_EQ(rc, 0) << text;
+    // Entry 12's principal changed in the export.
+    std::string json = readFile(exported);
+    std::size_t at = std::string::npos;
+    for (auto k = json.find("\"seq\""); k != std::string::npos; k = json.find("\"seq\"", k + 1)) {
+        auto v = json.find_first_of("0123456789", k);
+        if (json.compare(v, 3, "12,") == 0 || json.compare(v, 3, "12\n") == 0) {
+            at = k;
+            break;
+        }
+    }
+    ASSERT_NE(at, std::string::npos) << json.substr(0, 400);
+    const auto who = json.find("\"tester\"", at);
+    ASSERT_NE(who, std::string::npos);
+    json.replace(who, 8, "\"tester2\"");
+    writeFile(f.dir + "/edited.json", json);
+    auto [rc2, text2] = verifyExport(f.dir + "/edited.json");
+    EXPECT_EQ(rc2, 1);
+    EXPECT_EQ(text2, "12\n");
+    // Against another certificate, the checkpoints do not verify.
+    auto [rc3, text3] = [&] {
+        std::string t;
+        const int r = run("(" + std::string(KYSO_BINARY) + " audit verify --export " +
+                              shellQuote(exported) + " --certificate " +
+                              shellQuote(env.dir + "/pki/officer-1.pem") + " 2>/dev/null)",
+                          &t);
+        return std::make_pair(r, t);
+    }();
+    EXPECT_EQ(rc3, 1);
+    EXPECT_EQ(text3, "5\n");
+}
+
 // The service log: one JSON object a line, a request id on each request line, and never a PIN,
 // an API key's secret, or the content of a document (nor the reason given with it).
 TEST(Audit, TheLogIsJsonAndHoldsNoSecret) {

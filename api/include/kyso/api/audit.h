@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -86,5 +87,23 @@ struct AuditVerification {
 // Checks the whole chain and every checkpoint (signature with `auditCertificateDer`; empty:
 // checkpoints cannot be checked and make the log not intact).
 AuditVerification verifyAuditLog(Store& store, const std::string& auditCertificateDer);
+
+// The same over any source of rows (an export read back): `rowsAfter(seq, limit)` gives the rows
+// after `seq` in order, at most `limit`.
+using AuditRowSource = std::function<std::vector<AuditRow>(std::uint64_t after, std::size_t limit)>;
+AuditVerification verifyAuditChain(const AuditRowSource& rowsAfter,
+                                   const std::vector<AuditCheckpoint>& checkpoints,
+                                   const std::string& auditCertificateDer);
+
+// An export an auditor verifies offline (`kyso audit verify --export FILE`): every entry, every
+// checkpoint and the audit certificate (PEM), as JSON ("format": "kyso-audit-export-v1").
+std::string exportAuditLog(Store& store, const std::string& auditCertificatePem);
+// Reads an export back. Errors: "audit.export_invalid".
+struct AuditExport {
+    std::vector<AuditRow> rows;
+    std::vector<AuditCheckpoint> checkpoints;
+    std::string certificatePem;
+};
+Result<AuditExport> readAuditExport(const std::string& json);
 
 }  // namespace kyso::api
