@@ -184,29 +184,35 @@ void AuditLog::run() {
         std::uint64_t head = 0;
         std::string headHash;
         std::vector<std::uint64_t> seqs;
-        Status st = m_store.appendAudit([&](std::uint64_t last, const std::string& lastHash) {
-            std::vector<AuditRow> rows;
-            seqs.clear();
-            std::string prev = lastHash;
-            for (auto& p : batch) {
-                AuditRow r;
-                r.seq = ++last;
-                r.time = time;
-                r.type = p.event.type;
-                r.principal = p.event.principal.empty() ? "-" : p.event.principal;
-                r.credential = p.event.credential;
-                r.outcome = p.event.outcome;
-                r.detail = p.event.detail.empty() ? "{}" : p.event.detail;
-                r.prevHash = prev;
-                r.hash = auditHash(r);
-                prev = r.hash;
-                seqs.push_back(r.seq);
-                rows.push_back(std::move(r));
-            }
-            head = last;
-            headHash = prev;
-            return rows;
-        });
+        Status st = Error::make("audit.unavailable", "not written");
+        try {
+            st = m_store.appendAudit([&](std::uint64_t last, const std::string& lastHash) {
+                std::vector<AuditRow> rows;
+                seqs.clear();
+                std::string prev = lastHash;
+                for (auto& p : batch) {
+                    AuditRow r;
+                    r.seq = ++last;
+                    r.time = time;
+                    r.type = p.event.type;
+                    r.principal = p.event.principal.empty() ? "-" : p.event.principal;
+                    r.credential = p.event.credential;
+                    r.outcome = p.event.outcome;
+                    r.detail = p.event.detail.empty() ? "{}" : p.event.detail;
+                    r.prevHash = prev;
+                    r.hash = auditHash(r);
+                    prev = r.hash;
+                    seqs.push_back(r.seq);
+                    rows.push_back(std::move(r));
+                }
+                head = last;
+                headHash = prev;
+                return rows;
+            });
+        } catch (const std::exception& e) {
+            // Nothing escapes the writer thread: every waiting request gets the error.
+            st = Error::make("audit.unavailable", e.what());
+        }
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (st) {
                 batch[i].done.set_value(seqs[i]);

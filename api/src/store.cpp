@@ -435,6 +435,13 @@ Status Store::appendAudit(const AuditBuilder& build) {
         } catch (const Poco::Exception&) {
         }
         return Error::make("db.unavailable", "cannot append to the audit log: " + e.displayText());
+    } catch (const std::exception& e) {
+        try {
+            s << "ROLLBACK", now;
+        } catch (const Poco::Exception&) {
+        }
+        return Error::make("db.unavailable",
+                           std::string("cannot append to the audit log: ") + e.what());
     }
     return Ok{};
 }
