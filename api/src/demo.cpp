@@ -368,7 +368,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!st) {
         return st;
     }
-    for (const char* client : {"officer-1", "portal"}) {
+    for (const char* client : {"admin", "officer-1", "clerk", "portal"}) {
         st = d.ensureClient(client, *issuing);
         if (!st) {
             return st;
@@ -387,7 +387,9 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[server]\nlisten = " << options.listen << "\ncertificate = tls/server.pem\n"
              << "privateKey = tls/server.key\nmaxBodyBytes = 104857600\nthreads = 8\n"
              << "spoolDir = spool\nclientCa = pki/root-ca.pem\n\n"
+             << "[client.admin]\ncertificate = clients/admin.pem\nrole = admin\n\n"
              << "[client.officer-1]\ncertificate = clients/officer-1.pem\nrole = officer\n\n"
+             << "[client.clerk]\ncertificate = clients/clerk.pem\nrole = clerk\n\n"
              << "[client.portal]\ncertificate = clients/portal.pem\nrole = portal\n\n"
              << "[pkcs11]\nmodule = " << options.module << "\ntoken = " << kTokenLabel
              << "\npin = file:secrets/user.pin\nsofthsm2Conf = softhsm2.conf\n\n"
@@ -441,8 +443,10 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         j.set("trustAnchors", d.p("pki/root-ca.pem"));
         j.set("apiKeys", keys);
         Poco::JSON::Array clients;
-        for (const auto& [name, role] :
-             {std::pair<std::string, std::string>{"officer-1", "officer"}, {"portal", "portal"}}) {
+        for (const auto& [name, role] : {std::pair<std::string, std::string>{"admin", "admin"},
+                                         {"officer-1", "officer"},
+                                         {"clerk", "clerk"},
+                                         {"portal", "portal"}}) {
             Poco::JSON::Object c;
             c.set("role", role);
             c.set("name", name);

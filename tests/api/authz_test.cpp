@@ -68,18 +68,28 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
         {"GET", "/ca/{name}.crl", "/ca/issuing-ca.crl", "", "", all(200, 200, 200, 200, 200)},
     };
     std::set<std::string> covered;
-    for (const auto& row : rows) {
-        covered.insert(row.method + " " + row.route);
-        for (const auto& [who, status] : row.expect) {
-            SCOPED_TRACE(row.method + " " + row.path + " as " + who);
-            const std::string key = who == "anonymous" ? "" : env.keys[who];
-            auto r = row.body.empty()
-                         ? env.request(row.method, row.path, key)
-                         : env.request(row.method, row.path, key, row.body, row.contentType);
-            EXPECT_EQ(r.status, status) << r.body;
-            if (status >= 400) {
-                EXPECT_NE(r.header("Content-Type").find("application/problem+json"),
-                          std::string::npos);
+    // Each principal authenticates twice: with its API key, then with its TLS client certificate.
+    for (const bool withCertificate : {false, true}) {
+        for (const auto& row : rows) {
+            covered.insert(row.method + " " + row.route);
+            for (const auto& [who, status] : row.expect) {
+                SCOPED_TRACE(row.method + " " + row.path + " as " + who +
+                             (withCertificate ? " (client certificate)" : " (API key)"));
+                const bool anonymous = who == "anonymous";
+                const std::string key = anonymous || withCertificate ? "" : env.keys[who];
+                const std::string cert =
+                    anonymous || !withCertificate
+                        ? ""
+                        : "--cert " + shellQuote(env.dir + "/clients/" + who + ".pem") + " --key " +
+                              shellQuote(env.dir + "/clients/" + who + ".key") + " ";
+                auto r =
+                    env.request(row.method, row.path, key, row.body,
+                                row.body.empty() ? "application/pdf" : row.contentType, "", cert);
+                EXPECT_EQ(r.status, status) << r.body;
+                if (status >= 400) {
+                    EXPECT_NE(r.header("Content-Type").find("application/problem+json"),
+                              std::string::npos);
+                }
             }
         }
     }
