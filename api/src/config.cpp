@@ -110,8 +110,8 @@ Result<Config> loadConfig(const std::string& path) {
     };
     static const std::map<std::string, std::set<std::string>> known = {
         {"server",
-         {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir",
-          "clientCa"}},
+         {"listen", "certificate", "privateKey", "maxBodyBytes", "threads", "spoolDir", "clientCa",
+          "socketTimeoutSeconds"}},
         {"pkcs11", {"module", "token", "serial", "pin", "softhsm2Conf", "maxSessions"}},
         {"database", {"path"}},
         {"tsa",
@@ -205,6 +205,13 @@ Result<Config> loadConfig(const std::string& path) {
         c.threads = static_cast<unsigned>(*v);
     }
     c.spoolDir = resolve(get("server", "spoolDir") ? get("server", "spoolDir")->value : "spool");
+    if (const Entry* e = get("server", "socketTimeoutSeconds")) {
+        auto v = number(e, 1, 3600, "socketTimeoutSeconds");
+        if (!v) {
+            return v.error();
+        }
+        c.socketTimeoutSeconds = static_cast<int>(*v);
+    }
     if (const Entry* e = get("server", "clientCa")) {
         c.clientCa = resolve(e->value);
     }

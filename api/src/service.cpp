@@ -1416,7 +1416,9 @@ Status Service::start() {
         hp->setKeepAlive(true);
         hp->setMaxKeepAliveRequests(10000);
         hp->setKeepAliveTimeout(Poco::Timespan(15, 0));
-        hp->setTimeout(Poco::Timespan(60, 0));
+        // A client that stops sending (or reading) for this long is disconnected: slow clients
+        // cannot hold a worker thread.
+        hp->setTimeout(Poco::Timespan(cfg.socketTimeoutSeconds, 0));
         // Our own pool, so that stop() can wait for every connection thread.
         m_impl->pool = std::make_unique<Poco::ThreadPool>(2, static_cast<int>(cfg.threads) + 2);
         m_impl->server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*m_impl),

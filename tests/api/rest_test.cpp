@@ -432,6 +432,49 @@ namespace {
 
 // `kyso serve` as its own process, stopped with SIGTERM while signing requests are in flight:
 // it must wait for them, exit 0, and leave no request document in its spool directory.
+// A client that sends half a request and then nothing is disconnected after
+// [server] socketTimeoutSeconds, and the service answers others meanwhile.
+TEST(Serve, SlowClientsAreDisconnected) {
+    auto& env = Env::get();
+    const std::string conf = serveConf("slow");
+    std::string text = readFile(conf);
+    const auto at = text.find("threads = 8");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 11, "threads = 2\nsocketTimeoutSeconds = 2");
+    writeFile(conf, text);
+    ServeProcess serve = startServe(conf);
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    // Two slow clients (as many as the service has threads), each holding its connection open
+    // after half a header; `timeout 60` is only our own bound, exit 124 means it was reached.
+    const std::string script = tempDir("slow") + "/slow.sh";
+    writeFile(
+        script,
+        "timeout 60 openssl s_client -quiet -connect 127.0.0.1:" + serve.port +
+            " < <(printf 'GET /healthz HTTP/1.1\\r\\nHost: x\\r\\n'; exec sleep 55 2>/dev/null) "
+            ">/dev/null 2>&1\n");
+    std::vector<std::thread> slow;
+    std::vector<int> rcs(2, -1);
+    for (int i = 0; i < 2; ++i) {
+        slow.emplace_back([&, i] { rcs[static_cast<std::size_t>(i)] = run("bash " + script); });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::string code;
+    run("curl -s -o /dev/null -w '%{http_code}' --max-time 30 --cacert " +
+            shellQuote(env.dir + "/pki/root-ca.pem") + " https://127.0.0.1:" + serve.port +
+            "/healthz",
+        &code);
+    EXPECT_EQ(code, "200");
+    for (auto& t : slow) {
+        t.join();
+    }
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
+    for (int rc : rcs) {
+        EXPECT_NE(rc, 124) << "the server kept a silent client's connection open";
+    }
+}
+
 // A second service on a port that is already served does not start (no SO_REUSEPORT sharing).
 TEST(Serve, RefusesAPortInUse) {
     auto& env = Env::get();

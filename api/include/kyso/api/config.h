@@ -86,6 +86,7 @@ struct Config {
     std::string tlsPrivateKey;
     std::uint64_t maxBodyBytes = 100ull * 1024 * 1024;
     unsigned threads = 8;
+    int socketTimeoutSeconds = 60;  // a client silent this long is disconnected
     std::string spoolDir;  // request and response bodies; default: DIR-of-config/spool
     // PEM: the CA(s) whose client certificates the TLS server asks for and checks; empty: no
     // client certificates (bearer API keys only).
