@@ -107,6 +107,7 @@ int httpStatusFor(const std::string& code) {
         {"route.not_found", 404},
         {"length.required", 411},
         {"rate.limited", 429},
+        {"audit.unavailable", 503},
         {"method.not_allowed", 405},
         {"level.unsupported", 400},
         {"appearance.unsupported", 400},

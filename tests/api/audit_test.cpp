@@ -336,6 +336,46 @@ TEST(Audit, TheLogIsJsonAndHoldsNoSecret) {
     EXPECT_GE(requests, 2);
 }
 
+// When the audit entry cannot be committed (another process holds the database's write lock
+// past the busy timeout), the signature is withheld: 503 audit.unavailable, no PDF.
+TEST(Audit, NoSignatureWithoutItsCommittedEntry) {
+    auto& env = Env::get();
+    ServeProcess serve = startServe(serveConf("locked"));
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    const std::string dir = tempDir("locked");
+    writeFile(dir + "/auth", "Authorization: Bearer " + env.keys["officer-1"] + "\n");
+    auto sign = [&](const std::string& out) {
+        std::string code;
+        run("curl -s --max-time 60 -o " + out + " -w '%{http_code}' --cacert " +
+                shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
+                "/auth -H 'Content-Type: application/pdf' --data-binary @" +
+                shellQuote(samplePdf()) + " 'https://127.0.0.1:" + serve.port +
+                "/api/v1/sign/pdf?credential=officer-1&level=B-B'",
+            &code);
+        return code;
+    };
+    ASSERT_EQ(sign(dir + "/first.pdf"), "200");  // the key is verified and cached
+    // Hold the write lock for 12 s (the service waits 5 s for it).
+    std::thread locker([&] {
+        run("sqlite3 " + shellQuote(env.dir + "/kyso.db") +
+            " 'BEGIN EXCLUSIVE; SELECT count(*) FROM audit;' '.shell sleep 12' 'COMMIT;'");
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    EXPECT_EQ(sign(dir + "/second.pdf"), "503");
+    const std::string body = readFile(dir + "/second.pdf");
+    EXPECT_NE(body.find("audit.unavailable"), std::string::npos) << body;
+    EXPECT_EQ(body.find("%PDF"), std::string::npos);
+    locker.join();
+    // The lock released, signing and the chain are fine again.
+    EXPECT_EQ(sign(dir + "/third.pdf"), "200");
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
+    AuditFixture f{env.dir, env.dir + "/kyso.db", serveConf("locked")};
+    auto [rc, out] = auditVerify(f);
+    EXPECT_EQ(rc, 0) << out;
+}
+
 // kill -9 during concurrent signing: no committed entry is lost, the chain verifies, and every
 // signed PDF a client received has its entry (a signature is sent only after its entry commits).
 TEST(Audit, KilledDuringSigningLosesNothingAClientReceived) {
