@@ -396,13 +396,16 @@ TEST(Audit, KilledDuringSigningLosesNothingAClientReceived) {
             for (int i = 0; !stop; ++i) {
                 const std::string out = dir + "/" + std::to_string(i) + ".pdf";
                 std::string code;
-                run("curl -s --max-time 20 --cacert " + shellQuote(env.dir + "/pki/root-ca.pem") +
-                        " -H @" + dir + "/auth -H 'Content-Type: application/pdf' --data-binary @" +
-                        shellQuote(samplePdf()) + " -o " + out + " -w '%{http_code}' " +
-                        "'https://127.0.0.1:" + serve.port +
-                        "/api/v1/sign/pdf?credential=officer-1&level=B-B'",
-                    &code);
-                if (code == "200") {
+                // A complete answer only: curl exits 0 (a transfer cut by the kill is exit 18,
+                // still with status 200).
+                const int rc = run("curl -s --max-time 20 --cacert " +
+                                       shellQuote(env.dir + "/pki/root-ca.pem") + " -H @" + dir +
+                                       "/auth -H 'Content-Type: application/pdf' --data-binary @" +
+                                       shellQuote(samplePdf()) + " -o " + out +
+                                       " -w '%{http_code}' " + "'https://127.0.0.1:" + serve.port +
+                                       "/api/v1/sign/pdf?credential=officer-1&level=B-B'",
+                                   &code);
+                if (rc == 0 && code == "200") {
                     std::lock_guard lk(mu);
                     received.push_back(out);
                     ++ok;
