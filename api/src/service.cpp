@@ -7,16 +7,22 @@
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
 #include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerRequestImpl.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/HTTPServerResponseImpl.h>
+#include <Poco/Net/HTTPServerSession.h>
 #include <Poco/Net/MediaType.h>
 #include <Poco/Net/MessageHeader.h>
 #include <Poco/Net/MultipartReader.h>
+#include <Poco/Net/NetException.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
 #include <Poco/Net/X509Certificate.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/ThreadPool.h>
@@ -105,6 +111,7 @@ int httpStatusFor(const std::string& code) {
         {"auth.denied", 403},
         {"credential.unknown", 404},
         {"route.not_found", 404},
+        {"request.malformed", 400},
         {"length.required", 411},
         {"rate.limited", 429},
         {"audit.unavailable", 503},
@@ -333,7 +340,8 @@ struct Service::Impl {
     Metrics metrics;
     RateLimiter rateLimiter;
     std::unique_ptr<Poco::ThreadPool> pool;
-    std::unique_ptr<Poco::Net::HTTPServer> server;
+    std::unique_ptr<Poco::Net::TCPServer> server;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr handlers;
 
     // Requests inside handle(): stop() waits for them before the token may go away.
     std::mutex flightMu;
@@ -1343,9 +1351,106 @@ class Factory final : public Poco::Net::HTTPRequestHandlerFactory {
     Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
         return new Handler(m_impl);
     }
+    // What HTTPServer::stopAll(true) does: every connection closes its socket.
+    void closeConnections(const void* server) {
+        const bool abortCurrent = true;
+        serverStopped(server, abortCurrent);
+    }
 
   private:
     Service::Impl& m_impl;
+};
+
+// Poco's HTTPServerConnection with one difference: a request the HTTP parser refuses (a header
+// field over 8 KiB, more than 100 fields, a malformed request line) is answered with
+// problem+json like every other error, not a bare 400. Stopping works as with HTTPServer: the
+// base class closes the socket when the handler factory reports serverStopped.
+class Connection final : public Poco::Net::HTTPServerConnection {
+  public:
+    Connection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
+               Poco::Net::HTTPRequestHandlerFactory::Ptr factory)
+        : HTTPServerConnection(socket, params, factory), m_params(params), m_factory(factory) {}
+
+    void run() override {
+        Poco::Net::HTTPServerSession session(socket(), m_params);
+        while (session.hasMoreRequests()) {
+            try {
+                Poco::Net::HTTPServerResponseImpl response(session);
+                Poco::Net::HTTPServerRequestImpl request(response, session, m_params);
+                response.setVersion(request.getVersion());
+                response.setKeepAlive(m_params->getKeepAlive() && request.getKeepAlive() &&
+                                      session.canKeepAlive());
+                response.setDate(Poco::Timestamp());
+                std::unique_ptr<Poco::Net::HTTPRequestHandler> handler(
+                    m_factory->createRequestHandler(request));
+                if (request.getExpectContinue() && response.getStatus() == HTTPResponse::HTTP_OK) {
+                    response.sendContinue();
+                }
+                handler->handleRequest(request, response);
+                session.setKeepAlive(m_params->getKeepAlive() && response.getKeepAlive() &&
+                                     session.canKeepAlive());
+            } catch (const Poco::Net::NoMessageException&) {
+                break;  // the client closed the connection, or sent nothing before the timeout
+            } catch (const Poco::Net::MessageException& e) {
+                malformed(session, e.message());
+                break;
+            } catch (const Poco::Exception&) {
+                if (session.networkException()) {
+                    session.networkException()->rethrow();
+                }
+                break;
+            }
+        }
+    }
+
+  private:
+    static void malformed(Poco::Net::HTTPServerSession& session, const std::string& why) {
+        const std::string requestId = randomHex(12);
+        Poco::JSON::Object o(Poco::JSON_PRESERVE_KEY_ORDER);
+        o.set("type", "urn:kyso:problem:request.malformed");
+        o.set("title", "Bad Request");
+        o.set("status", 400);
+        o.set("detail", "the request cannot be parsed: " + why);
+        o.set("code", "request.malformed");
+        o.set("requestId", requestId);
+        std::ostringstream body;
+        o.stringify(body);
+        try {
+            Poco::Net::HTTPServerResponseImpl response(session);
+            response.setVersion(HTTPResponse::HTTP_1_1);
+            response.setStatusAndReason(HTTPResponse::HTTP_BAD_REQUEST);
+            response.setContentType("application/problem+json");
+            response.set("X-Request-Id", requestId);
+            response.setKeepAlive(false);
+            response.setContentLength64(static_cast<Poco::Int64>(body.str().size()));
+            response.send() << body.str();
+        } catch (const Poco::Exception&) {
+            // The client is gone: nothing to answer.
+        }
+        logJson("info", "request",
+                {{"requestId", requestId},
+                 {"principal", "-"},
+                 {"status", 400},
+                 {"error", "malformed request: " + why}});
+    }
+
+    Poco::Net::HTTPServerParams::Ptr m_params;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr m_factory;
+};
+
+class ConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
+  public:
+    ConnectionFactory(Poco::Net::HTTPServerParams::Ptr params,
+                      Poco::Net::HTTPRequestHandlerFactory::Ptr factory)
+        : m_params(params), m_factory(factory) {}
+    Poco::Net::TCPServerConnection* createConnection(
+        const Poco::Net::StreamSocket& socket) override {
+        return new Connection(socket, m_params, m_factory);
+    }
+
+  private:
+    Poco::Net::HTTPServerParams::Ptr m_params;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr m_factory;
 };
 
 }  // namespace
@@ -1422,8 +1527,10 @@ Status Service::start() {
         hp->setTimeout(Poco::Timespan(cfg.socketTimeoutSeconds, 0));
         // Our own pool, so that stop() can wait for every connection thread.
         m_impl->pool = std::make_unique<Poco::ThreadPool>(2, static_cast<int>(cfg.threads) + 2);
-        m_impl->server = std::make_unique<Poco::Net::HTTPServer>(new Factory(*m_impl),
-                                                                 *m_impl->pool, socket, hp);
+        m_impl->handlers = new Factory(*m_impl);
+        Poco::Net::HTTPServerParams::Ptr httpParams(hp);
+        m_impl->server = std::make_unique<Poco::Net::TCPServer>(
+            new ConnectionFactory(httpParams, m_impl->handlers), *m_impl->pool, socket, httpParams);
         m_impl->server->start();
     } catch (const Poco::Exception& e) {
         return Error::make("server.start", "cannot start the HTTPS server: " + e.displayText());
@@ -1444,7 +1551,8 @@ void Service::stop() {
         m_impl->flightCv.wait_for(lk, std::chrono::seconds(30),
                                   [this] { return m_impl->inFlight == 0; });
     }
-    m_impl->server->stopAll(true);
+    // As HTTPServer::stopAll(true): every connection closes its socket.
+    static_cast<Factory*>(m_impl->handlers.get())->closeConnections(m_impl->server.get());
     m_impl->pool->joinAll();
     m_impl->server.reset();
     m_impl->pool.reset();
