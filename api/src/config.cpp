@@ -120,9 +120,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
         {"audit", {"credential", "checkpointEvery"}},
         {"policy", {"file"}},
-        {"validation",
-         {"trustAnchors", "intermediates", "policy", "maxModifications", "timeoutSeconds",
-          "tlsCaFile", "ocspMaxAgeSeconds", "digests", "rsaMinBits", "ecMinBits"}},
+        {"validation", {"trustAnchors", "intermediates", "timeoutSeconds", "tlsCaFile"}},
     };
     static const std::set<std::string> credentialKeys = {"kind",   "key",    "certificate", "chain",
                                                          "owners", "scheme", "crlDays"};
@@ -431,25 +429,14 @@ Result<Config> loadConfig(const std::string& path) {
     if (ini.sections.count("validation")) {
         ValidationConfig& v = c.validation;
         const Entry* anchors = get("validation", "trustAnchors");
-        if (anchors == nullptr) {
-            return bad(0, "[validation] needs trustAnchors");
+        if (anchors == nullptr && c.signing.validation.trustAnchors.empty()) {
+            return bad(0, "[validation] needs trustAnchors (here or in the policy file)");
         }
-        v.trustAnchors = resolve(anchors->value);
+        if (anchors != nullptr) {
+            v.trustAnchors = resolve(anchors->value);
+        }
         if (const Entry* e = get("validation", "intermediates")) {
             v.intermediates = resolve(e->value);
-        }
-        if (const Entry* e = get("validation", "policy")) {
-            v.policy = e->value;
-        }
-        if (const Entry* e = get("validation", "maxModifications")) {
-            static const std::set<std::string> levels = {"NONE", "SIGNATURES_ONLY", "FORM_FILLING",
-                                                         "ANNOTATIONS"};
-            if (!levels.count(e->value)) {
-                return bad(e->line,
-                           "maxModifications must be NONE, SIGNATURES_ONLY, FORM_FILLING or "
-                           "ANNOTATIONS");
-            }
-            v.maxModifications = e->value;
         }
         if (const Entry* e = get("validation", "timeoutSeconds")) {
             auto n = number(e, 1, 300, "timeoutSeconds");
@@ -461,35 +448,22 @@ Result<Config> loadConfig(const std::string& path) {
         if (const Entry* e = get("validation", "tlsCaFile")) {
             v.tlsCaFile = resolve(e->value);
         }
-        if (const Entry* e = get("validation", "digests")) {
-            v.digests = splitList(e->value);
-            for (const auto& d : v.digests) {
-                if (d != "SHA-256" && d != "SHA-384" && d != "SHA-512" && d != "SHA-1") {
-                    return bad(e->line, "digests may list SHA-256, SHA-384, SHA-512 (and SHA-1)");
-                }
-            }
-        }
-        if (const Entry* e = get("validation", "rsaMinBits")) {
-            auto n = number(e, 1024, 16384, "rsaMinBits");
-            if (!n) {
-                return n.error();
-            }
-            v.rsaMinBits = static_cast<unsigned>(*n);
-        }
-        if (const Entry* e = get("validation", "ecMinBits")) {
-            auto n = number(e, 160, 521, "ecMinBits");
-            if (!n) {
-                return n.error();
-            }
-            v.ecMinBits = static_cast<unsigned>(*n);
-        }
-        if (const Entry* e = get("validation", "ocspMaxAgeSeconds")) {
-            auto n = number(e, 60, 366ull * 86400, "ocspMaxAgeSeconds");
-            if (!n) {
-                return n.error();
-            }
-            v.ocspMaxAgeSeconds = static_cast<long>(*n);
-        }
+    }
+    // The validation policy is the policy file's [validation] (or the shipped defaults).
+    const policies::ValidationRules& rules = c.signing.validation;
+    c.validation.policy = rules.name;
+    c.validation.maxModifications = rules.maxModifications;
+    c.validation.digests = rules.digests;
+    c.validation.rsaMinBits = rules.rsaMinBits;
+    c.validation.ecMinBits = rules.ecMinBits;
+    c.validation.ocspMaxAgeSeconds = rules.ocspMaxAgeSeconds;
+    if (!rules.trustAnchors.empty()) {
+        const fs::path anchors(rules.trustAnchors);
+        c.validation.trustAnchors = anchors.is_absolute()
+                                        ? rules.trustAnchors
+                                        : (fs::path(c.signingPolicyFile).parent_path() / anchors)
+                                              .lexically_normal()
+                                              .string();
     }
     return c;
 }

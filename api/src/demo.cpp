@@ -410,7 +410,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "\ncertificate = pki/audit.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[audit]\ncredential = audit\ncheckpointEvery = 100\n\n"
              << "[validation]\ntrustAnchors = pki/root-ca.pem\ntlsCaFile = pki/root-ca.pem\n"
-             << "maxModifications = FORM_FILLING\ntimeoutSeconds = 10\n";
+             << "timeoutSeconds = 10\n";
         st = writePrivateFile(confPath, conf.str(), 0600);
         if (!st) {
             return st;

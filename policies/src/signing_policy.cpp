@@ -74,7 +74,7 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
                 p.authorization.rules.push_back(AuthorizationRule{});
                 rule = &p.authorization.rules.back();
                 rule->name = ruleName;
-            } else if (section != "signing" && section != "operations") {
+            } else if (section != "signing" && section != "operations" && section != "validation") {
                 return bad("unknown section [" + section + "]");
             }
             continue;
@@ -105,6 +105,55 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
             *out = v == "true";
             return true;
         };
+        if (section == "validation") {
+            ValidationRules& v = p.validation;
+            if (key == "name") {
+                v.name = value;
+            } else if (key == "maxModifications") {
+                if (value != "NONE" && value != "SIGNATURES_ONLY" && value != "FORM_FILLING" &&
+                    value != "ANNOTATIONS") {
+                    return bad(
+                        "maxModifications must be NONE, SIGNATURES_ONLY, FORM_FILLING or "
+                        "ANNOTATIONS (OTHER never passes)");
+                }
+                v.maxModifications = value;
+            } else if (key == "digests") {
+                v.digests = list(value);
+                for (const auto& d : v.digests) {
+                    if (d != "SHA-256" && d != "SHA-384" && d != "SHA-512" && d != "SHA-1") {
+                        return bad("digests may list SHA-256, SHA-384, SHA-512 (and SHA-1)");
+                    }
+                }
+                if (v.digests.empty()) {
+                    return bad("digests must list at least one digest");
+                }
+            } else if (key == "rsaMinBits") {
+                if (!number(value, 1024, 16384, &n)) {
+                    return bad("rsaMinBits must be from 1024 to 16384");
+                }
+                v.rsaMinBits = static_cast<unsigned>(n);
+            } else if (key == "ecMinBits") {
+                if (!number(value, 160, 521, &n)) {
+                    return bad("ecMinBits must be from 160 to 521");
+                }
+                v.ecMinBits = static_cast<unsigned>(n);
+            } else if (key == "ocspMaxAgeSeconds") {
+                if (!number(value, 60, 366ull * 86400, &n)) {
+                    return bad("ocspMaxAgeSeconds must be from 60 to 366 days in seconds");
+                }
+                v.ocspMaxAgeSeconds = static_cast<long>(n);
+            } else if (key == "revocation") {
+                // The national rule: OCSP or the latest CRL, never a silent pass.
+                if (value != "required") {
+                    return bad("revocation must be required (OCSP or the latest CRL)");
+                }
+            } else if (key == "trustAnchors") {
+                v.trustAnchors = value;
+            } else {
+                return bad("unknown key '" + key + "' in [validation]");
+            }
+            continue;
+        }
         if (section == "operations") {
             auto op = parseOperation(key);
             if (!op) {

@@ -32,6 +32,35 @@ TEST(Config, ReadsAndResolvesRelativePaths) {
     EXPECT_EQ(c->credentials[0].owners, (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(Config, TheValidationPolicyComesFromThePolicyFile) {
+    // Without a policy file: the shipped defaults.
+    auto plain = load(kGood);
+    ASSERT_TRUE(plain.ok()) << plain.error().detail;
+    EXPECT_EQ(plain->validation.maxModifications, "FORM_FILLING");
+    EXPECT_EQ(plain->validation.rsaMinBits, 2048u);
+    // With one: its [validation], trust anchors relative to the policy file.
+    const std::string dir = tempDir("policy-conf");
+    writeFile(dir + "/portal.policy",
+              "[validation]\nname = portal-strict\nmaxModifications = NONE\n"
+              "digests = SHA-384, SHA-512\nrsaMinBits = 3072\ntrustAnchors = anchors\n");
+    const std::string conf = dir + "/kyso.conf";
+    writeFile(conf, std::string(kGood) + "[policy]\nfile = portal.policy\n");
+    auto c = api::loadConfig(conf);
+    ASSERT_TRUE(c.ok()) << c.error().detail;
+    EXPECT_EQ(c->validation.policy, "portal-strict");
+    EXPECT_EQ(c->validation.maxModifications, "NONE");
+    EXPECT_EQ(c->validation.digests, (std::vector<std::string>{"SHA-384", "SHA-512"}));
+    EXPECT_EQ(c->validation.rsaMinBits, 3072u);
+    EXPECT_EQ(c->validation.trustAnchors, dir + "/anchors");
+    // A soft revocation rule is not a choice (national rule), and is named with its line.
+    writeFile(dir + "/portal.policy", "[validation]\n\nrevocation = optional\n");
+    auto bad = api::loadConfig(conf);
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(bad.error().detail.find("portal.policy:3: revocation must be required"),
+              std::string::npos)
+        << bad.error().detail;
+}
+
 TEST(Config, RefusesUnknownKeysNamingFileAndLine) {
     auto c = load(std::string(kGood) + "pinn = 1234\n");
     ASSERT_FALSE(c.ok());

@@ -27,6 +27,13 @@ TEST(SigningPolicy, TheShippedFileIsTheDefault) {
     EXPECT_EQ(p->ecMinBits, d.ecMinBits);
     EXPECT_EQ(p->hashes, d.hashes);
     EXPECT_EQ(p->ratePerMinute, d.ratePerMinute);
+    EXPECT_EQ(p->validation.name, d.validation.name);
+    EXPECT_EQ(p->validation.maxModifications, d.validation.maxModifications);
+    EXPECT_EQ(p->validation.digests, d.validation.digests);
+    EXPECT_EQ(p->validation.rsaMinBits, d.validation.rsaMinBits);
+    EXPECT_EQ(p->validation.ecMinBits, d.validation.ecMinBits);
+    EXPECT_EQ(p->validation.ocspMaxAgeSeconds, d.validation.ocspMaxAgeSeconds);
+    EXPECT_TRUE(p->validation.trustAnchors.empty());
 }
 
 TEST(SigningPolicy, BadFilesAreRefusedWithFileAndLine) {
@@ -40,6 +47,9 @@ TEST(SigningPolicy, BadFilesAreRefusedWithFileAndLine) {
         {"[signature]\n", "p.policy:1: unknown section [signature]"},
         {"maxDocumentBytes = 2048\n", "p.policy:1: expected key = value in a section"},
         {"[signing]\nratePerMinute = -1\n", "p.policy:2: ratePerMinute"},
+        {"[validation]\nmaxModifications = OTHER\n", "p.policy:2: maxModifications"},
+        {"[validation]\ndigests = MD5\n", "p.policy:2: digests"},
+        {"[validation]\nanchors = x\n", "p.policy:2: unknown key 'anchors' in [validation]"},
     };
     for (const auto& [text, expected] : cases) {
         SCOPED_TRACE(text);

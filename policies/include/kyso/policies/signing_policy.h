@@ -16,11 +16,24 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "kyso/hsm/result.h"
 #include "kyso/policies/authorization.h"
 
 namespace kyso::policies {
+
+// The [validation] section: what a signature must meet to pass (see validation.h).
+struct ValidationRules {
+    std::string name = "default";  // reported as the report's "policy"
+    std::string maxModifications =
+        "FORM_FILLING";  // NONE, SIGNATURES_ONLY, FORM_FILLING, ANNOTATIONS
+    std::vector<std::string> digests = {"SHA-256", "SHA-384", "SHA-512"};
+    unsigned rsaMinBits = 2048;
+    unsigned ecMinBits = 256;
+    long ocspMaxAgeSeconds = 7 * 86400;  // an older OCSP response is not fresh
+    std::string trustAnchors;  // PEM file or directory; empty: kyso.conf [validation] trustAnchors
+};
 
 struct SigningPolicy {
     std::uint64_t maxDocumentBytes = 100ull * 1024 * 1024;
@@ -31,6 +44,7 @@ struct SigningPolicy {
     unsigned ratePerMinute = 0;  // signing requests per principal and minute; 0: no limit
     // [operations] and [rule.NAME]; empty: the shipped table (authorizationOf()).
     AuthorizationPolicy authorization;
+    ValidationRules validation;
 };
 
 // The rules a policy uses: its own, or the shipped ones when it has none.
