@@ -721,8 +721,8 @@ struct Service::Impl {
         if (d.rule == "document-too-large") {
             x.resp.setKeepAlive(false);
         }
-        sendProblem(x, {"auth.denied", d.reason + " (rule " + d.rule + ")"},
-                    d.rule == "document-too-large" ? 413 : 403);
+        // A denial is 403 naming the rule, whatever the rule.
+        sendProblem(x, {"auth.denied", d.reason + " (rule " + d.rule + ")"});
         return false;
     }
 

@@ -216,7 +216,13 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     QPDF pdf;
     pdf.setSuppressWarnings(true);
     try {
-        pdf.processFile(inPath.c_str());
+        // qpdf names the input in its messages: a neutral name, so that no path of ours (a
+        // spool file) reaches an error answer.
+        FILE* f = std::fopen(inPath.c_str(), "rb");
+        if (f == nullptr) {
+            return Error::make("io.read", "cannot open the document");
+        }
+        pdf.processFile("document", f, true);
     } catch (const QPDFExc& e) {
         if (e.getErrorCode() == qpdf_e_password) {
             return Error::make("pdf.encrypted", "the document is encrypted with a password");

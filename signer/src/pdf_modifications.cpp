@@ -1039,8 +1039,7 @@ ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path
         QPDF signedDoc;
         signedDoc.setSuppressWarnings(true);
         try {
-            signedDoc.processMemoryFile((path + " (signed revision)").c_str(), bytes.data(),
-                                        bytes.size());
+            signedDoc.processMemoryFile("signed revision", bytes.data(), bytes.size());
         } catch (const std::exception& e) {
             fail(std::string("the signed revision cannot be read: ") + e.what());
             return report;

@@ -329,7 +329,8 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
     QPDF pdf;
     pdf.setSuppressWarnings(true);
     try {
-        pdf.processMemoryFile(path.c_str(), mapped.data(), mapped.size());
+        // A neutral name in qpdf's messages: no path of ours in an error answer.
+        pdf.processMemoryFile("document", mapped.data(), mapped.size());
     } catch (const std::exception& e) {
         return Error::make("pdf.damaged",
                            std::string("the document structure cannot be read: ") + e.what());
@@ -409,7 +410,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
                 }
                 QPDF rebuilt;
                 rebuilt.setSuppressWarnings(true);
-                rebuilt.processMemoryFile(path.c_str(), bytes.data(), bytes.size());
+                rebuilt.processMemoryFile("document", bytes.data(), bytes.size());
                 scan(rebuilt);
             }
         }

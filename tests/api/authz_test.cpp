@@ -126,7 +126,7 @@ TEST(Authorization, SigningPolicyFile) {
     EXPECT_EQ(post("B-T", samplePdf()), "200");
     // A document over the policy's size (the service's own limit is larger).
     writeFile(dir + "/big.pdf", readFile(samplePdf()) + std::string(300000, '\n'));
-    EXPECT_EQ(post("B-T", dir + "/big.pdf"), "413");
+    EXPECT_EQ(post("B-T", dir + "/big.pdf"), "403");
     EXPECT_NE(readFile(dir + "/body").find("rule document-too-large"), std::string::npos);
     // Requests the policy refused do not count; the fourth allowed one within a minute is over
     // the rate of 3.

@@ -185,6 +185,18 @@ TEST(Rest, DocumentErrorsAreProblems) {
         422, "pdf.hybrid_xref");
     expectProblem(env.request("POST", path, key, samplePdf(), "text/plain"), 415,
                   "content_type.unsupported");
+    // Damaged documents: the detail says what, but names no path of the service (its spool
+    // files are /proc/self/fd/N) - for signing and for verifying.
+    for (const char* name : {"dss-EmptyPage-corrupted.pdf", "ph-circular-page-tree.pdf"}) {
+        SCOPED_TRACE(name);
+        const std::string file = corpusDir() + "/pdf/unsigned/" + name;
+        auto r = env.request("POST", path, key, file);
+        expectProblem(r, 422, "pdf.damaged");
+        EXPECT_EQ(r.body.find("/proc/"), std::string::npos) << r.body;
+        EXPECT_EQ(r.body.find(env.cfg.spoolDir), std::string::npos) << r.body;
+        auto v = env.request("POST", "/api/v1/verify", env.keys["portal"], file);
+        EXPECT_EQ(v.body.find("/proc/"), std::string::npos) << v.body;
+    }
     // The spool directory holds nothing afterwards: no half-written file stays behind.
     EXPECT_TRUE(fs::is_empty(env.cfg.spoolDir));
 }
