@@ -834,6 +834,7 @@ struct Service::Impl {
         }
         if (!audited(x, {"sign.pdf", x.principal, r->cred->id, "ok",
                          auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                      {"input.sha256", sha256OfFile(spool->in->path())},
                                       {"level", r->level},
                                       {"field", signedPdf->fieldName}})})) {
             return;
@@ -877,6 +878,7 @@ struct Service::Impl {
         }
         if (!audited(x, {"sign.cms", x.principal, r->cred->id, "ok",
                          auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                      {"input.sha256", sha256OfFile(spool->in->path())},
                                       {"level", r->level},
                                       {"detached", opts.detached ? "true" : "false"}})})) {
             return;

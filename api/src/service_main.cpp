@@ -132,8 +132,11 @@ int cmdServe(const Args& a) {
     if (!st) {
         return fail(st.error(), kExitUnavailable);
     }
-    if (!audit.append(
-            {"service.start", "-", "", "ok", "{\"config\":" + jsonString(cfg->path) + "}"})) {
+    if (!audit.append({"service.start", "-", "", "ok",
+                       "{\"config\":" + jsonString(cfg->path) + ",\"policy\":" +
+                           jsonString(cfg->signingPolicyFile.empty() ? "(built in)"
+                                                                     : cfg->signingPolicyFile) +
+                           "}"})) {
         service.stop();
         return fail(Error::make("audit.unavailable", "the audit log cannot be written"),
                     kExitUnavailable);

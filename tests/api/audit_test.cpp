@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kyso/ca-bridge/issuer.h"
 #include "pdf_update.h"
 #include "rest_env.h"
 
@@ -80,6 +81,9 @@ TEST(Audit, SignaturesDenialsAndFailuresAreRecordedAndOnlyAdminsReadThem) {
             // The digest of exactly what the client received.
             EXPECT_EQ(e->getObject("detail")->getValue<std::string>("sha256"),
                       sha256Hex(readFile(out)));
+            // And of the document that was sent to be signed.
+            EXPECT_EQ(e->getObject("detail")->getValue<std::string>("input.sha256"),
+                      sha256Hex(readFile(samplePdf())));
         } else if (type == "policy.denial") {
             denialSeen = true;
             EXPECT_EQ(e->getValue<std::string>("principal"), "officer-2");
@@ -374,6 +378,67 @@ TEST(Audit, NoSignatureWithoutItsCommittedEntry) {
     AuditFixture f{env.dir, env.dir + "/kyso.db", serveConf("locked")};
     auto [rc, out] = auditVerify(f);
     EXPECT_EQ(rc, 0) << out;
+}
+
+// /readyz says not ready while the database cannot be written, and when a credential's
+// certificate has expired.
+TEST(Audit, ReadinessFollowsTheDatabaseAndTheCertificates) {
+    auto& env = Env::get();
+    // A credential whose certificate expired two days ago (key on the demo token).
+    hsm::KeySpec spec;
+    spec.label = "expired-officer";
+    auto key = env.token->generateKey(spec).value();
+    ca::CertificateProfile p;
+    p.subject = {{"CN", "Expired Officer"}};
+    p.publicKeyDer = key.publicKeyDer;
+    p.digitalSignature = true;
+    p.backdateSeconds = 3 * 86400;
+    p.validDays = -2;  // notAfter two days ago
+    const std::string cert = ca::issueCertificate(p, *env.creds->find("issuing-ca")).value();
+    const std::string dir = tempDir("ready");
+    writeFile(dir + "/expired.pem", ca::certificateToPem(cert));
+    const std::string conf = serveConf("ready");
+    const std::string base = readFile(conf);
+
+    auto ready = [&](const ServeProcess& s, std::string* body) {
+        std::string code;
+        run("curl -s --max-time 30 -o " + dir + "/r.json -w '%{http_code}' --cacert " +
+                shellQuote(env.dir + "/pki/root-ca.pem") + " https://127.0.0.1:" + s.port +
+                "/readyz",
+            &code);
+        *body = readFile(dir + "/r.json");
+        return code;
+    };
+    std::string body;
+    {
+        ServeProcess serve = startServe(conf);
+        ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+        EXPECT_EQ(ready(serve, &body), "200") << body;
+        std::thread locker([&] {
+            run("sqlite3 " + shellQuote(env.dir + "/kyso.db") +
+                " 'BEGIN EXCLUSIVE;' '.shell sleep 8' 'COMMIT;'");
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(700));
+        EXPECT_EQ(ready(serve, &body), "503");
+        EXPECT_NE(body.find("\"database\":\"unavailable\""), std::string::npos) << body;
+        locker.join();
+        EXPECT_EQ(ready(serve, &body), "200") << body;
+        ::kill(serve.pid, SIGTERM);
+        int status = 0;
+        ::waitpid(serve.pid, &status, 0);
+    }
+    writeFile(conf, base +
+                        "\n[credential.expired]\nkind = officer\n"
+                        "key = pkcs11:token=kyso-demo;object=expired-officer;type=private\n"
+                        "certificate = " +
+                        dir + "/expired.pem\n");
+    ServeProcess serve = startServe(conf);
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    EXPECT_EQ(ready(serve, &body), "503");
+    EXPECT_NE(body.find("expired"), std::string::npos) << body;
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
 }
 
 // kill -9 during concurrent signing: no committed entry is lost, the chain verifies, and every
