@@ -12,9 +12,11 @@
 #include <map>
 #include <sstream>
 
+#include "audit_json.h"
 #include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "log.h"
+#include "report_json.h"
 
 namespace kyso::api {
 
@@ -61,12 +63,7 @@ std::string digest(const EVP_MD* md, const std::string& data) {
 }
 
 std::string nowIso() {
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+    return isoUtc(std::time(nullptr));
 }
 
 const char* schemeName(hsm::SignScheme s) {
@@ -359,16 +356,7 @@ std::string exportAuditLog(Store& store, const std::string& auditCertificatePem)
             break;
         }
         for (const auto& r : rows) {
-            Poco::JSON::Object e(Poco::JSON_PRESERVE_KEY_ORDER);
-            e.set("seq", static_cast<Poco::UInt64>(r.seq));
-            e.set("time", r.time);
-            e.set("type", r.type);
-            e.set("principal", r.principal);
-            e.set("credential", r.credential);
-            e.set("outcome", r.outcome);
-            e.set("detail", r.detail);  // the exact text the hash covers
-            e.set("prevHash", r.prevHash);
-            e.set("hash", r.hash);
+            Poco::JSON::Object e = auditRowJson(r, false);
             entries.add(e);
             after = r.seq;
         }

@@ -44,6 +44,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "audit_json.h"
 #include "kyso/api/verifier.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
@@ -1025,17 +1026,7 @@ struct Service::Impl {
         }
         Poco::JSON::Array entries;
         for (const auto& r : store.auditRows(after, static_cast<std::size_t>(limit))) {
-            Poco::JSON::Object e(Poco::JSON_PRESERVE_KEY_ORDER);
-            e.set("seq", static_cast<Poco::UInt64>(r.seq));
-            e.set("time", r.time);
-            e.set("type", r.type);
-            e.set("principal", r.principal);
-            e.set("credential", r.credential);
-            e.set("outcome", r.outcome);
-            Poco::JSON::Parser parser;
-            e.set("detail", parser.parse(r.detail));
-            e.set("prevHash", r.prevHash);
-            e.set("hash", r.hash);
+            Poco::JSON::Object e = auditRowJson(r, true);
             entries.add(e);
         }
         Poco::JSON::Object body;

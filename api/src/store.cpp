@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "kyso/hsm/secret.h"
+#include "report_json.h"
 
 namespace kyso::api {
 
@@ -45,12 +46,7 @@ std::string sha256(std::string_view s) {
 }
 
 std::string nowIso() {
-    const std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+    return isoUtc(std::time(nullptr));
 }
 
 }  // namespace
