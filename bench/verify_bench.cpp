@@ -26,9 +26,8 @@
 //   verify_bench warmup ms=M indication=I
 //   verify_bench threads=T verifications=N seconds=S rate=R wrong=W
 //   verify_bench split part=P calls=N ms=MS fetches=F
-#include <openssl/evp.h>
-
 #include <Poco/Net/NetSSL.h>
+#include <openssl/evp.h>
 
 #include <atomic>
 #include <chrono>

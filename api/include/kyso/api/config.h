@@ -87,7 +87,7 @@ struct Config {
     std::uint64_t maxBodyBytes = 100ull * 1024 * 1024;
     unsigned threads = 8;
     int socketTimeoutSeconds = 60;  // a client silent this long is disconnected
-    std::string spoolDir;  // request and response bodies; default: DIR-of-config/spool
+    std::string spoolDir;           // request and response bodies; default: DIR-of-config/spool
     // PEM: the CA(s) whose client certificates the TLS server asks for and checks; empty: no
     // client certificates (bearer API keys only).
     std::string clientCa;
