@@ -22,17 +22,6 @@ namespace kyso::api {
 
 namespace {
 
-std::string hexOf(const std::string& bin) {
-    static const char* d = "0123456789abcdef";
-    std::string out;
-    out.reserve(bin.size() * 2);
-    for (unsigned char c : bin) {
-        out += d[c >> 4];
-        out += d[c & 15];
-    }
-    return out;
-}
-
 std::string binOf(const std::string& hex) {
     std::string out;
     auto nibble = [](char c) -> int {
@@ -119,7 +108,7 @@ std::string auditHash(const AuditRow& r) {
         data += std::to_string(f->size()) + ":" + *f + ";";
     }
     data += std::to_string(r.seq) + ";";
-    return hexOf(digest(::EVP_sha256(), data));
+    return hsm::hexOf(digest(::EVP_sha256(), data));
 }
 
 std::string auditCheckpointMessage(std::uint64_t seq, const std::string& hash) {
@@ -254,7 +243,7 @@ Status AuditLog::checkpoint() {
     }
     AuditCheckpoint c{m_head, m_headHash, nowIso(),
                       std::string(schemeName(m_key->scheme)) + ":" + hsm::hashName(m_key->hash) +
-                          ":" + hexOf(*sig)};
+                          ":" + hsm::hexOf(*sig)};
     auto st = m_store.addAuditCheckpoint(c);
     if (!st) {
         return st;

@@ -49,6 +49,7 @@
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/ca-bridge/ocsp.h"
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/policies/signing_policy.h"
 #include "kyso/signer/cms.h"
@@ -166,21 +167,11 @@ class RateLimiter {
     std::map<std::string, std::deque<std::chrono::steady_clock::time_point>> m_seen;
 };
 
-std::string hexOf(const unsigned char* p, std::size_t n) {
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (std::size_t i = 0; i < n; ++i) {
-        s += d[p[i] >> 4];
-        s += d[p[i] & 15];
-    }
-    return s;
-}
-
 std::string sha256Hex(const std::string& data) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ::EVP_Digest(data.data(), data.size(), md, &len, ::EVP_sha256(), nullptr);
-    return hexOf(md, len);
+    return hsm::hexOf(md, len);
 }
 
 // SHA-256 of a (spool) file, hex; empty on a read error.
@@ -199,7 +190,7 @@ std::string sha256OfFile(const std::string& path) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ::EVP_DigestFinal_ex(ctx.get(), md, &len);
-    return hexOf(md, len);
+    return hsm::hexOf(md, len);
 }
 
 // An audit event's detail: a flat JSON object of strings.
@@ -224,13 +215,7 @@ std::string keyIdOf(const std::string& key) {
 std::string randomHex(std::size_t bytes) {
     std::vector<unsigned char> b(bytes);
     ::RAND_bytes(b.data(), static_cast<int>(b.size()));
-    static const char* d = "0123456789abcdef";
-    std::string s;
-    for (unsigned char c : b) {
-        s.push_back(d[c >> 4]);
-        s.push_back(d[c & 15]);
-    }
-    return s;
+    return hsm::hexOf(b.data(), b.size());
 }
 
 std::string isoTime(const ASN1_TIME* t) {
@@ -443,7 +428,7 @@ struct Service::Impl {
             if (::X509_digest(cert.certificate(), ::EVP_sha256(), md, &len) != 1) {
                 return std::nullopt;
             }
-            auto it = clients.find(hexOf(md, len));
+            auto it = clients.find(hsm::hexOf(md, len));
             if (it != clients.end()) {
                 return it->second;
             }
@@ -1472,7 +1457,7 @@ Status Service::start() {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int len = 0;
         ::X509_digest(x.get(), ::EVP_sha256(), md, &len);
-        m_impl->clients[hexOf(md, len)] =
+        m_impl->clients[hsm::hexOf(md, len)] =
             policies::Principal{client.name, *policies::parseRole(client.role)};
     }
     try {

@@ -4,10 +4,10 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
-#include <cstdio>
 
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/path.h"
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms_verify.h"
 
@@ -66,13 +66,7 @@ std::string signatureId(const std::string& cmsDer) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ::EVP_Digest(cmsDer.data(), cmsDer.size(), md, &len, ::EVP_sha256(), nullptr);
-    std::string out = "S-";
-    char hex[3];
-    for (unsigned i = 0; i < 16 && i < len; ++i) {
-        std::snprintf(hex, sizeof hex, "%02X", md[i]);
-        out += hex;
-    }
-    return out;
+    return "S-" + hsm::hexOf(md, std::min(len, 16u), true);
 }
 
 bool isAnchor(const std::string& der, const ValidationContext& ctx) {

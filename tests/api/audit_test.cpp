@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "kyso/ca-bridge/issuer.h"
+#include "kyso/hsm/encoding.h"
 #include "pdf_update.h"
 #include "rest_env.h"
 
@@ -27,13 +28,7 @@ std::string sha256Hex(const std::string& data) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ::EVP_Digest(data.data(), data.size(), md, &len, ::EVP_sha256(), nullptr);
-    static const char* d = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += d[md[i] >> 4];
-        out += d[md[i] & 15];
-    }
-    return out;
+    return hsm::hexOf(md, len);
 }
 
 // The audit entries after `after`, as the admin reads them.

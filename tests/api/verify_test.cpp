@@ -12,6 +12,7 @@
 #include "kyso/api/http_fetch.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
+#include "kyso/hsm/encoding.h"
 #include "kyso/policies/validation.h"
 #include "kyso/signer/pades.h"
 #include "pdf_update.h"
@@ -561,16 +562,6 @@ TEST(Verify, UnknownRootAndExpiredCertificate) {
     EXPECT_TRUE(now->signatures.at(0).certificateChain.at(1).trusted);
 }
 
-std::string hex(const std::string& bin) {
-    static const char* d = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : bin) {
-        out += d[c >> 4];
-        out += d[c & 15];
-    }
-    return out;
-}
-
 // The certificate in the CMS swapped for another with the same key, issuer and serial: the
 // signature value still verifies, but the signed signing-certificate-v2 names the first one.
 TEST(Verify, SubstitutedSignerCertificateFails) {
@@ -587,9 +578,9 @@ TEST(Verify, SubstitutedSignerCertificateFails) {
     EXPECT_EQ(before->signatures.at(0).subIndication, "TRY_LATER");  // intact, no revocation
 
     std::string pdf = readFile(path);
-    const auto at = pdf.find(hex(c.certificateDer));
+    const auto at = pdf.find(hsm::hexOf(c.certificateDer, true));
     ASSERT_NE(at, std::string::npos);
-    pdf.replace(at, other.size() * 2, hex(other));
+    pdf.replace(at, other.size() * 2, hsm::hexOf(other, true));
     writeFile(path, pdf);
     auto after = policies::validatePdf(path, ctx);
     ASSERT_TRUE(after.ok());

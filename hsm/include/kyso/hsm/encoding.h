@@ -1,4 +1,4 @@
-// Small encoding helpers every module needs: the OpenSSL digest of a HashAlg, and DER
+// Small encoding helpers every module needs: hex, the OpenSSL digest of a HashAlg, and DER
 // tag-length-value writing for the few structures we assemble by hand (a certificate around a
 // token signature, RFC 3161 rejections, CAdES with encapsulated content).
 #pragma once
@@ -11,6 +11,21 @@
 #include "kyso/hsm/token.h"
 
 namespace kyso::hsm {
+
+// `n` bytes as hex, lower case (or upper case).
+inline std::string hexOf(const unsigned char* p, std::size_t n, bool upper = false) {
+    const char* digits = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * n);
+    for (std::size_t i = 0; i < n; ++i) {
+        out += digits[p[i] >> 4];
+        out += digits[p[i] & 15];
+    }
+    return out;
+}
+inline std::string hexOf(const std::string& bytes, bool upper = false) {
+    return hexOf(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), upper);
+}
 
 inline const EVP_MD* evpMd(HashAlg h) {
     switch (h) {
