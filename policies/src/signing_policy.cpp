@@ -17,6 +17,28 @@ std::string trim(const std::string& s) {
     return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
 }
 
+// The items of a comma-separated list, trimmed, empty ones dropped.
+std::vector<std::string> list(const std::string& v) {
+    std::vector<std::string> out;
+    std::istringstream items(v);
+    std::string item;
+    while (std::getline(items, item, ',')) {
+        item = trim(item);
+        if (!item.empty()) {
+            out.push_back(item);
+        }
+    }
+    return out;
+}
+
+bool boolean(const std::string& v, std::optional<bool>* out) {
+    if (v != "true" && v != "false") {
+        return false;
+    }
+    *out = v == "true";
+    return true;
+}
+
 int levelRank(const std::string& level) {
     return level == "B-B" ? 1 : level == "B-T" ? 2 : level == "B-LT" ? 3 : 0;
 }
@@ -86,25 +108,6 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
         const std::string key = trim(line.substr(0, eq));
         const std::string value = trim(line.substr(eq + 1));
         std::uint64_t n = 0;
-        auto list = [&](const std::string& v) {
-            std::vector<std::string> out;
-            std::istringstream items(v);
-            std::string item;
-            while (std::getline(items, item, ',')) {
-                item = trim(item);
-                if (!item.empty()) {
-                    out.push_back(item);
-                }
-            }
-            return out;
-        };
-        auto boolean = [&](const std::string& v, std::optional<bool>* out) {
-            if (v != "true" && v != "false") {
-                return false;
-            }
-            *out = v == "true";
-            return true;
-        };
         if (section == "validation") {
             ValidationRules& v = p.validation;
             if (key == "name") {
