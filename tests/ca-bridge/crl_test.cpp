@@ -12,12 +12,6 @@
 namespace kyso::test {
 namespace {
 
-hsm::Token& crlToken() {
-    static std::unique_ptr<hsm::Token> t =
-        std::move(hsm::Token::open(testToken().config()).value());
-    return *t;
-}
-
 std::string pemCrl(const std::string& der) {
     const std::string dir = tempDir("crl");
     writeFile(dir + "/crl.der", der);
@@ -27,7 +21,7 @@ std::string pemCrl(const std::string& der) {
 }
 
 TEST(Crl, RevokedCertificateIsRefusedByOpensslVerify) {
-    hsm::Token& token = crlToken();
+    hsm::Token& token = openTestToken();
     const TestPki& pki = testPki(token);
     hsm::Credential revoked =
         makeCredential(token, "crl-leaf-revoked", hsm::KeyType::Ec, 0, "P-256");
@@ -67,7 +61,7 @@ TEST(Crl, RevokedCertificateIsRefusedByOpensslVerify) {
 }
 
 TEST(Crl, BadSerialIsRefused) {
-    hsm::Token& token = crlToken();
+    hsm::Token& token = openTestToken();
     auto der = ca::buildCrl(testPki(token).ca, {{"not-hex", 0, ca::RevocationReason::Unspecified}},
                             1, 0, 86400);
     ASSERT_FALSE(der.ok());

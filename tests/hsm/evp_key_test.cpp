@@ -10,12 +10,6 @@
 namespace kyso::test {
 namespace {
 
-hsm::Token& evpToken() {
-    static std::unique_ptr<hsm::Token> t =
-        std::move(hsm::Token::open(testToken().config()).value());
-    return *t;
-}
-
 std::string digestSign(EVP_PKEY* key, const EVP_MD* md, const std::string& msg) {
     OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
     std::size_t len = 0;
@@ -56,7 +50,7 @@ TEST(TokenBackedKey, SignsThroughOpenSslWithEveryKeyType) {
                           Case{"evp-p256", hsm::KeyType::Ec, "P-256", ::EVP_sha256()},
                           Case{"evp-p384", hsm::KeyType::Ec, "P-384", ::EVP_sha384()}}) {
         SCOPED_TRACE(c.label);
-        hsm::Credential cred = makeCredential(evpToken(), c.label, c.type, 2048, c.curve);
+        hsm::Credential cred = makeCredential(openTestToken(), c.label, c.type, 2048, c.curve);
         auto key = hsm::tokenBackedKey(cred);
         ASSERT_TRUE(key.ok()) << key.error().detail;
         const std::string msg = "Ủy ban nhân dân tỉnh";
@@ -71,7 +65,7 @@ TEST(TokenBackedKey, SignsThroughOpenSslWithEveryKeyType) {
 }
 
 TEST(TokenBackedKey, RefusesDigestsItCannotSign) {
-    hsm::Credential cred = makeCredential(evpToken(), "evp-rsa", hsm::KeyType::Rsa);
+    hsm::Credential cred = makeCredential(openTestToken(), "evp-rsa", hsm::KeyType::Rsa);
     auto key = hsm::tokenBackedKey(cred);
     ASSERT_TRUE(key.ok());
     EXPECT_TRUE(digestSign(key->get(), ::EVP_sha1(), "m").empty());

@@ -16,19 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-hsm::Token& token() {
-    static std::unique_ptr<hsm::Token> t = [] {
-        auto r = hsm::Token::open(testToken().config());
-        if (!r) {
-            throw std::runtime_error("cannot open test token: " + r.error().detail);
-        }
-        return std::move(r.value());
-    }();
-    return *t;
-}
-
 const hsm::Credential& rsaCredential() {
-    static hsm::Credential c = makeCredential(token(), "pades-rsa", hsm::KeyType::Rsa);
+    static hsm::Credential c = makeCredential(openTestToken(), "pades-rsa", hsm::KeyType::Rsa);
     return c;
 }
 
@@ -132,10 +121,10 @@ void expectCmsVerifies(const std::string& signedPath) {
     writeFile(dir + "/content", pdf.substr(0, s.br[1]) + pdf.substr(s.br[2], s.br[3]));
     writeFile(dir + "/sig.der", s.cmsDer);
     std::string out;
-    const int rc =
-        run("openssl cms -verify -binary -inform DER -in " + dir + "/sig.der -content " + dir +
-                "/content -CAfile " + testPki(token()).caPemFile + " -purpose any -out /dev/null",
-            &out);
+    const int rc = run("openssl cms -verify -binary -inform DER -in " + dir + "/sig.der -content " +
+                           dir + "/content -CAfile " + testPki(openTestToken()).caPemFile +
+                           " -purpose any -out /dev/null",
+                       &out);
     EXPECT_EQ(rc, 0) << out;
     // CAdES: signing-certificate-v2 present, no signing-time attribute.
     run("openssl cms -cmsout -print -inform DER -in " + dir + "/sig.der", &out);
@@ -227,14 +216,16 @@ TEST(Pades, SignsXrefStreamAndObjectStreamsWrittenByQpdf) {
 TEST(Pades, SignsWithEcdsaP256AndP384) {
     const std::string in = tempDir("in") + "/min.pdf";
     writeFile(in, minimalPdf());
-    signAndCheck(in, 1, makeCredential(token(), "pades-p256", hsm::KeyType::Ec, 0, "P-256"));
-    signAndCheck(in, 1, makeCredential(token(), "pades-p384", hsm::KeyType::Ec, 0, "P-384"));
+    signAndCheck(in, 1,
+                 makeCredential(openTestToken(), "pades-p256", hsm::KeyType::Ec, 0, "P-256"));
+    signAndCheck(in, 1,
+                 makeCredential(openTestToken(), "pades-p384", hsm::KeyType::Ec, 0, "P-384"));
 }
 
 TEST(Pades, SignsWithRsaPss) {
     const std::string in = tempDir("in") + "/min.pdf";
     writeFile(in, minimalPdf());
-    hsm::Credential c = makeCredential(token(), "pades-pss", hsm::KeyType::Rsa);
+    hsm::Credential c = makeCredential(openTestToken(), "pades-pss", hsm::KeyType::Rsa);
     c.scheme = hsm::SignScheme::RsaPss;
     // pdfsig (NSS) accepts RSASSA-PSS in CMS; OpenSSL must too.
     signAndCheck(in, 1, c);

@@ -23,19 +23,9 @@ namespace fs = std::filesystem;
 using signer::Modification;
 using signer::ModificationReport;
 
-hsm::Token& token() {
-    static std::unique_ptr<hsm::Token> t = [] {
-        auto r = hsm::Token::open(testToken().config());
-        if (!r) {
-            throw std::runtime_error("cannot open test token: " + r.error().detail);
-        }
-        return std::move(r.value());
-    }();
-    return *t;
-}
-
 const hsm::Credential& credential() {
-    static hsm::Credential c = makeCredential(token(), "modifications-rsa", hsm::KeyType::Rsa);
+    static hsm::Credential c =
+        makeCredential(openTestToken(), "modifications-rsa", hsm::KeyType::Rsa);
     return c;
 }
 

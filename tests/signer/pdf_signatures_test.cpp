@@ -102,9 +102,7 @@ TEST(PdfSignatures, FiveSignaturesAndADocumentTimestamp) {
 }
 
 TEST(PdfSignatures, OurSignatureIsIntactAndAFlippedByteIsCaught) {
-    auto token = hsm::Token::open(testToken().config());
-    ASSERT_TRUE(token.ok());
-    hsm::Credential c = makeCredential(**token, "read-back", hsm::KeyType::Rsa);
+    hsm::Credential c = makeCredential(openTestToken(), "read-back", hsm::KeyType::Rsa);
     const std::string dir = tempDir("readback");
     auto r = signer::signPdf(corpusDir() + "/pdf/unsigned/dss-sample.pdf", dir + "/s.pdf", c, {});
     ASSERT_TRUE(r.ok());

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
@@ -125,6 +126,17 @@ const TestToken& testToken() {
         return tt;
     }();
     return t;
+}
+
+hsm::Token& openTestToken() {
+    static std::unique_ptr<hsm::Token> t = [] {
+        auto r = hsm::Token::open(testToken().config());
+        if (!r) {
+            throw std::runtime_error("cannot open the test token: " + r.error().detail);
+        }
+        return std::move(r.value());
+    }();
+    return *t;
 }
 
 hsm::TokenConfig TestToken::config() const {

@@ -22,6 +22,8 @@ struct TestToken {
     hsm::TokenConfig config() const;
 };
 const TestToken& testToken();
+// A Token opened on the test token once for this process, shared by the tests that need one.
+hsm::Token& openTestToken();
 
 // A fresh temporary directory (removed at process exit).
 std::string tempDir(const std::string& tag);
