@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -343,6 +344,32 @@ Result<std::string> auditCertificatePem(const kyso::api::Config& cfg) {
     return kyso::ca::certificateToPem(certs->front());
 }
 
+// The database and the audit certificate (PEM; empty without [audit]) of --config; on failure
+// the exit status is in *exitCode.
+struct AuditSource {
+    std::unique_ptr<kyso::api::Store> store;
+    std::string certificatePem;
+};
+
+std::optional<AuditSource> openAudit(const Args& a, int* exitCode) {
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        *exitCode = fail(cfg.error(), kExitConfig);
+        return std::nullopt;
+    }
+    auto pem = auditCertificatePem(*cfg);
+    if (!pem) {
+        *exitCode = fail(pem.error(), kExitConfig);
+        return std::nullopt;
+    }
+    auto store = kyso::api::Store::open(cfg->databasePath);
+    if (!store) {
+        *exitCode = fail(store.error(), kExitUnavailable);
+        return std::nullopt;
+    }
+    return AuditSource{std::move(*store), std::move(*pem)};
+}
+
 int reportAudit(const kyso::api::AuditVerification& v, bool haveCertificate) {
     if (!v.intact) {
         std::cout << v.firstBadSeq << "\n";
@@ -400,21 +427,14 @@ int cmdAuditVerify(const Args& a) {
             x->checkpoints, der);
         return reportAudit(v, !der.empty());
     }
-    auto cfg = configFrom(a);
-    if (!cfg) {
-        return fail(cfg.error(), kExitConfig);
+    int exitCode = 0;
+    auto audit = openAudit(a, &exitCode);
+    if (!audit) {
+        return exitCode;
     }
-    auto pem = auditCertificatePem(*cfg);
-    if (!pem) {
-        return fail(pem.error(), kExitConfig);
-    }
-    auto certs = kyso::ca::certificatesFromPem(*pem);
+    auto certs = kyso::ca::certificatesFromPem(audit->certificatePem);
     const std::string der = certs && !certs->empty() ? certs->front() : std::string();
-    auto store = kyso::api::Store::open(cfg->databasePath);
-    if (!store) {
-        return fail(store.error(), kExitUnavailable);
-    }
-    return reportAudit(kyso::api::verifyAuditLog(**store, der), !der.empty());
+    return reportAudit(kyso::api::verifyAuditLog(*audit->store, der), !der.empty());
 }
 
 // `kyso audit export --config FILE --out FILE`: every entry and checkpoint with the audit
@@ -424,20 +444,13 @@ int cmdAuditExport(const Args& a) {
         std::cerr << kUsage;
         return kExitUsage;
     }
-    auto cfg = configFrom(a);
-    if (!cfg) {
-        return fail(cfg.error(), kExitConfig);
-    }
-    auto pem = auditCertificatePem(*cfg);
-    if (!pem) {
-        return fail(pem.error(), kExitConfig);
-    }
-    auto store = kyso::api::Store::open(cfg->databasePath);
-    if (!store) {
-        return fail(store.error(), kExitUnavailable);
+    int exitCode = 0;
+    auto audit = openAudit(a, &exitCode);
+    if (!audit) {
+        return exitCode;
     }
     std::ofstream out(a.options.at("out"), std::ios::binary | std::ios::trunc);
-    out << kyso::api::exportAuditLog(**store, *pem);
+    out << kyso::api::exportAuditLog(*audit->store, audit->certificatePem);
     out.close();
     if (!out) {
         return fail(Error::make("io.write", "cannot write " + a.options.at("out")), kExitIo);
