@@ -155,7 +155,7 @@ bool split(const Options& o, const kyso::api::Config& cfg, const kyso::api::Veri
             fetches.fetch_add(1);
             return http(url, body, type);
         },
-        vc.ocspMaxAgeSeconds);
+        cfg.signing.validation.ocspMaxAgeSeconds);
     kyso::policies::ValidationContext ctx;
     if (!vc.trustAnchors.empty()) {
         ctx.anchorsDer = pemCerts(vc.trustAnchors);
@@ -164,8 +164,7 @@ bool split(const Options& o, const kyso::api::Config& cfg, const kyso::api::Veri
         ctx.intermediatesDer = pemCerts(vc.intermediates);
     }
     ctx.revocation = &checker;
-    ctx.policy.name = vc.policy;
-    kyso::policies::parseModification(vc.maxModifications, &ctx.policy.maxModifications);
+    ctx.policy = kyso::policies::validationPolicyOf(cfg.signing.validation);
 
     // Warm this checker's own cache, as the Verifier's was warmed.
     auto warm = kyso::policies::validatePdf(o.pdf, ctx);

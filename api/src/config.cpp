@@ -449,14 +449,8 @@ Result<Config> loadConfig(const std::string& path) {
             v.tlsCaFile = resolve(e->value);
         }
     }
-    // The validation policy is the policy file's [validation] (or the shipped defaults).
+    // The policy file's trust anchors, when it names them, replace kyso.conf's.
     const policies::ValidationRules& rules = c.signing.validation;
-    c.validation.policy = rules.name;
-    c.validation.maxModifications = rules.maxModifications;
-    c.validation.digests = rules.digests;
-    c.validation.rsaMinBits = rules.rsaMinBits;
-    c.validation.ecMinBits = rules.ecMinBits;
-    c.validation.ocspMaxAgeSeconds = rules.ocspMaxAgeSeconds;
     if (!rules.trustAnchors.empty()) {
         const fs::path anchors(rules.trustAnchors);
         c.validation.trustAnchors = anchors.is_absolute()

@@ -47,17 +47,13 @@ Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store
         }
         v->m_intermediates = std::move(*inter);
     }
-    v->m_policy.name = vc.policy;
-    policies::parseModification(vc.maxModifications, &v->m_policy.maxModifications);
-    v->m_policy.digests = std::set<std::string>(vc.digests.begin(), vc.digests.end());
-    v->m_policy.rsaMinBits = vc.rsaMinBits;
-    v->m_policy.ecMinBits = vc.ecMinBits;
+    v->m_policy = policies::validationPolicyOf(cfg.signing.validation);
     if (store != nullptr) {
         v->m_cache = store->revocationCache();
     }
     v->m_revocation = std::make_unique<ca::RevocationChecker>(
-        makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds), vc.ocspMaxAgeSeconds, v->m_cache.get(),
-        v->m_pool.get());
+        makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds), cfg.signing.validation.ocspMaxAgeSeconds,
+        v->m_cache.get(), v->m_pool.get());
     return v;
 }
 

@@ -365,6 +365,16 @@ bool parseModification(const std::string& name, signer::Modification* out) {
     return false;
 }
 
+ValidationPolicy validationPolicyOf(const ValidationRules& rules) {
+    ValidationPolicy p;
+    p.name = rules.name;
+    parseModification(rules.maxModifications, &p.maxModifications);
+    p.digests = std::set<std::string>(rules.digests.begin(), rules.digests.end());
+    p.rsaMinBits = rules.rsaMinBits;
+    p.ecMinBits = rules.ecMinBits;
+    return p;
+}
+
 Result<ValidationReport> validatePdf(const std::string& path, const ValidationContext& ctx) {
     auto sigs = signer::readPdfSignatures(path);
     if (!sigs) {

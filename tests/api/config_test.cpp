@@ -36,8 +36,8 @@ TEST(Config, TheValidationPolicyComesFromThePolicyFile) {
     // Without a policy file: the shipped defaults.
     auto plain = load(kGood);
     ASSERT_TRUE(plain.ok()) << plain.error().detail;
-    EXPECT_EQ(plain->validation.maxModifications, "FORM_FILLING");
-    EXPECT_EQ(plain->validation.rsaMinBits, 2048u);
+    EXPECT_EQ(plain->signing.validation.maxModifications, "FORM_FILLING");
+    EXPECT_EQ(plain->signing.validation.rsaMinBits, 2048u);
     // With one: its [validation], trust anchors relative to the policy file.
     const std::string dir = tempDir("policy-conf");
     writeFile(dir + "/portal.policy",
@@ -47,10 +47,10 @@ TEST(Config, TheValidationPolicyComesFromThePolicyFile) {
     writeFile(conf, std::string(kGood) + "[policy]\nfile = portal.policy\n");
     auto c = api::loadConfig(conf);
     ASSERT_TRUE(c.ok()) << c.error().detail;
-    EXPECT_EQ(c->validation.policy, "portal-strict");
-    EXPECT_EQ(c->validation.maxModifications, "NONE");
-    EXPECT_EQ(c->validation.digests, (std::vector<std::string>{"SHA-384", "SHA-512"}));
-    EXPECT_EQ(c->validation.rsaMinBits, 3072u);
+    EXPECT_EQ(c->signing.validation.name, "portal-strict");
+    EXPECT_EQ(c->signing.validation.maxModifications, "NONE");
+    EXPECT_EQ(c->signing.validation.digests, (std::vector<std::string>{"SHA-384", "SHA-512"}));
+    EXPECT_EQ(c->signing.validation.rsaMinBits, 3072u);
     EXPECT_EQ(c->validation.trustAnchors, dir + "/anchors");
     // A soft revocation rule is not a choice (national rule), and is named with its line.
     writeFile(dir + "/portal.policy", "[validation]\n\nrevocation = optional\n");

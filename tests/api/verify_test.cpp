@@ -270,7 +270,7 @@ TEST(Verify, AnnotationAfterSigningFollowsThePolicy) {
 
     auto& env = Env::get();
     api::Config cfg = env.cfg;
-    cfg.validation.maxModifications = "ANNOTATIONS";
+    cfg.signing.validation.maxModifications = "ANNOTATIONS";
     auto lenient = api::Verifier::make(cfg, nullptr).value()->pdf(path);
     ASSERT_TRUE(lenient.ok());
     EXPECT_EQ(lenient->indication, "TOTAL_PASSED");

@@ -56,18 +56,15 @@ struct AuditConfig {
     std::uint64_t checkpointEvery = 100;
 };
 
-// Validation of signatures ([validation]): POST /api/v1/verify and `kyso verify`.
+// Validation of signatures ([validation]): POST /api/v1/verify and `kyso verify`. What passes
+// is the policy file's [validation] (Config::signing.validation); this is the transport.
 struct ValidationConfig {
-    std::string trustAnchors;   // a PEM file or a directory of PEM files
+    // A PEM file or a directory of PEM files; the policy file's trustAnchors, when it names
+    // them, replace kyso.conf's here.
+    std::string trustAnchors;
     std::string intermediates;  // PEM file of extra intermediates (optional)
-    std::string policy = "default";
-    std::string maxModifications = "FORM_FILLING";  // NONE, SIGNATURES_ONLY, ..., ANNOTATIONS
-    int timeoutSeconds = 10;                        // each CRL / OCSP fetch
-    std::string tlsCaFile;                          // PEM roots for https revocation URLs
-    long ocspMaxAgeSeconds = 7 * 86400;
-    std::vector<std::string> digests = {"SHA-256", "SHA-384", "SHA-512"};
-    unsigned rsaMinBits = 2048;
-    unsigned ecMinBits = 256;
+    int timeoutSeconds = 10;    // each CRL / OCSP fetch
+    std::string tlsCaFile;      // PEM roots for https revocation URLs
 };
 
 // A TLS client certificate and the principal it authenticates ([client.NAME]).

@@ -11,6 +11,7 @@
 #include "kyso/ca-bridge/certificate_pool.h"
 #include "kyso/ca-bridge/revocation.h"
 #include "kyso/hsm/result.h"
+#include "kyso/policies/signing_policy.h"
 #include "kyso/signer/pdf_signatures.h"
 
 namespace kyso::policies {
@@ -82,6 +83,9 @@ struct ValidationReport {
     std::vector<SignatureReport> signatures;
     int validSignaturesCount() const;
 };
+
+// The policy of a policy file's [validation] section.
+ValidationPolicy validationPolicyOf(const ValidationRules& rules);
 
 // The report of the PDF at `path`. Errors (the input cannot be read as a PDF at all) are
 // "io.read", "pdf.not_pdf", "pdf.damaged"; everything else is in the report.
