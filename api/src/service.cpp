@@ -230,15 +230,7 @@ std::string isoTime(const ASN1_TIME* t) {
 
 std::string subjectOf(const std::string& der) {
     OsslPtr<X509> x = x509FromDer(der);
-    if (!x) {
-        return "";
-    }
-    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
-    ::X509_NAME_print_ex(bio.get(), ::X509_get_subject_name(x.get()), 0,
-                         XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char* data = nullptr;
-    const long n = ::BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
+    return x ? nameToString(::X509_get_subject_name(x.get())) : std::string();
 }
 
 // An anonymous spool file: in memory (memfd) for bodies up to kMemorySpool bytes, otherwise an

@@ -13,14 +13,6 @@ namespace kyso::ca {
 
 namespace {
 
-std::time_t toTime(const ASN1_TIME* t) {
-    std::tm tm{};
-    if (t == nullptr || ::ASN1_TIME_to_tm(t, &tm) != 1) {
-        return 0;
-    }
-    return ::timegm(&tm);
-}
-
 // The first URI of an access method in the AIA, or of the first CRL distribution point.
 std::string ocspUrl(X509* cert) {
     STACK_OF(OPENSSL_STRING)* urls = ::X509_get1_ocsp(cert);
@@ -157,20 +149,20 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
                                            &nextupd) != 1) {
             out->warnings.push_back("OCSP " + url + ": no status for this certificate");
         } else if (::OCSP_check_validity(thisupd, nextupd, 300, m_maxOcspAge) != 1 ||
-                   toTime(thisupd) > now + 300) {
+                   timeOf(thisupd) > now + 300) {
             out->warnings.push_back("OCSP " + url + ": the response is not fresh");
         } else {
             out->source = "OCSP";
-            out->thisUpdate = toTime(thisupd);
+            out->thisUpdate = timeOf(thisupd);
             out->status = status == V_OCSP_CERTSTATUS_GOOD      ? "GOOD"
                           : status == V_OCSP_CERTSTATUS_REVOKED ? "REVOKED"
                                                                 : "UNKNOWN";
-            out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? toTime(revtime) : 0;
+            out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? timeOf(revtime) : 0;
             used = true;
             m_cache->put(cacheKey,
                          out->status + " " + std::to_string(out->thisUpdate) + " " +
                              std::to_string(out->revocationTime),
-                         nextupd != nullptr ? toTime(nextupd) : now + 300);
+                         nextupd != nullptr ? timeOf(nextupd) : now + 300);
         }
         sk_X509_free(signers);
         ::OCSP_BASICRESP_free(basic);
@@ -206,16 +198,16 @@ bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, Revocatio
     } else if (::X509_NAME_cmp(::X509_CRL_get_issuer(crl), ::X509_get_subject_name(issuer)) != 0 ||
                key == nullptr || ::X509_CRL_verify(crl, key) != 1) {
         out->warnings.push_back("CRL " + url + ": not signed by the certificate's issuer");
-    } else if (toTime(::X509_CRL_get0_nextUpdate(crl)) <= now) {
+    } else if (timeOf(::X509_CRL_get0_nextUpdate(crl)) <= now) {
         out->warnings.push_back("CRL " + url + ": its nextUpdate has passed");
     } else {
         X509_REVOKED* entry = nullptr;
         const bool revoked = ::X509_CRL_get0_by_cert(crl, &entry, cert) == 1;
         out->source = "CRL";
-        out->thisUpdate = toTime(::X509_CRL_get0_lastUpdate(crl));
+        out->thisUpdate = timeOf(::X509_CRL_get0_lastUpdate(crl));
         out->status = revoked ? "REVOKED" : "GOOD";
-        out->revocationTime = revoked ? toTime(::X509_REVOKED_get0_revocationDate(entry)) : 0;
-        m_cache->put("crl:" + url, der, toTime(::X509_CRL_get0_nextUpdate(crl)));
+        out->revocationTime = revoked ? timeOf(::X509_REVOKED_get0_revocationDate(entry)) : 0;
+        m_cache->put("crl:" + url, der, timeOf(::X509_CRL_get0_nextUpdate(crl)));
         used = true;
     }
     ::X509_CRL_free(crl);

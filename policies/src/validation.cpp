@@ -19,14 +19,6 @@ constexpr const char* kPassed = "TOTAL_PASSED";
 constexpr const char* kFailed = "TOTAL_FAILED";
 constexpr const char* kIndeterminate = "INDETERMINATE";
 
-std::string nameOf(X509_NAME* n) {
-    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
-    ::X509_NAME_print_ex(bio.get(), n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char* data = nullptr;
-    const long len = ::BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(len));
-}
-
 std::string commonName(const std::string& certDer, ca::CertificatePool* pool) {
     OsslPtr<X509> x = ca::parseCertificate(pool, certDer);
     X509_NAME* n = x ? ::X509_get_subject_name(x.get()) : nullptr;
@@ -42,19 +34,14 @@ std::string commonName(const std::string& certDer, ca::CertificatePool* pool) {
     return out;
 }
 
-std::time_t timeOf(const ASN1_TIME* t) {
-    struct tm tm {};
-    return t != nullptr && ::ASN1_TIME_to_tm(t, &tm) == 1 ? ::timegm(&tm) : 0;
-}
-
 CertificateReport describe(const std::string& der, bool trusted, ca::CertificatePool* pool) {
     CertificateReport c;
     OsslPtr<X509> x = ca::parseCertificate(pool, der);
     if (!x) {
         return c;
     }
-    c.subjectDN = nameOf(::X509_get_subject_name(x.get()));
-    c.issuerDN = nameOf(::X509_get_issuer_name(x.get()));
+    c.subjectDN = nameToString(::X509_get_subject_name(x.get()));
+    c.issuerDN = nameToString(::X509_get_issuer_name(x.get()));
     c.serialNumber = ca::serialHex(::X509_get0_serialNumber(x.get()));
     c.notBefore = timeOf(::X509_get0_notBefore(x.get()));
     c.notAfter = timeOf(::X509_get0_notAfter(x.get()));

@@ -18,23 +18,6 @@ std::string asString(const ASN1_STRING* s) {
                         : std::string();
 }
 
-std::string subjectOf(X509* x) {
-    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
-    ::X509_NAME_print_ex(bio.get(), ::X509_get_subject_name(x), 0,
-                         XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char* data = nullptr;
-    const long n = ::BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<std::size_t>(n));
-}
-
-std::time_t toTime(const ASN1_TIME* t) {
-    struct tm tm {};
-    if (t == nullptr || ::ASN1_TIME_to_tm(t, &tm) != 1) {
-        return 0;
-    }
-    return ::timegm(&tm);
-}
-
 // The value of the single signed attribute `nid`, or null.
 ASN1_TYPE* signedAttribute(CMS_SignerInfo* si, int nid) {
     const int idx = ::CMS_signed_get_attr_by_NID(si, nid, -1);
@@ -107,7 +90,7 @@ void checkSignedData(CMS_ContentInfo* cms, const Digester& contentDigest, Signat
     X509_ALGOR* digestAlg = nullptr;
     ::CMS_SignerInfo_get0_algs(si, nullptr, &signer, &digestAlg, nullptr);
     if (signer != nullptr) {
-        out->signerSubject = subjectOf(signer);
+        out->signerSubject = nameToString(::X509_get_subject_name(signer));
         out->signerCertDer = x509ToDer(signer);
     } else {
         out->errors.push_back("the signer's certificate is not in the CMS");
@@ -115,7 +98,7 @@ void checkSignedData(CMS_ContentInfo* cms, const Digester& contentDigest, Signat
     checkSigningCertificate(si, signer, out);
     if (ASN1_TYPE* t = signedAttribute(si, NID_pkcs9_signingTime)) {
         if (t->type == V_ASN1_UTCTIME || t->type == V_ASN1_GENERALIZEDTIME) {
-            out->claimedSigningTime = toTime(t->value.asn1_string);
+            out->claimedSigningTime = timeOf(t->value.asn1_string);
         }
     }
     const ASN1_OBJECT* mdOid = nullptr;
@@ -217,7 +200,7 @@ TimestampFacts checkTimestampToken(const std::string& tokenDer, const Digester& 
         ::ERR_clear_error();
         return ts;
     }
-    ts.genTime = toTime(::TS_TST_INFO_get_time(tst));
+    ts.genTime = timeOf(::TS_TST_INFO_get_time(tst));
     TS_MSG_IMPRINT* imp = ::TS_TST_INFO_get_msg_imprint(tst);
     const ASN1_OBJECT* impOid = nullptr;
     ::X509_ALGOR_get0(&impOid, nullptr, nullptr, ::TS_MSG_IMPRINT_get_algo(imp));

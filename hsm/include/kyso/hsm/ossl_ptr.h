@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <ctime>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,6 +63,24 @@ inline std::string x509ToDer(X509* x) {
     }
     ::OPENSSL_free(buf);
     return out;
+}
+
+// A name as RFC 2253 text in UTF-8 ("CN=Nguyễn Văn An,O=...").
+inline std::string nameToString(const X509_NAME* name) {
+    OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));
+    ::X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    char* data = nullptr;
+    const long n = ::BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(n));
+}
+
+// An ASN.1 time as seconds since the epoch; 0 when absent or unreadable.
+inline std::time_t timeOf(const ASN1_TIME* t) {
+    std::tm tm{};
+    if (t == nullptr || ::ASN1_TIME_to_tm(t, &tm) != 1) {
+        return 0;
+    }
+    return ::timegm(&tm);
 }
 
 // An Error with `code` whose detail is `what` and OpenSSL's last error, which becomes the cause;
