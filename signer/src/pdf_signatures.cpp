@@ -1,18 +1,17 @@
 #include "kyso/signer/pdf_signatures.h"
 
-#include <fcntl.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/ts.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
+#include <filesystem>
 #include <qpdf/QPDF.hh>
 #include <qpdf/QPDFAcroFormDocumentHelper.hh>
 #include <qpdf/QPDFObjectHandle.hh>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include "cms_check.h"
@@ -44,25 +43,16 @@ constexpr long long kMaxRecoveryBytes = 64 * 1024 * 1024;  // a damaged file re-
 // final document: a document with more is refused rather than analysed without bound.
 constexpr std::size_t kMaxSignatures = 100;
 
-// Reads [off, off+len) of the file; empty on failure.
-std::string readAt(int fd, long long off, long long len) {
-    std::string out(static_cast<std::size_t>(len), '\0');
-    long long done = 0;
-    while (done < len) {
-        const ssize_t n = ::pread(fd, out.data() + done, static_cast<std::size_t>(len - done),
-                                  static_cast<off_t>(off + done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return {};
-        }
-        done += n;
+// Bytes [off, off+len) of the file; empty when they are not all in it.
+std::string readAt(std::string_view file, long long off, long long len) {
+    if (off < 0 || len < 0 || static_cast<unsigned long long>(off + len) > file.size()) {
+        return {};
     }
-    return out;
+    return std::string(file.substr(static_cast<std::size_t>(off), static_cast<std::size_t>(len)));
 }
 
-Coverage classify(int fd, long long fileSize, const std::vector<long long>& br) {
+Coverage classify(std::string_view file, const std::vector<long long>& br) {
+    const long long fileSize = static_cast<long long>(file.size());
     if (br.size() != 4 || br[0] != 0) {
         return Coverage::Unclear;
     }
@@ -79,7 +69,7 @@ Coverage classify(int fd, long long fileSize, const std::vector<long long>& br) 
         return Coverage::Unclear;
     }
     // The gap must be exactly the /Contents hex string, delimiters included.
-    const std::string gap = readAt(fd, gapStart, gapEnd - gapStart);
+    const std::string gap = readAt(file, gapStart, gapEnd - gapStart);
     if (gap.size() < 2 || gap.front() != '<' || gap.back() != '>') {
         return Coverage::Unclear;
     }
@@ -93,7 +83,7 @@ Coverage classify(int fd, long long fileSize, const std::vector<long long>& br) 
     }
     // Only end-of-line or other whitespace after the covered bytes: still the whole file.
     if (fileSize - end <= 1024) {
-        const std::string rest = readAt(fd, end, fileSize - end);
+        const std::string rest = readAt(file, end, fileSize - end);
         if (!rest.empty() && std::all_of(rest.begin(), rest.end(), [](char ch) {
                 return std::isspace(static_cast<unsigned char>(ch)) != 0 || ch == '\0';
             })) {
@@ -102,7 +92,7 @@ Coverage classify(int fd, long long fileSize, const std::vector<long long>& br) 
     }
     // The end of a revision: "%%EOF" and at most an end-of-line before `end`.
     const long long from = std::max(0LL, end - 8);
-    std::string tail = readAt(fd, from, end - from);
+    std::string tail = readAt(file, from, end - from);
     while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) {
         tail.pop_back();
     }
@@ -137,33 +127,19 @@ std::string firstDer(const std::string& bytes) {
     return hdr + len <= bytes.size() ? bytes.substr(0, hdr + len) : std::string();
 }
 
-// Digest of the bytes a well-formed 4-number /ByteRange names, streamed.
-std::string digestRanges(int fd, long long fileSize, const std::vector<long long>& br,
+// Digest of the bytes a well-formed 4-number /ByteRange names.
+std::string digestRanges(std::string_view file, const std::vector<long long>& br,
                          const EVP_MD* md) {
+    const long long fileSize = static_cast<long long>(file.size());
     if (md == nullptr || br.size() != 4 || br[0] < 0 || br[1] < 0 || br[2] < 0 || br[3] < 0 ||
         br[0] + br[1] > fileSize || br[2] + br[3] > fileSize) {
         return {};
     }
     OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
     ::EVP_DigestInit_ex(ctx.get(), md, nullptr);
-    std::vector<char> buf(1 << 16);
     for (int r = 0; r < 2; ++r) {
-        long long off = br[2 * r];
-        long long left = br[2 * r + 1];
-        while (left > 0) {
-            const ssize_t n = ::pread(
-                fd, buf.data(), static_cast<std::size_t>(std::min<long long>(left, buf.size())),
-                static_cast<off_t>(off));
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
-            if (n <= 0) {
-                return {};
-            }
-            ::EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(n));
-            off += n;
-            left -= n;
-        }
+        ::EVP_DigestUpdate(ctx.get(), file.data() + br[2 * r],
+                           static_cast<std::size_t>(br[2 * r + 1]));
     }
     unsigned char out[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -174,9 +150,10 @@ std::string digestRanges(int fd, long long fileSize, const std::vector<long long
 // The CMS that was signed is the hex string in the /ByteRange gap, as it is in the signed
 // revision; a later revision may have rewritten the dictionary's /Contents. The dictionary's
 // value is used only when the gap is not a clean hex string.
-std::string cmsOf(int fd, const PdfSignature& s, QPDFObjectHandle contents) {
+std::string cmsOf(std::string_view file, const PdfSignature& s, QPDFObjectHandle contents) {
     if (s.coverage != Coverage::Unclear) {
-        const std::string gap = readAt(fd, s.byteRange[1] + 1, s.byteRange[2] - s.byteRange[1] - 2);
+        const std::string gap =
+            readAt(file, s.byteRange[1] + 1, s.byteRange[2] - s.byteRange[1] - 2);
         std::string bin;
         bin.reserve(gap.size() / 2);
         auto nibble = [](char c) {
@@ -234,10 +211,8 @@ std::time_t pdfDate(std::string d) {
     return t;
 }
 
-void checkCms(PdfSignature& s, int fd, long long fileSize) {
-    const Digester ranges = [&](const EVP_MD* md) {
-        return digestRanges(fd, fileSize, s.byteRange, md);
-    };
+void checkCms(PdfSignature& s, std::string_view file) {
+    const Digester ranges = [&](const EVP_MD* md) { return digestRanges(file, s.byteRange, md); };
     if (s.documentTimestamp) {
         // The TSTInfo's imprint is over the byte range; the signed messageDigest is over TSTInfo.
         TimestampFacts ts = checkTimestampToken(s.cmsDer, ranges);
@@ -307,25 +282,24 @@ void classifyAfter(QPDF& pdf, const std::string& path, PdfSignature& s) {
 }  // namespace
 
 Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    std::error_code ec;
+    const auto fileSize = std::filesystem::file_size(path, ec);
+    if (ec) {
         return Error::make("io.read", "cannot open the document");
     }
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
-    const off_t size = ::lseek(fd, 0, SEEK_END);
+    // One read-only mapping serves qpdf, the coverage checks and the digests.
+    const MappedFile mapped(path);
+    if (fileSize > 0 && mapped.data() == nullptr) {
+        return Error::make("io.read", "cannot read the document");
+    }
+    const std::string_view file(mapped.data() != nullptr ? mapped.data() : "", mapped.size());
+    const long long size = static_cast<long long>(file.size());
     if (size <= 0 ||
-        readAt(fd, 0, std::min<long long>(size, 1024)).find("%PDF-") == std::string::npos) {
+        readAt(file, 0, std::min<long long>(size, 1024)).find("%PDF-") == std::string::npos) {
         return Error::make("pdf.not_pdf", "the document is not a PDF");
     }
     std::vector<PdfSignature> out;
     std::set<std::vector<long long>> seen;  // byte ranges already reported
-    const MappedFile mapped(path);
-    if (mapped.data() == nullptr) {
-        return Error::make("io.read", "cannot read the document");
-    }
     QPDF pdf;
     pdf.setSuppressWarnings(true);
     try {
@@ -358,12 +332,12 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
         if (!seen.insert(s.byteRange).second) {
             return;
         }
-        s.coverage = classify(fd, size, s.byteRange);
-        s.cmsDer = cmsOf(fd, s, v.getKey("/Contents"));
+        s.coverage = classify(file, s.byteRange);
+        s.cmsDer = cmsOf(file, s, v.getKey("/Contents"));
         if (s.cmsDer.empty()) {
             s.errors.push_back("/Contents holds no DER signature");
         } else {
-            checkCms(s, fd, size);
+            checkCms(s, file);
         }
         out.push_back(std::move(s));
     };
@@ -400,7 +374,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
             // qpdf followed a damaged revision chain (a /Prev that points nowhere, ...): read the
             // same bytes again with the last startxref spoiled, so that qpdf rebuilds the
             // cross-reference table from every object in the file, and look for more signatures.
-            std::string bytes = readAt(fd, 0, size);
+            std::string bytes = readAt(file, 0, size);
             const auto sx = bytes.rfind("startxref");
             if (sx != std::string::npos) {
                 for (std::size_t i = sx + 9; i < bytes.size() && i < sx + 40; ++i) {
