@@ -12,7 +12,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,10 +19,10 @@
 #include <iostream>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kyso/hsm/token.h"
+#include "timed_run.h"
 
 namespace {
 
@@ -144,42 +143,17 @@ int main(int argc, char** argv) {
 
     int rc = 0;
     for (unsigned t : o.threads) {
-        std::atomic<bool> stop{false};
-        std::atomic<unsigned long> errors{0};
-        std::vector<unsigned long> counts(t, 0);
-        std::vector<std::thread> pool;
-        const auto start = Clock::now();
-        for (unsigned i = 0; i < t; ++i) {
-            pool.emplace_back([&, i] {
-                unsigned long n = 0;
-                std::size_t k = i * 31;
-                while (!stop.load(std::memory_order_relaxed)) {
-                    auto sig =
-                        (*token)->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15,
-                                       kyso::hsm::HashAlg::Sha256, digests[k++ % digests.size()]);
-                    if (sig) {
-                        ++n;
-                    } else {
-                        errors.fetch_add(1);
-                    }
-                }
-                counts[i] = n;
+        const kyso::bench::TimedRun run =
+            kyso::bench::runFor(t, o.seconds, [&](unsigned thread, unsigned long n) {
+                return (*token)
+                    ->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15, kyso::hsm::HashAlg::Sha256,
+                           digests[(thread * 31 + n) % digests.size()])
+                    .ok();
             });
-        }
-        std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-        stop = true;
-        for (auto& th : pool) {
-            th.join();
-        }
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-        unsigned long total = 0;
-        for (auto c : counts) {
-            total += c;
-        }
         std::printf("token_bench threads=%u signatures=%lu seconds=%.3f rate=%.1f errors=%lu\n", t,
-                    total, secs, total / secs, errors.load());
+                    run.done, run.seconds, run.done / run.seconds, run.failed);
         std::fflush(stdout);
-        if (errors.load()) {
+        if (run.failed != 0) {
             rc = 70;
         }
     }

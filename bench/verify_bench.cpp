@@ -39,7 +39,6 @@
 #include <mutex>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "kyso/api/config.h"
@@ -50,6 +49,7 @@
 #include "kyso/ca-bridge/revocation.h"
 #include "kyso/policies/validation.h"
 #include "kyso/signer/pdf_signatures.h"
+#include "timed_run.h"
 
 namespace {
 
@@ -237,42 +237,21 @@ int main(int argc, char** argv) {
 
     int rc = 0;
     for (unsigned t : o.threads) {
-        std::atomic<bool> stop{false};
-        std::atomic<unsigned long> wrong{0};
-        std::vector<unsigned long> counts(t, 0);
-        std::vector<std::thread> pool;
         std::string firstWrong;
         std::once_flag once;
-        const auto start = Clock::now();
-        for (unsigned i = 0; i < t; ++i) {
-            pool.emplace_back([&, i] {
-                unsigned long n = 0;
-                while (!stop.load(std::memory_order_relaxed)) {
-                    auto r = verifier.pdf(o.pdf);
-                    if (passed(r)) {
-                        ++n;
-                    } else {
-                        wrong.fetch_add(1);
-                        std::call_once(once, [&] { firstWrong = describe(r); });
-                    }
+        const kyso::bench::TimedRun run =
+            kyso::bench::runFor(t, o.seconds, [&](unsigned, unsigned long) {
+                auto r = verifier.pdf(o.pdf);
+                if (!passed(r)) {
+                    std::call_once(once, [&] { firstWrong = describe(r); });
+                    return false;
                 }
-                counts[i] = n;
+                return true;
             });
-        }
-        std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-        stop = true;
-        for (auto& th : pool) {
-            th.join();
-        }
-        const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-        unsigned long total = 0;
-        for (auto c : counts) {
-            total += c;
-        }
         std::printf("verify_bench threads=%u verifications=%lu seconds=%.3f rate=%.1f wrong=%lu\n",
-                    t, total, secs, total / secs, wrong.load());
+                    t, run.done, run.seconds, run.done / run.seconds, run.failed);
         std::fflush(stdout);
-        if (wrong.load() != 0) {
+        if (run.failed != 0) {
             std::cerr << "verify_bench: first wrong result: " << firstWrong << "\n";
             rc = 70;
         }
