@@ -1,10 +1,14 @@
 #include "cli_sign.h"
 
+#include <chrono>
+#include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "kyso/api/credentials.h"
 #include "kyso/signer/cms.h"
 #include "kyso/signer/pades.h"
+#include "visible.h"
 
 namespace kyso::cli {
 
@@ -27,34 +31,96 @@ std::string opt(const Args& a, const char* k) {
     return it == a.options.end() ? std::string() : it->second;
 }
 
-int signPdf(const Args& a, const hsm::Credential& cred, signer::Timestamper* ts) {
+// The officer's signature and, with --seal, the agency's e-seal over it (as the REST call).
+int signPdf(const Args& a, const api::Config& cfg, const hsm::Credential& cred,
+            const hsm::Credential* seal, signer::Timestamper* ts) {
+    std::map<std::string, std::string> params;
+    for (const auto& [opt, param] : {std::pair<const char*, const char*>{"rect", "rect"},
+                                     {"page", "page"},
+                                     {"layout", "layout"},
+                                     {"text", "text"},
+                                     {"font-size", "fontSize"},
+                                     {"image", "image"},
+                                     {"reason", "reason"},
+                                     {"location", "location"}}) {
+        if (a.options.count(opt)) {
+            params[param] = a.options.at(opt);
+        }
+    }
+    const std::string visibleOpt = opt(a, "visible");
+    if (!visibleOpt.empty() && visibleOpt != "true" && visibleOpt != "false") {
+        std::cerr << "kyso: --visible must be true or false\n";
+        return kExitUsage;
+    }
+    const bool visible = visibleOpt == "true";
+    auto vis = api::visibleRequestOf(params);
+    if (!vis) {
+        std::cerr << "kyso: " << vis.error().detail << "\n";
+        return kExitUsage;
+    }
+    if (!visible && (vis->rect || !api::overridesOf(*vis).empty())) {
+        std::cerr << "kyso: --rect, --layout, --text, --font-size and --image need --visible "
+                     "true\n";
+        return kExitUsage;
+    }
+    // The desktop's own policy file limits the overrides as the service's does.
+    if (visible) {
+        const auto d = policies::checkAppearanceOverrides(cfg.signing, api::overridesOf(*vis));
+        if (!d.allowed) {
+            return fail(Error::make("auth.denied", d.reason + " (rule " + d.rule + ")"),
+                        kExitUsage);
+        }
+    }
+    const auto when = std::chrono::system_clock::now();
     signer::PadesOptions o;
     o.timestamper = ts;
-    o.reason = opt(a, "reason");
-    o.location = opt(a, "location");
+    o.reason = vis->reason;
+    o.location = vis->location;
     o.contactInfo = opt(a, "contact-info");
+    o.signingTime = when;
     if (a.options.count("field")) {
         o.fieldName = a.options.at("field");
     }
-    if (a.options.count("page")) {
-        try {
-            std::size_t used = 0;
-            o.page = std::stoi(a.options.at("page"), &used);
-            if (used != a.options.at("page").size() || o.page < 1) {
-                throw std::invalid_argument("page");
-            }
-        } catch (const std::exception&) {
-            std::cerr << "kyso: --page must be a positive number\n";
-            return kExitUsage;
+    o.page = vis->page.value_or(1);
+    if (visible) {
+        o.appearance = api::appearanceFor(cfg, cred, *vis, when, &o.page);
+        if (o.fieldName && !vis->rect) {
+            o.appearance->rect.reset();
         }
     }
-    auto r = signer::signPdf(a.options.at("in"), a.options.at("out"), cred, o);
+    const std::string out = a.options.at("out");
+    // With a seal, the officer's signature is a temporary file beside OUT until both are made.
+    const std::string first = seal != nullptr ? out + ".kyso-signed.tmp" : out;
+    auto r = signer::signPdf(a.options.at("in"), first, cred, o);
     if (!r) {
         return fail(r.error(), exitCodeFor(r.error()));
     }
-    std::cout << "kyso: signed " << a.options.at("out") << " (PAdES-BASELINE-" << (ts ? "T" : "B")
-              << ", field " << r->fieldName << ", " << (r->outputSize - r->originalSize)
-              << " bytes appended)\n";
+    std::optional<signer::PadesResult> sealed;
+    if (seal != nullptr) {
+        signer::PadesOptions so;
+        so.timestamper = ts;
+        so.signingTime = when;
+        so.reason = o.reason;
+        so.location = o.location;
+        so.page = r->page > 0 ? r->page : o.page;
+        if (visible) {
+            api::VisibleRequest sv;
+            sv.page = so.page;
+            so.appearance = api::appearanceFor(cfg, *seal, sv, when, &so.page);
+            so.appearance->rect.reset();
+            so.appearance->overlapLeftThirdOf = r->imageRect ? r->imageRect : r->rect;
+        }
+        auto s = signer::signPdf(first, out, *seal, so);
+        std::remove(first.c_str());
+        if (!s) {
+            return fail(s.error(), exitCodeFor(s.error()));
+        }
+        sealed = *s;
+    }
+    const std::uint64_t outputSize = sealed ? sealed->outputSize : r->outputSize;
+    std::cout << "kyso: signed " << out << " (PAdES-BASELINE-" << (ts ? "T" : "B") << ", field "
+              << r->fieldName << (sealed ? ", sealed in field " + sealed->fieldName : "") << ", "
+              << (outputSize - r->originalSize) << " bytes appended)\n";
     return 0;
 }
 
@@ -86,7 +152,8 @@ int cmdSign(const std::string& sub, const Args& a, const TimestamperFactory& mak
         return kExitUsage;
     }
     if (pdf ? !onlyKnown(a, {"config", "key", "in", "out", "reason", "location", "contact-info",
-                             "field", "page", "level"})
+                             "field", "page", "level", "visible", "rect", "layout", "text",
+                             "font-size", "image", "seal"})
             : !onlyKnown(a, {"config", "key", "in", "out", "attached", "level"})) {
         return kExitUsage;
     }
@@ -127,7 +194,18 @@ int cmdSign(const std::string& sub, const Args& a, const TimestamperFactory& mak
         }
         ts = std::move(*made);
     }
-    return pdf ? signPdf(a, *cred, ts.get()) : signCms(a, *cred, ts.get());
+    if (!pdf) {
+        return signCms(a, *cred, ts.get());
+    }
+    std::optional<hsm::Credential> seal;
+    if (a.options.count("seal")) {
+        auto s = api::resolveCredential(*cfg, **token, a.options.at("seal"));
+        if (!s) {
+            return fail(s.error(), exitCodeFor(s.error()));
+        }
+        seal = std::move(*s);
+    }
+    return signPdf(a, *cfg, *cred, seal ? &*seal : nullptr, ts.get());
 }
 
 }  // namespace kyso::cli

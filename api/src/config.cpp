@@ -32,6 +32,12 @@ std::string trim(const std::string& s) {
     return s.substr(b, e - b + 1);
 }
 
+std::string signerNumber(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+}
+
 std::vector<std::string> splitList(const std::string& s) {
     std::vector<std::string> out;
     std::stringstream ss(s);
@@ -122,6 +128,9 @@ Result<Config> loadConfig(const std::string& path) {
         {"policy", {"file"}},
         {"validation", {"trustAnchors", "intermediates", "timeoutSeconds", "tlsCaFile"}},
     };
+    static const std::set<std::string> appearanceKeys = {
+        "image", "imageWidthMm", "layout", "font",      "fontSize", "text",
+        "name",  "title",        "agency", "textColor", "rect",     "page"};
     static const std::set<std::string> credentialKeys = {"kind",   "key",    "certificate", "chain",
                                                          "owners", "scheme", "crlDays"};
     for (const auto& name : ini.order) {
@@ -135,12 +144,15 @@ Result<Config> loadConfig(const std::string& path) {
             continue;
         }
         const bool isCredential = name.rfind("credential.", 0) == 0 && name.size() > 11;
+        const bool isAppearance = name.rfind("appearance.", 0) == 0 && name.size() > 11;
         auto k = known.find(name);
-        if (!isCredential && k == known.end()) {
+        if (!isCredential && !isAppearance && k == known.end()) {
             return bad(0, "unknown section [" + name + "]");
         }
         for (const auto& [key, e] : sec) {
-            const bool ok = isCredential ? credentialKeys.count(key) > 0 : k->second.count(key) > 0;
+            const bool ok = isCredential   ? credentialKeys.count(key) > 0
+                            : isAppearance ? appearanceKeys.count(key) > 0
+                                           : k->second.count(key) > 0;
             if (!ok) {
                 return bad(e.line, "unknown key '" + key + "' in [" + name + "]");
             }
@@ -305,6 +317,95 @@ Result<Config> loadConfig(const std::string& path) {
             cc.scheme = e->value;
         }
         c.credentials.push_back(std::move(cc));
+    }
+    for (const auto& name : ini.order) {
+        if (name.rfind("appearance.", 0) != 0) {
+            continue;
+        }
+        const std::string id = name.substr(11);
+        if (c.findCredential(id) == nullptr) {
+            return bad(0, "[" + name + "] names no [credential." + id + "]");
+        }
+        AppearanceConfig a;
+        auto decimal = [&](const Entry* e, double min, double max, const std::string& what,
+                           double* out) -> Status {
+            char* end = nullptr;
+            const double v = std::strtod(e->value.c_str(), &end);
+            if (e->value.empty() || *end != '\0' || !(v >= min && v <= max)) {
+                return bad(e->line, what + " must be a number from " + signerNumber(min) + " to " +
+                                        signerNumber(max));
+            }
+            *out = v;
+            return Ok{};
+        };
+        if (const Entry* e = get(name, "image")) {
+            a.image = resolve(e->value);
+        }
+        if (const Entry* e = get(name, "imageWidthMm")) {
+            if (auto s = decimal(e, 1, 500, "imageWidthMm", &a.imageWidthMm); !s) {
+                return s.error();
+            }
+        }
+        if (const Entry* e = get(name, "layout")) {
+            if (!signer::parseAppearanceLayout(e->value)) {
+                return bad(e->line,
+                           "layout must be image-left, image-above, image-only, text-only or seal");
+            }
+            a.layout = e->value;
+        }
+        if (const Entry* e = get(name, "font")) {
+            a.font = resolve(e->value);
+        }
+        if (const Entry* e = get(name, "fontSize")) {
+            if (auto s = decimal(e, 4, 72, "fontSize", &a.fontSize); !s) {
+                return s.error();
+            }
+        }
+        if (const Entry* e = get(name, "text")) {
+            std::stringstream lines(e->value);
+            std::string l;
+            while (std::getline(lines, l, '|')) {
+                a.text.push_back(trim(l));
+            }
+        }
+        if (const Entry* e = get(name, "name")) {
+            a.name = e->value;
+        }
+        if (const Entry* e = get(name, "title")) {
+            a.title = e->value;
+        }
+        if (const Entry* e = get(name, "agency")) {
+            a.agency = e->value;
+        }
+        if (const Entry* e = get(name, "textColor")) {
+            const bool hex =
+                e->value.size() == 7 && e->value[0] == '#' &&
+                e->value.find_first_not_of("0123456789abcdefABCDEF", 1) == std::string::npos;
+            if (!hex) {
+                return bad(e->line, "textColor must be #RRGGBB");
+            }
+            a.textColor = e->value;
+        }
+        if (const Entry* e = get(name, "rect")) {
+            a.rect = signer::parsePdfRect(e->value);
+            if (!a.rect) {
+                return bad(e->line, "rect must be x,y,w,h in points (w and h positive)");
+            }
+        }
+        if (const Entry* e = get(name, "page")) {
+            auto v = number(e, 1, 1000000, "page");
+            if (!v) {
+                return v.error();
+            }
+            a.page = static_cast<int>(*v);
+        }
+        // A missing image or font stops the service at start, not at the first signature.
+        if (auto st = signer::checkAppearanceFiles(a.image, a.font); !st) {
+            return bad(0, "[" + name + "]: " + st.error().detail + " (" + st.error().code +
+                              "; image " + (a.image.empty() ? "none" : a.image) + ", font " +
+                              (a.font.empty() ? "the default" : a.font) + ")");
+        }
+        c.appearances[id] = std::move(a);
     }
     if (ini.sections.count("tsa")) {
         TsaConfig t;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "demo_images.h"
 #include "kyso/api/audit.h"
 #include "kyso/api/config.h"
 #include "kyso/api/store.h"
@@ -329,7 +330,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     officerProf.subject = {{"C", "VN"},
                            {"ST", "Hà Nội"},
                            {"O", "Sở Thông tin và Truyền thông"},
-                           {"title", "Chuyên viên"},
+                           {"title", "Giám đốc Sở"},
                            {"CN", "Nguyễn Văn An"}};
     officerProf.digitalSignature = true;
     officerProf.nonRepudiation = true;
@@ -340,6 +341,41 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!officer) {
         return officer.error();
     }
+    // The agency's e-seal (Decree 30/2020, Art. 5): the registry office applies it after the
+    // officer's signature; its certificate names the agency.
+    ca::CertificateProfile sealProf;
+    sealProf.subject = {{"C", "VN"},
+                        {"ST", "Hà Nam"},
+                        {"O", "Sở Thông tin và Truyền thông"},
+                        {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam"}};
+    sealProf.digitalSignature = true;
+    sealProf.nonRepudiation = true;
+    sealProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
+    sealProf.ocspUrl = baseUrl + "/ocsp";
+    sealProf.validDays = 1825;
+    auto seal = d.ensureCredential("agency-seal", 2048, sealProf, &*issuing);
+    if (!seal) {
+        return seal.error();
+    }
+    // The images of visible signatures: drawn here, kept if they exist (an agency replaces them
+    // with its own scans).
+    fs::create_directories(d.p("appearance"));
+    if (!fs::exists(d.p("appearance/officer-1-signature.png"))) {
+        auto st = writeDemoSignatureImage(d.p("appearance/officer-1-signature.png"));
+        if (!st) {
+            return st;
+        }
+        log << "  drew appearance/officer-1-signature.png\n";
+    }
+    if (!fs::exists(d.p("appearance/agency-seal.png"))) {
+        auto st =
+            writeDemoSealImage(d.p("appearance/agency-seal.png"), "SỞ THÔNG TIN VÀ TRUYỀN THÔNG");
+        if (!st) {
+            return st;
+        }
+        log << "  drew appearance/agency-seal.png\n";
+    }
+
     ca::CertificateProfile tsaProf;
     tsaProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo TSA"}};
     tsaProf.digitalSignature = true;
@@ -397,6 +433,18 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[credential.officer-1]\nkind = officer\nkey = " << officerUri
              << "\ncertificate = pki/officer-1.pem\nchain = pki/issuing-ca.pem\n"
              << "owners = officer-1\n\n"
+             << "[credential.agency-seal]\nkind = seal\nkey = " << uriFor("agency-seal")
+             << "\ncertificate = pki/agency-seal.pem\nchain = pki/issuing-ca.pem\n"
+             << "owners = clerk, officer-1\n\n"
+             << "# Visible signatures (docs/CONFIGURATION.md): the officer's signature image and\n"
+             << "# names (default: from the certificate), the seal at its real size.\n"
+             << "[appearance.officer-1]\nimage = appearance/officer-1-signature.png\n"
+             << "layout = image-left\n"
+             << "text = Ký bởi: {name} | {title} | {agency} | Thời gian ký: {time}\n\n"
+             << "[appearance.agency-seal]\nimage = appearance/agency-seal.png\n"
+             << "imageWidthMm = 36\n"
+             << "text = Ủy ban nhân dân tỉnh Hà Nam | {agency} | {time}\n"
+             << "agency = Sở Thông tin và Truyền thông\n\n"
              << "[credential.issuing-ca]\nkind = ca\nkey = " << uriFor("issuing-ca")
              << "\ncertificate = pki/issuing-ca.pem\ncrlDays = 7\n\n"
              << "[credential.root-ca]\nkind = ca\nkey = " << uriFor("root-ca")
@@ -462,6 +510,12 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         officer.set("certificate", d.p("pki/officer-1.pem"));
         officer.set("pkcs11Uri", officerUri);
         creds.add(officer);
+        Poco::JSON::Object sealCred;
+        sealCred.set("id", "agency-seal");
+        sealCred.set("kind", "seal");
+        sealCred.set("certificate", d.p("pki/agency-seal.pem"));
+        sealCred.set("pkcs11Uri", uriFor("agency-seal"));
+        creds.add(sealCred);
         Poco::JSON::Object tsaCred;
         tsaCred.set("id", "tsa");
         tsaCred.set("kind", "tsa");

@@ -57,6 +57,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "report_json.h"
+#include "visible.h"
 
 namespace kyso::api {
 
@@ -119,8 +120,14 @@ int httpStatusFor(const std::string& code) {
         {"audit.unavailable", 503},
         {"method.not_allowed", 405},
         {"level.unsupported", 400},
-        {"appearance.unsupported", 400},
-        {"seal.unsupported", 400},
+        // What a request asks to draw that cannot be drawn; the other appearance.* codes are
+        // the configured images and fonts (checked when the service starts).
+        {"appearance.outside_page", 422},
+        {"appearance.rect_invalid", 400},
+        {"appearance.too_small", 422},
+        {"appearance.no_rect", 422},
+        {"appearance.glyph_missing", 422},
+        {"appearance.text_invalid", 400},
         {"tsa.too_large", 413},
         {"tsa.not_a_request", 400},
         {"cms.empty", 400},
@@ -608,7 +615,29 @@ struct Service::Impl {
         std::map<std::string, std::string> q;
         const hsm::Credential* cred = nullptr;
         std::string level;
+        policies::Operation op = policies::Operation::SignPdf;
     };
+
+    // The credential CREDID if WHO may use it for OP; otherwise the problem is sent, the
+    // denial audited, and null returned.
+    const hsm::Credential* authorizeUse(Exchange& x, const policies::Principal& who,
+                                        const std::string& credId, policies::Operation op) {
+        const hsm::Credential* cred = creds.find(credId);
+        if (cred == nullptr) {
+            sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
+            return nullptr;
+        }
+        auto decision =
+            policies::decide(policies::authorizationOf(cfg.signing), who, creds.facts(credId), op);
+        if (!decision.allowed) {
+            record({"policy.denial", who.name, credId, "denied",
+                    auditDetail(
+                        {{"rule", decision.rule}, {"operation", policies::operationName(op)}})});
+            sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+            return nullptr;
+        }
+        return cred;
+    }
 
     std::optional<SignRequest> parseSignRequest(Exchange& x, policies::Operation op,
                                                 const std::set<std::string>& known) {
@@ -629,23 +658,27 @@ struct Service::Impl {
             }
             r.q[k] = v;
         }
-        if (!r.q.count("credential") || r.q["credential"].empty()) {
+        // A PDF is sealed on its own with seal=ID (or credential=ID of a seal credential).
+        const bool sealOnly =
+            op == policies::Operation::SignPdf && !r.q.count("credential") && r.q.count("seal");
+        const std::string credId = sealOnly ? r.q["seal"] : r.q["credential"];
+        if (credId.empty()) {
             sendProblem(x, {"request.invalid", "the 'credential' parameter is required"});
             return std::nullopt;
         }
-        const std::string& credId = r.q["credential"];
-        r.cred = creds.find(credId);
-        if (r.cred == nullptr) {
-            sendProblem(x, {"credential.unknown", "no credential '" + credId + "'"});
-            return std::nullopt;
+        if (op == policies::Operation::SignPdf && creds.facts(credId).kind == "seal") {
+            op = policies::Operation::Seal;
+            if (!sealOnly && r.q.count("seal")) {
+                sendProblem(x,
+                            {"request.invalid", "credential is already a seal; give seal alone"});
+                return std::nullopt;
+            }
+            r.q.erase("seal");
+            r.q["credential"] = credId;
         }
-        auto decision =
-            policies::decide(policies::authorizationOf(cfg.signing), *who, creds.facts(credId), op);
-        if (!decision.allowed) {
-            record({"policy.denial", who->name, credId, "denied",
-                    auditDetail(
-                        {{"rule", decision.rule}, {"operation", policies::operationName(op)}})});
-            sendProblem(x, {"auth.denied", decision.reason + " (rule " + decision.rule + ")"});
+        r.op = op;
+        r.cred = authorizeUse(x, *who, credId, op);
+        if (r.cred == nullptr) {
             return std::nullopt;
         }
         // B-T by default when a TSA is configured (contract); B-LT needs validation data that
@@ -753,39 +786,68 @@ struct Service::Impl {
         }
     }
 
+    // The officer's signature and, with seal=ID, the agency's e-seal as a second signature over
+    // it, both incremental (Decree 30/2020, Art. 5). Visible with visible=true: the officer's
+    // appearance at rect (or in field), the seal over the left third of the officer's image. A
+    // seal alone (seal=ID, or credential=ID of a seal) overlaps the document's last visible
+    // signature unless it has a rect.
     void signPdf(Exchange& x) {
-        static const std::set<std::string> known = {"reason", "location", "visible", "page",
-                                                    "rect",   "field",    "seal",    "contactInfo"};
+        static const std::set<std::string> known = {"reason", "location", "visible",  "page",
+                                                    "rect",   "field",    "seal",     "contactInfo",
+                                                    "layout", "text",     "fontSize", "image"};
         auto r = parseSignRequest(x, policies::Operation::SignPdf, known);
         if (!r) {
             return;
         }
         auto& q = r->q;
-        if (q.count("visible") && q["visible"] != "false") {
-            return sendProblem(x, {"appearance.unsupported",
-                                   "visible signatures are not available in this version"});
+        if (q.count("visible") && q["visible"] != "true" && q["visible"] != "false") {
+            return sendProblem(x, {"request.invalid", "visible must be true or false"});
         }
-        if (q.count("seal")) {
+        const bool visible = q.count("visible") && q["visible"] == "true";
+        auto vis = visibleRequestOf(q);
+        if (!vis) {
+            return sendProblem(x, {vis.error().code, vis.error().detail});
+        }
+        if (!visible && (q.count("rect") || !overridesOf(*vis).empty())) {
             return sendProblem(
-                x, {"seal.unsupported", "the agency seal is not available in this version"});
+                x, {"request.invalid", "rect, layout, text, fontSize and image need visible=true"});
         }
+        if (visible) {
+            const auto d = policies::checkAppearanceOverrides(cfg.signing, overridesOf(*vis));
+            if (!d.allowed) {
+                record({"policy.denial", r->principal.name, r->cred->id, "denied",
+                        auditDetail({{"rule", d.rule}})});
+                return sendProblem(x, {"auth.denied", d.reason + " (rule " + d.rule + ")"});
+            }
+        }
+        // The seal that follows the officer's signature, when asked for.
+        const hsm::Credential* seal = nullptr;
+        if (q.count("seal")) {
+            seal = authorizeUse(x, r->principal, q["seal"], policies::Operation::Seal);
+            if (seal == nullptr) {
+                return;
+            }
+            if (!policyAllows(
+                    x, SignRequest{r->principal, q, seal, r->level, policies::Operation::Seal},
+                    0)) {
+                return;
+            }
+        }
+        const auto when = std::chrono::system_clock::now();
         signer::PadesOptions opts;
         opts.timestamper = r->level == "B-T" ? timestamper : nullptr;
-        opts.reason = q.count("reason") ? q["reason"] : "";
-        opts.location = q.count("location") ? q["location"] : "";
+        opts.reason = vis->reason;
+        opts.location = vis->location;
         opts.contactInfo = q.count("contactInfo") ? q["contactInfo"] : "";
+        opts.signingTime = when;
         if (q.count("field")) {
             opts.fieldName = q["field"];
         }
-        if (q.count("page")) {
-            try {
-                std::size_t used = 0;
-                opts.page = std::stoi(q["page"], &used);
-                if (used != q["page"].size() || opts.page < 1) {
-                    throw std::invalid_argument("page");
-                }
-            } catch (const std::exception&) {
-                return sendProblem(x, {"request.invalid", "page must be a positive integer"});
+        opts.page = vis->page.value_or(1);
+        if (visible) {
+            opts.appearance = appearanceFor(cfg, *r->cred, *vis, when, &opts.page);
+            if (opts.fieldName && !vis->rect) {
+                opts.appearance->rect.reset();  // the field's own rectangle
             }
         }
         const std::string ctype = x.req.getContentType();
@@ -804,22 +866,79 @@ struct Service::Impl {
         if (!policyAllows(x, *r, spool->size)) {
             return;
         }
-        auto signedPdf = signer::signPdfTo(spool->in->path(), spool->out->fd(), *r->cred, opts);
-        if (!signedPdf) {
-            record({"sign.pdf", x.principal, r->cred->id, "failed",
-                    auditDetail({{"code", signedPdf.error().code}})});
-            return sendError(x, signedPdf.error());
+        const char* action = r->op == policies::Operation::Seal ? "seal.pdf" : "sign.pdf";
+        // With a seal, the officer's signature goes to a middle spool file first.
+        std::unique_ptr<SpoolFile> middle;
+        if (seal != nullptr) {
+            middle = std::make_unique<SpoolFile>(cfg.spoolDir, spool->size <= kMemorySpool);
+            if (!middle->ok()) {
+                return sendProblem(x, {"io.write", "cannot create spool files"});
+            }
         }
-        if (!audited(x, {"sign.pdf", x.principal, r->cred->id, "ok",
-                         auditDetail({{"sha256", sha256OfFile(spool->out->path())},
-                                      {"input.sha256", sha256OfFile(spool->in->path())},
-                                      {"level", r->level},
-                                      {"field", signedPdf->fieldName}})})) {
+        SpoolFile& firstOut = seal != nullptr ? *middle : *spool->out;
+        auto first = signer::signPdfTo(spool->in->path(), firstOut.fd(), *r->cred, opts);
+        if (!first) {
+            record({action, x.principal, r->cred->id, "failed",
+                    auditDetail({{"code", first.error().code}})});
+            return sendError(x, first.error());
+        }
+        std::optional<signer::PadesResult> second;
+        if (seal != nullptr) {
+            signer::PadesOptions sealOpts;
+            sealOpts.timestamper = opts.timestamper;
+            sealOpts.signingTime = when;
+            sealOpts.reason = opts.reason;
+            sealOpts.location = opts.location;
+            sealOpts.page = first->page > 0 ? first->page : opts.page;
+            if (visible) {
+                VisibleRequest sealVis;
+                sealVis.page = sealOpts.page;
+                int page = sealOpts.page;
+                sealOpts.appearance = appearanceFor(cfg, *seal, sealVis, when, &page);
+                sealOpts.appearance->rect.reset();
+                sealOpts.appearance->overlapLeftThirdOf =
+                    first->imageRect ? first->imageRect : first->rect;
+            }
+            auto sealed = signer::signPdfTo(middle->path(), spool->out->fd(), *seal, sealOpts);
+            if (!sealed) {
+                record({"seal.pdf", x.principal, seal->id, "failed",
+                        auditDetail({{"code", sealed.error().code},
+                                     {"officer", r->cred->id},
+                                     {"delivered", "false"}})});
+                return sendError(x, sealed.error());
+            }
+            second = *sealed;
+            if (!audited(x, {action, x.principal, r->cred->id, "ok",
+                             auditDetail({{"sha256", sha256OfFile(middle->path())},
+                                          {"input.sha256", sha256OfFile(spool->in->path())},
+                                          {"level", r->level},
+                                          {"field", first->fieldName},
+                                          {"visible", visible ? "true" : "false"}})})) {
+                return;
+            }
+            if (!audited(x, {"seal.pdf", x.principal, seal->id, "ok",
+                             auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                          {"input.sha256", sha256OfFile(middle->path())},
+                                          {"level", r->level},
+                                          {"field", sealed->fieldName},
+                                          {"visible", visible ? "true" : "false"}})})) {
+                return;
+            }
+        } else if (!audited(x, {action, x.principal, r->cred->id, "ok",
+                                auditDetail({{"sha256", sha256OfFile(spool->out->path())},
+                                             {"input.sha256", sha256OfFile(spool->in->path())},
+                                             {"level", r->level},
+                                             {"field", first->fieldName},
+                                             {"visible", visible ? "true" : "false"}})})) {
             return;
         }
-        x.resp.set("Kyso-Signature-Field", signedPdf->fieldName);
+        x.resp.set("Kyso-Signature-Field", first->fieldName);
+        if (second) {
+            x.resp.set("Kyso-Seal-Field", second->fieldName);
+        }
         x.resp.set("Kyso-Signature-Level", "PAdES-BASELINE-" + r->level.substr(2));
-        sendSpooled(x, *spool->out, signedPdf->outputSize, "application/pdf");
+        sendSpooled(x, *spool->out, second ? second->outputSize : first->outputSize,
+                    "application/pdf");
     }
 
     // CAdES over any content: detached by default (application/pkcs7-signature), attached with

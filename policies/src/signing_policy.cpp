@@ -96,7 +96,8 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
                 p.authorization.rules.push_back(AuthorizationRule{});
                 rule = &p.authorization.rules.back();
                 rule->name = ruleName;
-            } else if (section != "signing" && section != "operations" && section != "validation") {
+            } else if (section != "signing" && section != "operations" && section != "validation" &&
+                       section != "appearance") {
                 return bad("unknown section [" + section + "]");
             }
             continue;
@@ -154,6 +155,20 @@ Result<SigningPolicy> parseSigningPolicy(const std::string& text, const std::str
                 v.trustAnchors = value;
             } else {
                 return bad("unknown key '" + key + "' in [validation]");
+            }
+            continue;
+        }
+        if (section == "appearance") {
+            if (key != "requestOverrides") {
+                return bad("unknown key '" + key + "' in [appearance]");
+            }
+            p.appearance.requestOverrides.clear();
+            for (const auto& o : list(value)) {
+                if (o != "layout" && o != "text" && o != "fontSize" && o != "image") {
+                    return bad("requestOverrides may list layout, text, fontSize and image, not '" +
+                               o + "'");
+                }
+                p.appearance.requestOverrides.insert(o);
             }
             continue;
         }
@@ -303,6 +318,18 @@ Decision checkSigningRequest(const SigningPolicy& policy, const SigningRequestFa
     }
     if (!policy.hashes.count(r.hash)) {
         return {false, "hash-not-allowed", "the policy does not allow " + r.hash};
+    }
+    return {true, "allowed", ""};
+}
+
+Decision checkAppearanceOverrides(const SigningPolicy& policy,
+                                  const std::set<std::string>& overrides) {
+    for (const auto& o : overrides) {
+        if (!policy.appearance.requestOverrides.count(o)) {
+            return {false, "appearance-override",
+                    "the policy keeps the configured appearance's " + o +
+                        "; a request may not change it"};
+        }
     }
     return {true, "allowed", ""};
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -25,6 +26,7 @@
 #include <set>
 #include <vector>
 
+#include "appearance_stream.h"
 #include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
@@ -100,12 +102,6 @@ Result<FileFacts> inspectFile(const std::string& path) {
     f.endsWithEol = last == '\n' || last == '\r';
     return f;
 }
-
-// Object numbers we write, each with its serialised body ("<< ... >>"), in writing order.
-struct NewObject {
-    int num;
-    std::string body;
-};
 
 // A reference that qpdf does not know yet: a unique name, replaced after unparsing.
 QPDFObjectHandle placeholderRef(int num) {
@@ -201,6 +197,99 @@ std::string hexEncode(const std::string& bin) {
     return out;
 }
 
+// A rectangle array, normalised; nullopt when it is not four numbers.
+std::optional<PdfRect> rectOf(QPDFObjectHandle a) {
+    if (!a.isArray() || a.getArrayNItems() != 4) {
+        return std::nullopt;
+    }
+    double v[4];
+    for (int i = 0; i < 4; ++i) {
+        QPDFObjectHandle n = a.getArrayItem(i);
+        if (!n.isNumber()) {
+            return std::nullopt;
+        }
+        v[i] = n.getNumericValue();
+    }
+    return PdfRect{std::min(v[0], v[2]), std::min(v[1], v[3]), std::fabs(v[2] - v[0]),
+                   std::fabs(v[3] - v[1])};
+}
+
+// The page's crop box (else its media box) and rotation, inherited through the page tree.
+Result<PageGeometry> geometryOf(QPDFPageObjectHelper& page) {
+    const auto box = rectOf(page.getCropBox(false, false));
+    if (!box || box->w <= 0 || box->h <= 0) {
+        return damaged("the page has no usable /MediaBox");
+    }
+    PageGeometry g{box->x, box->y, box->x + box->w, box->y + box->h, 0};
+    QPDFObjectHandle rot = page.getAttribute("/Rotate", false);
+    if (rot.isInteger()) {
+        // A multiple of 90 (ISO 32000-1, table 30); readers treat anything else as 0.
+        const long long r = ((rot.getIntValue() % 360) + 360) % 360;
+        g.rotate = r % 90 == 0 ? static_cast<int>(r) : 0;
+    }
+    return g;
+}
+
+// The widget of a signature field: the field itself when merged, else its only kid.
+QPDFObjectHandle widgetOf(QPDFObjectHandle field) {
+    if (field.hasKey("/Rect") || field.getKey("/Subtype").isNameAndEquals("/Widget")) {
+        return field;
+    }
+    QPDFObjectHandle kids = field.getKey("/Kids");
+    if (kids.isArray() && kids.getArrayNItems() == 1 && kids.getArrayItem(0).isDictionary()) {
+        return kids.getArrayItem(0);
+    }
+    return QPDFObjectHandle();
+}
+
+// The index of the page whose /Annots holds WIDGET; -1 when none does.
+int pageOfWidget(std::vector<QPDFPageObjectHelper>& pages, QPDFObjectHandle widget) {
+    if (!widget.isIndirect()) {
+        return -1;
+    }
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+        QPDFObjectHandle annots = pages[i].getObjectHandle().getKey("/Annots");
+        if (!annots.isArray()) {
+            continue;
+        }
+        for (auto& a : annots.getArrayAsVector()) {
+            if (a.isIndirect() && a.getObjGen() == widget.getObjGen()) {
+                return static_cast<int>(i);
+            }
+        }
+    }
+    return -1;
+}
+
+// The last signed signature field (in the form's order, which is the order of signing for
+// the fields signers add) with a visible widget: its page index and its rectangle.
+std::optional<std::pair<int, PdfRect>> lastVisibleSignature(
+    QPDF& pdf, std::vector<QPDFPageObjectHelper>& pages) {
+    QPDFAcroFormDocumentHelper af(pdf);
+    std::map<QPDFObjGen, std::size_t> order;
+    for (auto& f : af.getFormFields()) {
+        order.emplace(f.getObjectHandle().getObjGen(), order.size());
+    }
+    std::optional<std::pair<int, PdfRect>> found;
+    std::size_t foundAt = 0;
+    for (std::size_t p = 0; p < pages.size(); ++p) {
+        for (auto& w : af.getWidgetAnnotationsForPage(pages[p])) {
+            QPDFFormFieldObjectHelper f = af.getFieldForAnnotation(w);
+            const auto at = order.find(f.getObjectHandle().getObjGen());
+            const auto r = rectOf(w.getObjectHandle().getKey("/Rect"));
+            if (f.getFieldType() != "/Sig" || f.getValue().isNull() || at == order.end() || !r ||
+                r->w <= 0 || r->h <= 0) {
+                continue;
+            }
+            if (!found || at->second >= foundAt) {
+                found = std::make_pair(static_cast<int>(p), *r);
+                foundAt = at->second;
+            }
+        }
+    }
+    return found;
+}
+
 }  // namespace
 
 Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Credential& credential,
@@ -253,7 +342,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     const std::uint64_t origSize = facts->size;
     QPDFObjectHandle root;
     std::vector<QPDFPageObjectHelper> pages;
-    std::vector<NewObject> objects;
+    // What the update writes, each object with its serialised body, in writing order.
+    std::vector<PdfObject> objects;
     int nextNum = 0;
     int sigNum = 0;
     std::string fieldName;
@@ -323,9 +413,45 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 return damaged("the signature field is not an indirect object");
             }
             target.replaceKey("/V", placeholderRef(sigNum));
-            objects.push_back({target.getObjectID(), serialize(target)});
             fieldName = *options.fieldName;
             newField = false;
+            QPDFObjectHandle widget = widgetOf(target);
+            if (options.appearance) {
+                const int pageIndex = widget.isInitialized() ? pageOfWidget(pages, widget) : -1;
+                if (pageIndex < 0 || !widget.isIndirect()) {
+                    return Error::make(
+                        "pdf.field_no_widget",
+                        "field '" + fieldName + "' has no widget on a page to draw in");
+                }
+                auto geometry = geometryOf(pages[static_cast<std::size_t>(pageIndex)]);
+                if (!geometry) {
+                    return geometry.error();
+                }
+                const auto fieldRect = rectOf(widget.getKey("/Rect"));
+                auto built = buildAppearance(
+                    *options.appearance, *geometry,
+                    fieldRect && fieldRect->w > 0 && fieldRect->h > 0 ? fieldRect : std::nullopt,
+                    [&] { return nextNum++; }, &objects);
+                if (!built) {
+                    return built.error();
+                }
+                widget.replaceKey("/Rect", QPDFObjectHandle::newArray(QPDFObjectHandle::Rectangle(
+                                               built->userRect.x, built->userRect.y,
+                                               built->userRect.x + built->userRect.w,
+                                               built->userRect.y + built->userRect.h)));
+                QPDFObjectHandle ap = QPDFObjectHandle::newDictionary();
+                ap.replaceKey("/N", placeholderRef(built->formNum));
+                widget.replaceKey("/AP", ap);
+                // Printed, and not to be changed by a reader (ISO 32000-1, 12.5.3).
+                widget.replaceKey("/F", QPDFObjectHandle::newInteger(132));
+                result.page = pageIndex + 1;
+                result.rect = built->displayedRect;
+                result.imageRect = built->imageRect;
+                if (widget.getObjGen() != target.getObjGen()) {
+                    objects.push_back({widget.getObjectID(), serialize(widget)});
+                }
+            }
+            objects.push_back({target.getObjectID(), serialize(target)});
         }
 
         const int widgetNum = newField ? nextNum++ : 0;
@@ -336,11 +462,48 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                     break;
                 }
             }
-            QPDFObjectHandle page =
-                pages[static_cast<std::size_t>(options.page - 1)].getObjectHandle();
+            int pageIndex = options.page - 1;
+            std::string rect = "[0 0 0 0]";
+            std::string ap;
+            if (options.appearance) {
+                Appearance appearance = *options.appearance;
+                if (appearance.layout == AppearanceLayout::Seal && !appearance.rect &&
+                    !appearance.overlapLeftThirdOf) {
+                    // A seal applied on its own: over the last visible signature, on its page.
+                    const auto last = lastVisibleSignature(pdf, pages);
+                    if (!last) {
+                        return Error::make("appearance.no_rect",
+                                           "the document has no visible signature for the seal "
+                                           "to overlap; give the seal a rectangle (rect)");
+                    }
+                    pageIndex = last->first;
+                    auto g = geometryOf(pages[static_cast<std::size_t>(pageIndex)]);
+                    if (!g) {
+                        return g.error();
+                    }
+                    appearance.overlapLeftThirdOf = g->toDisplayed(last->second);
+                }
+                auto geometry = geometryOf(pages[static_cast<std::size_t>(pageIndex)]);
+                if (!geometry) {
+                    return geometry.error();
+                }
+                auto built = buildAppearance(
+                    appearance, *geometry, std::nullopt, [&] { return nextNum++; }, &objects);
+                if (!built) {
+                    return built.error();
+                }
+                const PdfRect& u = built->userRect;
+                rect = "[" + pdfNumber(u.x) + " " + pdfNumber(u.y) + " " + pdfNumber(u.x + u.w) +
+                       " " + pdfNumber(u.y + u.h) + "]";
+                ap = "\n/AP << /N " + std::to_string(built->formNum) + " 0 R >>";
+                result.page = pageIndex + 1;
+                result.rect = built->displayedRect;
+                result.imageRect = built->imageRect;
+            }
+            QPDFObjectHandle page = pages[static_cast<std::size_t>(pageIndex)].getObjectHandle();
             std::string widget = "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " +
                                  pdfTextString(fieldName) + "\n/V " + std::to_string(sigNum) +
-                                 " 0 R\n/F 132\n/Rect [0 0 0 0]\n/P " +
+                                 " 0 R\n/F 132\n/Rect " + rect + ap + "\n/P " +
                                  std::to_string(page.getObjectID()) + " " +
                                  std::to_string(page.getGeneration()) + " R\n>>";
             objects.push_back({widgetNum, widget});

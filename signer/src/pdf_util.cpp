@@ -1,8 +1,12 @@
 #include "pdf_util.h"
 
+#include <zlib.h>
+
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <new>
 
 namespace kyso::signer {
 
@@ -87,6 +91,45 @@ std::string pdfDateString(std::chrono::system_clock::time_point t) {
     std::snprintf(buf, sizeof buf, "(D:%04d%02d%02d%02d%02d%02d+07'00')", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return buf;
+}
+
+std::string pdfStream(std::string_view dict, std::string_view data) {
+    std::string s = "<<";
+    s.append(dict);
+    s += " /Length " + std::to_string(data.size()) + " >>\nstream\n";
+    s.append(data);
+    s += "\nendstream";
+    return s;
+}
+
+std::string flateEncode(std::string_view data) {
+    uLongf len = ::compressBound(static_cast<uLong>(data.size()));
+    std::string out(len, '\0');
+    const int rc = ::compress2(reinterpret_cast<Bytef*>(out.data()), &len,
+                               reinterpret_cast<const Bytef*>(data.data()),
+                               static_cast<uLong>(data.size()), Z_DEFAULT_COMPRESSION);
+    if (rc != Z_OK) {
+        // Only Z_MEM_ERROR is possible with a buffer of compressBound(): out of memory.
+        throw std::bad_alloc();
+    }
+    out.resize(len);
+    return out;
+}
+
+std::string pdfNumber(double v) {
+    if (std::fabs(v) < 0.0005) {
+        return "0";
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+    std::string s = buf;
+    while (s.back() == '0') {
+        s.pop_back();
+    }
+    if (s.back() == '.') {
+        s.pop_back();
+    }
+    return s;
 }
 
 }  // namespace kyso::signer

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -13,5 +14,25 @@ std::string pdfTextString(std::string_view utf8);
 
 // A PDF date "(D:YYYYMMDDHHmmSS+07'00')" in Vietnam time (UTC+07:00, no daylight saving).
 std::string pdfDateString(std::chrono::system_clock::time_point t);
+
+// An object we write in an incremental update: its number and its serialised body (a dictionary,
+// an array, or a stream: "<<...>>\nstream\n...\nendstream").
+struct PdfObject {
+    int num;
+    std::string body;
+};
+
+// Hands out the next free object number of the update being written.
+using ObjectNumbers = std::function<int()>;
+
+// A stream object's body: DICT is the inside of the stream dictionary without "<<" ">>" and
+// without /Length (added here); DATA is written as is (already encoded).
+std::string pdfStream(std::string_view dict, std::string_view data);
+
+// zlib (/FlateDecode) compression of DATA at the default level.
+std::string flateEncode(std::string_view data);
+
+// A number for a content stream or an array: at most 3 decimals, no exponent, no "-0".
+std::string pdfNumber(double v);
 
 }  // namespace kyso::signer

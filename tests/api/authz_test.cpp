@@ -55,6 +55,9 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
         // Only the owner signs with an officer credential; the admin never signs.
         {"POST", "/api/v1/sign/pdf", "/api/v1/sign/pdf?credential=officer-1&level=B-B", samplePdf(),
          "application/pdf", all(401, 403, 200, 403, 403)},
+        // The agency seal: the clerk and the officer it is entrusted to; never admin or portal.
+        {"POST", "/api/v1/sign/pdf", "/api/v1/sign/pdf?seal=agency-seal&level=B-B", samplePdf(),
+         "application/pdf", all(401, 403, 200, 200, 403)},
         {"POST", "/api/v1/sign/cms", "/api/v1/sign/cms?credential=officer-1&level=B-B",
          dir + "/data", "text/plain", all(401, 403, 200, 403, 403)},
         {"POST", "/api/v1/verify", "/api/v1/verify", signedPdf, "application/pdf",

@@ -53,8 +53,9 @@ TEST(Rest, CredentialsListShowsWhatTheCallerMayUse) {
     auto& env = Env::get();
     auto r = env.request("GET", "/api/v1/credentials", env.keys["officer-1"]);
     ASSERT_EQ(r.status, 200) << r.body;
-    // Their own credential, and the TSA that every role may use for timestamps.
-    ASSERT_EQ(listedIds(r), (std::vector<std::string>{"officer-1", "tsa"}));
+    // Their own credential, the agency seal entrusted to them, and the TSA that every role may
+    // use for timestamps.
+    ASSERT_EQ(listedIds(r), (std::vector<std::string>{"officer-1", "agency-seal", "tsa"}));
     auto c = r.json()->getArray("credentials")->getObject(0);
     EXPECT_EQ(c->getValue<std::string>("kind"), "officer");
     EXPECT_EQ(c->getValue<std::string>("keyAlgorithm"), "RSA-2048");
@@ -62,7 +63,12 @@ TEST(Rest, CredentialsListShowsWhatTheCallerMayUse) {
     EXPECT_EQ(c->getArray("certificateChain")->size(), 2u);
     EXPECT_FALSE(c->getValue<std::string>("notAfter").empty());
     EXPECT_EQ(r.json()->getArray("credentials")->getObject(1)->getValue<std::string>("kind"),
+              "seal");
+    EXPECT_EQ(r.json()->getArray("credentials")->getObject(2)->getValue<std::string>("kind"),
               "tsa");
+    // The registry office sees the seal it applies, and never an officer's credential.
+    auto clerk = env.request("GET", "/api/v1/credentials", env.keys["clerk"]);
+    EXPECT_EQ(listedIds(clerk), (std::vector<std::string>{"agency-seal", "tsa"}));
     // Another officer and a portal see no officer credential.
     auto other = env.request("GET", "/api/v1/credentials", env.keys["officer-2"]);
     ASSERT_EQ(other.status, 200);

@@ -7,7 +7,7 @@ namespace kyso::policies {
 namespace {
 
 const CredentialFacts kOfficerCred{"officer-1", "officer", {"officer-1"}};
-const CredentialFacts kSeal{"seal-1", "seal", {}};
+const CredentialFacts kSeal{"seal-1", "seal", {"clerk", "officer-1", "portal"}};
 const CredentialFacts kReceiptSeal{"receipt-1", "receipt-seal", {}};
 const CredentialFacts kTsa{"tsa", "tsa", {}};
 
@@ -38,13 +38,32 @@ TEST(Authorization, OfficerCannotUseAnotherOfficersCredential) {
     EXPECT_NE(d.reason.find("officer-1"), std::string::npos);
 }
 
-TEST(Authorization, ClerkAppliesTheSeal) {
+TEST(Authorization, ClerkAppliesTheSealEntrustedToHim) {
     const Principal clerk{"clerk", Role::Clerk};
     auto d = decide(clerk, kSeal, Operation::Seal);
     EXPECT_TRUE(d.allowed);
-    EXPECT_EQ(d.rule, "clerk-applies-seal");
+    EXPECT_EQ(d.rule, "seal-entrusted");
     // ... but never signs as an officer.
     EXPECT_FALSE(decide(clerk, kOfficerCred, Operation::SignPdf).allowed);
+}
+
+TEST(Authorization, OfficerAppliesTheAgencySealOnlyWhenEntrusted) {
+    auto d = decide({"officer-1", Role::Officer}, kSeal, Operation::Seal);
+    EXPECT_TRUE(d.allowed);
+    EXPECT_EQ(d.rule, "seal-entrusted");
+    auto other = decide({"officer-2", Role::Officer}, kSeal, Operation::Seal);
+    EXPECT_FALSE(other.allowed);
+    EXPECT_EQ(other.rule, "seal-not-entrusted");
+    EXPECT_NE(other.reason.find("seal-1"), std::string::npos);
+}
+
+TEST(Authorization, SealNotEntrustedIsDeniedWhateverTheRole) {
+    const CredentialFacts otherAgency{"seal-2", "seal", {"clerk-2"}};
+    for (auto role : {Role::Officer, Role::Clerk, Role::Portal}) {
+        auto d = decide({"clerk", role}, otherAgency, Operation::Seal);
+        EXPECT_FALSE(d.allowed);
+        EXPECT_EQ(d.rule, "seal-not-entrusted");
+    }
 }
 
 TEST(Authorization, PortalSealsReceiptsButNeverSignsAsOfficer) {
@@ -77,7 +96,8 @@ TEST(Authorization, KindMismatchIsDenied) {
 }
 
 TEST(Authorization, DefaultDeny) {
-    const Principal me{"officer-1", Role::Officer};
+    // A portal listed as a seal's owner is still no registry office.
+    const Principal me{"portal", Role::Portal};
     auto d = decide(me, kSeal, Operation::Seal);
     EXPECT_FALSE(d.allowed);
     EXPECT_EQ(d.rule, "default-deny");

@@ -12,6 +12,7 @@
 #include "kyso/hsm/result.h"
 #include "kyso/hsm/token.h"
 #include "kyso/policies/signing_policy.h"
+#include "kyso/signer/appearance.h"
 
 namespace kyso::api {
 
@@ -67,6 +68,29 @@ struct ValidationConfig {
     std::string tlsCaFile;      // PEM roots for https revocation URLs
 };
 
+// How a credential's visible signatures look ([appearance.ID], ID a credential's id). Every
+// setting has a default, so `visible=true` works for a credential without this section.
+struct AppearanceConfig {
+    std::string image;        // PNG with transparency (officer: signature; seal: the seal)
+    double imageWidthMm = 0;  // the image's real width; 0: from the PNG's pHYs
+    // image-left, image-above, image-only, text-only, seal; "": seal for a seal credential,
+    // else image-left.
+    std::string layout;
+    std::string font;     // TrueType file; "": Liberation Serif (fonts-liberation2)
+    double fontSize = 0;  // points; 0: automatic (7 for a seal)
+    // Lines, separated by "|", with {name} {title} {agency} {time} {reason} {location}; a line
+    // whose placeholders are all empty is left out. "": the defaults of docs/CONFIGURATION.md.
+    std::vector<std::string> text;
+    // The texts; "": from the certificate (CN, title, O).
+    std::string name;
+    std::string title;
+    std::string agency;
+    std::string textColor;  // #RRGGBB; "": black
+    // Where, when a request gives neither rect nor field.
+    std::optional<signer::PdfRect> rect;
+    int page = 0;  // 0: the request's page, else 1
+};
+
 // A TLS client certificate and the principal it authenticates ([client.NAME]).
 struct ClientConfig {
     std::string name;         // the principal's name (e.g. "officer-1", as API keys have)
@@ -96,6 +120,7 @@ struct Config {
     std::string databasePath;
 
     std::vector<CredentialConfig> credentials;
+    std::map<std::string, AppearanceConfig> appearances;  // by credential id
     std::optional<TsaConfig> tsa;
     std::optional<TimestampingConfig> timestamping;
     // Absent: no trust anchors, so no chain is trusted (INDETERMINATE).

@@ -11,8 +11,9 @@
 // | 3 | kind-mismatch          | any     | any               | a kind the op refuses| deny   |
 // | 4 | officer-own-credential | officer | sign-pdf/cms/hash | owned                | allow  |
 // | 5 | officer-not-owner      | officer | sign-pdf/cms/hash | not owned            | deny   |
-// | 6 | clerk-applies-seal     | clerk   | seal              | any (kind: seal)     | allow  |
-// | 7 | portal-seals-receipts  | portal  | receipt           | any (receipt-seal)   | allow  |
+// | 6 | seal-entrusted         | clerk, officer | seal       | owned (kind: seal)   | allow  |
+// | 7 | seal-not-entrusted     | any     | seal              | not owned            | deny   |
+// | 8 | portal-seals-receipts  | portal  | receipt           | any (receipt-seal)   | allow  |
 // | - | default-deny           | anything else                                   | deny   |
 // clang-format on
 //

@@ -9,6 +9,7 @@
 // | rsa-key-too-small     | an RSA key has fewer than rsaMinBits                        |
 // | ec-key-too-small      | an EC key is on a curve smaller than ecMinBits              |
 // | hash-not-allowed      | the credential's hash is not in hashes                      |
+// | appearance-override   | a request changes an appearance setting the policy keeps    |
 // | (allowed)             | none of the above                                           |
 // The per-principal rate (ratePerMinute) is enforced by the service, which keeps the counts.
 #pragma once
@@ -35,6 +36,13 @@ struct ValidationRules {
     std::string trustAnchors;  // PEM file or directory; empty: kyso.conf [validation] trustAnchors
 };
 
+// The [appearance] section: what a signing request may change of the appearance configured for
+// its credential. The text is not in the shipped list: a request that could write any name or
+// title under an officer's signature image could make it say what the officer is not.
+struct AppearanceRules {
+    std::set<std::string> requestOverrides = {"layout", "fontSize"};  // layout text fontSize image
+};
+
 struct SigningPolicy {
     std::uint64_t maxDocumentBytes = 100ull * 1024 * 1024;
     std::string minimumLevel = "B-B";
@@ -45,6 +53,7 @@ struct SigningPolicy {
     // [operations] and [rule.NAME]; empty: the shipped table (authorizationOf()).
     AuthorizationPolicy authorization;
     ValidationRules validation;
+    AppearanceRules appearance;
 };
 
 // The rules a policy uses: its own, or the shipped ones when it has none.
@@ -66,5 +75,10 @@ struct SigningRequestFacts {
 };
 
 Decision checkSigningRequest(const SigningPolicy& policy, const SigningRequestFacts& request);
+
+// The appearance settings a request overrides (names as in AppearanceRules): denied by rule
+// appearance-override when one is not in requestOverrides.
+Decision checkAppearanceOverrides(const SigningPolicy& policy,
+                                  const std::set<std::string>& overrides);
 
 }  // namespace kyso::policies

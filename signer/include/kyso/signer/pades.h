@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kyso/hsm/credential.h"
+#include "kyso/signer/appearance.h"
 #include "kyso/signer/timestamper.h"
 
 namespace kyso::signer {
@@ -26,6 +27,10 @@ struct PadesOptions {
     std::optional<std::string> fieldName;
     // Page (1-based) that carries the new field's widget.
     int page = 1;
+    // A visible signature (appearance.h); null: invisible. Into an existing field, the appearance
+    // fills the field's rectangle unless it has its own. A seal appearance with neither a rect
+    // nor an anchor overlaps the last visible signature of the document, on its page.
+    std::optional<Appearance> appearance;
     // The claimed signing time (/M). Defaults to now.
     std::optional<std::chrono::system_clock::time_point> signingTime;
     // fsync the output before it is renamed into place (signPdf only).
@@ -40,6 +45,10 @@ struct PadesResult {
     std::uint64_t outputSize = 0;
     std::uint64_t contentsBytes = 0;  // bytes reserved for /Contents (binary, before hex)
     bool xrefStream = false;          // the update kept the original's cross-reference stream
+    // A visible signature: its page (1-based), its rectangle and its image's, as displayed.
+    int page = 0;
+    std::optional<PdfRect> rect;
+    std::optional<PdfRect> imageRect;
 };
 
 // Signs IN into OUT (OUT may equal IN). Errors, each with a stable code:
@@ -51,6 +60,7 @@ struct PadesResult {
 //   pdf.field_not_found, pdf.field_signed,  the requested field is missing, already signed,
 //   pdf.field_not_signature                 or not a signature field
 //   pdf.page_out_of_range                   options.page is not a page of the document
+//   appearance.*, pdf.field_no_widget       the visible signature cannot be drawn (appearance.h)
 //   io.read, io.write                       file system errors
 // plus the credential's token errors.
 Result<PadesResult> signPdf(const std::string& inPath, const std::string& outPath,
