@@ -98,6 +98,13 @@ inline int exitCodeFor(const Error& e) {
     if (c.rfind("pdf.", 0) == 0 || c.rfind("cms.", 0) == 0) {
         return kExitData;
     }
+    // The configured images and fonts are configuration; what was asked to be drawn is data.
+    if (c.rfind("appearance.image", 0) == 0 || c.rfind("appearance.font", 0) == 0) {
+        return kExitConfig;
+    }
+    if (c.rfind("appearance.", 0) == 0) {
+        return kExitData;
+    }
     if (c.rfind("token.", 0) == 0 || c.rfind("key.", 0) == 0 || c == "db.unavailable") {
         return kExitUnavailable;
     }

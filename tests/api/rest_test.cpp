@@ -372,6 +372,45 @@ TEST(Cli, SignPdfLocally) {
     }
 }
 
+// The officer's desktop signs and seals visibly in one command, as the REST call does; a seal
+// that cannot be drawn leaves no output and no temporary file.
+TEST(Cli, SignAndSealVisiblyLocally) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cli-visible");
+    const std::string out = dir + "/out.pdf";
+    const std::string base =
+        std::string(KYSO_BINARY) + " sign pdf --config " + shellQuote(env.dir + "/kyso.conf") +
+        " --key officer-1 --seal agency-seal --level B-B --visible true --in " +
+        shellQuote(samplePdf()) + " --out " + shellQuote(out);
+    std::string log;
+    ASSERT_EQ(run(base + " --page 1 --rect 330,60,230,80 2>&1", &log), 0) << log;
+    EXPECT_NE(log.find("sealed in field Signature2"), std::string::npos) << log;
+    std::string pdfsig;
+    run("pdfsig " + shellQuote(out), &pdfsig);
+    const auto second = pdfsig.find("Signature #2");
+    ASSERT_NE(second, std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Signature is Valid.", second), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.substr(0, second).find("Signature is Valid."), std::string::npos) << pdfsig;
+    std::string text;
+    run("pdftotext " + shellQuote(out) + " -", &text);
+    EXPECT_NE(text.find("Ký bởi: Nguyễn Văn An"), std::string::npos) << text;
+    EXPECT_NE(text.find("Ủy ban nhân dân tỉnh Hà Nam"), std::string::npos) << text;
+    // At the page's left edge the seal would hang off the page: refused, nothing written.
+    fs::remove(out);
+    EXPECT_EQ(run(base + " --rect 0,300,230,80 2>&1", &log), 65) << log;
+    EXPECT_NE(log.find("appearance.outside_page"), std::string::npos) << log;
+    EXPECT_FALSE(fs::exists(out));
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 0);
+    // Appearance options without --visible true are a usage error.
+    EXPECT_EQ(
+        run(std::string(KYSO_BINARY) + " sign pdf --config " + shellQuote(env.dir + "/kyso.conf") +
+                " --key officer-1 --in " + shellQuote(samplePdf()) + " --out " + shellQuote(out) +
+                " --rect 1,1,100,50 2>&1",
+            &log),
+        64)
+        << log;
+}
+
 TEST(Cli, RefusesPinsOnTheCommandLineAndReportsErrors) {
     auto& env = Env::get();
     const std::string conf = shellQuote(env.dir + "/kyso.conf");
