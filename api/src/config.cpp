@@ -399,12 +399,6 @@ Result<Config> loadConfig(const std::string& path) {
             }
             a.page = static_cast<int>(*v);
         }
-        // A missing image or font stops the service at start, not at the first signature.
-        if (auto st = signer::checkAppearanceFiles(a.image, a.font); !st) {
-            return bad(0, "[" + name + "]: " + st.error().detail + " (" + st.error().code +
-                              "; image " + (a.image.empty() ? "none" : a.image) + ", font " +
-                              (a.font.empty() ? "the default" : a.font) + ")");
-        }
         c.appearances[id] = std::move(a);
     }
     if (ini.sections.count("tsa")) {
@@ -561,6 +555,19 @@ Result<Config> loadConfig(const std::string& path) {
                                               .string();
     }
     return c;
+}
+
+Status checkAppearances(const Config& c) {
+    for (const auto& [id, a] : c.appearances) {
+        if (auto st = signer::checkAppearanceFiles(a.image, a.font); !st) {
+            return Error::make("config.invalid",
+                               c.path + ": [appearance." + id + "]: " + st.error().detail + " (" +
+                                   st.error().code + "; image " +
+                                   (a.image.empty() ? "none" : a.image) + ", font " +
+                                   (a.font.empty() ? "the default" : a.font) + ")");
+        }
+    }
+    return Ok{};
 }
 
 void applyModuleEnvironment(const Config& c) {

@@ -326,34 +326,39 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         return issuing.error();
     }
 
-    ca::CertificateProfile officerProf;
-    officerProf.subject = {{"C", "VN"},
-                           {"ST", "Hà Nội"},
-                           {"O", "Sở Thông tin và Truyền thông"},
-                           {"title", "Giám đốc Sở"},
-                           {"CN", "Nguyễn Văn An"}};
-    officerProf.digitalSignature = true;
-    officerProf.nonRepudiation = true;
-    officerProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
-    officerProf.ocspUrl = baseUrl + "/ocsp";
-    officerProf.validDays = 730;
-    auto officer = d.ensureCredential("officer-1", 2048, officerProf, &*issuing);
+    // Signing certificates issued by the issuing CA: digitalSignature + nonRepudiation, with
+    // the demo's CRL and OCSP URLs.
+    auto signingProfile = [&](std::vector<ca::NameEntry> subject, int validDays) {
+        ca::CertificateProfile p;
+        p.subject = std::move(subject);
+        p.digitalSignature = true;
+        p.nonRepudiation = true;
+        p.crlUrl = baseUrl + "/ca/issuing-ca.crl";
+        p.ocspUrl = baseUrl + "/ocsp";
+        p.validDays = validDays;
+        return p;
+    };
+    auto officer = d.ensureCredential("officer-1", 2048,
+                                      signingProfile({{"C", "VN"},
+                                                      {"ST", "Hà Nội"},
+                                                      {"O", "Sở Thông tin và Truyền thông"},
+                                                      {"title", "Giám đốc Sở"},
+                                                      {"CN", "Nguyễn Văn An"}},
+                                                     730),
+                                      &*issuing);
     if (!officer) {
         return officer.error();
     }
     // The agency's e-seal (Decree 30/2020, Art. 5): the registry office applies it after the
     // officer's signature; its certificate names the agency.
-    ca::CertificateProfile sealProf;
-    sealProf.subject = {{"C", "VN"},
-                        {"ST", "Hà Nam"},
-                        {"O", "Sở Thông tin và Truyền thông"},
-                        {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam"}};
-    sealProf.digitalSignature = true;
-    sealProf.nonRepudiation = true;
-    sealProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
-    sealProf.ocspUrl = baseUrl + "/ocsp";
-    sealProf.validDays = 1825;
-    auto seal = d.ensureCredential("agency-seal", 2048, sealProf, &*issuing);
+    auto seal =
+        d.ensureCredential("agency-seal", 2048,
+                           signingProfile({{"C", "VN"},
+                                           {"ST", "Hà Nam"},
+                                           {"O", "Sở Thông tin và Truyền thông"},
+                                           {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam"}},
+                                          1825),
+                           &*issuing);
     if (!seal) {
         return seal.error();
     }
@@ -376,27 +381,18 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         log << "  drew appearance/agency-seal.png\n";
     }
 
-    ca::CertificateProfile tsaProf;
-    tsaProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo TSA"}};
-    tsaProf.digitalSignature = true;
-    tsaProf.nonRepudiation = true;
+    ca::CertificateProfile tsaProf =
+        signingProfile({{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo TSA"}}, 1825);
     tsaProf.extendedKeyUsage = {"timeStamping"};
     tsaProf.extendedKeyUsageCritical = true;  // RFC 3161 2.3
-    tsaProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
-    tsaProf.ocspUrl = baseUrl + "/ocsp";
-    tsaProf.validDays = 1825;
     auto tsa = d.ensureCredential("tsa", 2048, tsaProf, &*issuing);
     if (!tsa) {
         return tsa.error();
     }
-    ca::CertificateProfile auditProf;
-    auditProf.subject = {{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Audit"}};
-    auditProf.digitalSignature = true;
-    auditProf.nonRepudiation = true;
-    auditProf.crlUrl = baseUrl + "/ca/issuing-ca.crl";
-    auditProf.ocspUrl = baseUrl + "/ocsp";
-    auditProf.validDays = 1825;
-    auto audit = d.ensureCredential("audit", 2048, auditProf, &*issuing);
+    auto audit = d.ensureCredential(
+        "audit", 2048,
+        signingProfile({{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo Audit"}}, 1825),
+        &*issuing);
     if (!audit) {
         return audit.error();
     }

@@ -76,6 +76,9 @@ int cmdServe(const Args& a) {
     if (!cfg) {
         return fail(cfg.error(), kExitConfig);
     }
+    if (auto st = kyso::api::checkAppearances(*cfg); !st) {
+        return fail(st.error(), kExitConfig);
+    }
     // Block the termination signals in every thread; the main thread waits for them below.
     sigset_t sigs;
     sigemptyset(&sigs);

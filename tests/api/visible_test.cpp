@@ -284,10 +284,21 @@ TEST(VisibleRest, TheDemoImagesAreARedSealAtItsRealSizeAndATransparentSignature)
     ASSERT_NE(bad, conf);
     writeFile(env.dir + "/broken.conf", bad);
     auto c = api::loadConfig(env.dir + "/broken.conf");
-    ASSERT_FALSE(c.ok());
-    EXPECT_EQ(c.error().code, "config.invalid");
-    EXPECT_NE(c.error().detail.find("[appearance.agency-seal]"), std::string::npos)
-        << c.error().detail;
+    ASSERT_TRUE(c.ok()) << c.error().detail;
+    EXPECT_TRUE(api::checkAppearances(env.cfg).ok());
+    auto checked = api::checkAppearances(*c);
+    ASSERT_FALSE(checked.ok());
+    EXPECT_EQ(checked.error().code, "config.invalid");
+    EXPECT_NE(checked.error().detail.find("[appearance.agency-seal]"), std::string::npos)
+        << checked.error().detail;
+    // `kyso serve` does not start on it.
+    std::string log;
+    EXPECT_EQ(run(std::string(KYSO_BINARY) + " serve --config " +
+                      shellQuote(env.dir + "/broken.conf") + " 2>&1",
+                  &log),
+              78)
+        << log;
+    EXPECT_NE(log.find("appearance.image_invalid"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -137,6 +137,12 @@ struct Config {
 // directory. Errors: "config.invalid" naming the file and the key.
 Result<Config> loadConfig(const std::string& path);
 
+// Reads every [appearance.ID]'s image and font as a visible signature would, so that `kyso
+// serve` stops at start on a missing or broken one rather than at the first signature. Not part
+// of loadConfig: a command that draws nothing (kyso sign pdf without --visible, kyso verify)
+// does not pay for decoding images and loading fonts. Errors: config.invalid naming the section.
+Status checkAppearances(const Config& c);
+
 // Exports SOFTHSM2_CONF when configured (the module reads it at C_Initialize).
 void applyModuleEnvironment(const Config& c);
 
