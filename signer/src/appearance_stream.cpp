@@ -1,9 +1,14 @@
 #include "appearance_stream.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "kyso/signer/png_image.h"
@@ -26,6 +31,48 @@ constexpr double kSealFontSize = 7;
 constexpr double kLineSpacing = 1.15;
 // Rounding slack when a rectangle touches the page edge.
 constexpr double kEpsilon = 0.01;
+
+// An image as drawn: decoded and compressed once per file and process (an agency's seal is on
+// every document it seals), and again when the file changes (size, time, inode).
+struct PreparedImage {
+    EncodedImage encoded;
+    std::optional<std::pair<double, double>> sizePoints;
+};
+
+Result<std::shared_ptr<const PreparedImage>> preparedImage(const std::string& path) {
+    struct Entry {
+        struct stat st {};
+        std::shared_ptr<const PreparedImage> image;
+    };
+    static std::mutex mu;
+    static std::map<std::string, Entry> cache;
+    struct stat st {};
+    const bool statted = ::stat(path.c_str(), &st) == 0;
+    auto same = [&](const struct stat& o) {
+        return statted && o.st_ino == st.st_ino && o.st_dev == st.st_dev &&
+               o.st_size == st.st_size && o.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+               o.st_mtim.tv_nsec == st.st_mtim.tv_nsec;
+    };
+    {
+        std::lock_guard lk(mu);
+        auto it = cache.find(path);
+        if (it != cache.end() && same(it->second.st)) {
+            return it->second.image;
+        }
+    }
+    auto png = readPng(path);
+    if (!png) {
+        return png.error();
+    }
+    auto prepared = std::make_shared<PreparedImage>();
+    prepared->encoded = encodeImage(*png);
+    prepared->sizePoints = png->sizePoints();
+    if (statted) {
+        std::lock_guard lk(mu);
+        cache[path] = Entry{st, prepared};
+    }
+    return std::shared_ptr<const PreparedImage>(std::move(prepared));
+}
 
 bool rotated(int r) {
     return r == 90 || r == 270;
@@ -224,19 +271,20 @@ Result<BuiltAppearance> buildAppearance(const Appearance& a, const PageGeometry&
                                         const std::optional<PdfRect>& fieldRect,
                                         const ObjectNumbers& next, std::vector<PdfObject>* out) {
     // The image, and its size when it is drawn at its real size.
-    std::optional<PngImage> image;
+    std::shared_ptr<const PreparedImage> image;
     double imageW = 0;
     double imageH = 0;
     if (!a.imagePath.empty()) {
-        auto png = readPng(a.imagePath);
-        if (!png) {
-            return png.error();
+        auto prepared = preparedImage(a.imagePath);
+        if (!prepared) {
+            return prepared.error();
         }
-        image = std::move(*png);
-        const auto real = image->sizePoints();
+        image = std::move(*prepared);
+        const auto& real = image->sizePoints;
         // Non-square pixels keep their aspect through the physical size.
         const double aspect =
-            real ? real->second / real->first : static_cast<double>(image->height) / image->width;
+            real ? real->second / real->first
+                 : static_cast<double>(image->encoded.height) / image->encoded.width;
         if (a.imageWidth > 0) {
             imageW = a.imageWidth;
         } else if (real) {
@@ -246,7 +294,7 @@ Result<BuiltAppearance> buildAppearance(const Appearance& a, const PageGeometry&
                                "the seal image has no physical size (no pHYs chunk): set its "
                                "width in the appearance configuration (imageWidthMm)");
         } else {
-            imageW = image->width;
+            imageW = image->encoded.width;
         }
         imageH = imageW * aspect;
     }
@@ -372,7 +420,7 @@ Result<BuiltAppearance> buildAppearance(const Appearance& a, const PageGeometry&
     std::string resources;
     std::string content;
     if (image && imageBox) {
-        const int imageNum = appendImageObjects(*image, next, out);
+        const int imageNum = appendImageObjects(image->encoded, next, out);
         resources += "/XObject << /Im0 " + std::to_string(imageNum) + " 0 R >> ";
         content += "q " + pdfNumber(imageBox->w) + " 0 0 " + pdfNumber(imageBox->h) + " " +
                    pdfNumber(imageBox->x) + " " + pdfNumber(imageBox->y) + " cm /Im0 Do Q\n";

@@ -461,7 +461,18 @@ Status writePng(const std::string& path, int width, int height, std::string_view
     });
 }
 
-int appendImageObjects(const PngImage& image, const ObjectNumbers& next,
+EncodedImage encodeImage(const PngImage& image) {
+    EncodedImage e;
+    e.width = image.width;
+    e.height = image.height;
+    e.rgb = flateEncode(image.rgb);
+    if (!image.alpha.empty()) {
+        e.alpha = flateEncode(image.alpha);
+    }
+    return e;
+}
+
+int appendImageObjects(const EncodedImage& image, const ObjectNumbers& next,
                        std::vector<PdfObject>* out) {
     const int imageNum = next();
     const std::string size =
@@ -473,14 +484,19 @@ int appendImageObjects(const PngImage& image, const ObjectNumbers& next,
         maskNum = next();
         dict += " /SMask " + std::to_string(maskNum) + " 0 R";
     }
-    out->push_back({imageNum, pdfStream(dict, flateEncode(image.rgb))});
+    out->push_back({imageNum, pdfStream(dict, image.rgb)});
     if (maskNum != 0) {
         out->push_back({maskNum, pdfStream("/Type /XObject /Subtype /Image" + size +
                                                " /ColorSpace /DeviceGray /BitsPerComponent 8"
                                                " /Filter /FlateDecode",
-                                           flateEncode(image.alpha))});
+                                           image.alpha)});
     }
     return imageNum;
+}
+
+int appendImageObjects(const PngImage& image, const ObjectNumbers& next,
+                       std::vector<PdfObject>* out) {
+    return appendImageObjects(encodeImage(image), next, out);
 }
 
 }  // namespace kyso::signer
