@@ -126,6 +126,7 @@ Result<Config> loadConfig(const std::string& path) {
         {"timestamping", {"url", "trustAnchors", "tlsCaFile", "timeoutSeconds", "reserveBytes"}},
         {"audit", {"credential", "checkpointEvery"}},
         {"policy", {"file"}},
+        {"citizens", {"ca", "publicUrl", "validityDays", "keyType", "sadLifetimeSeconds"}},
         {"validation", {"trustAnchors", "intermediates", "timeoutSeconds", "tlsCaFile"}},
     };
     static const std::set<std::string> appearanceKeys = {
@@ -520,6 +521,48 @@ Result<Config> loadConfig(const std::string& path) {
             a.checkpointEvery = *n;
         }
         c.audit = a;
+    }
+    if (ini.sections.count("citizens")) {
+        CitizensConfig z;
+        const Entry* ca = get("citizens", "ca");
+        const Entry* url = get("citizens", "publicUrl");
+        if (ca == nullptr || url == nullptr) {
+            return bad(0, "[citizens] needs ca and publicUrl");
+        }
+        const CredentialConfig* cc = c.findCredential(ca->value);
+        if (cc == nullptr || cc->kind != "ca") {
+            return bad(ca->line, "[citizens] ca must name a [credential.ID] of kind ca");
+        }
+        z.ca = ca->value;
+        if (url->value.rfind("https://", 0) != 0 && url->value.rfind("http://", 0) != 0) {
+            return bad(url->line, "publicUrl must be an http(s) URL");
+        }
+        z.publicUrl = url->value;
+        while (!z.publicUrl.empty() && z.publicUrl.back() == '/') {
+            z.publicUrl.pop_back();
+        }
+        if (const Entry* e = get("citizens", "validityDays")) {
+            auto n = number(e, 1, 3650, "validityDays");
+            if (!n) {
+                return n.error();
+            }
+            z.validityDays = static_cast<int>(*n);
+        }
+        if (const Entry* e = get("citizens", "keyType")) {
+            if (e->value != "RSA-2048" && e->value != "RSA-3072" && e->value != "EC-P256" &&
+                e->value != "EC-P384") {
+                return bad(e->line, "keyType must be RSA-2048, RSA-3072, EC-P256 or EC-P384");
+            }
+            z.keyType = e->value;
+        }
+        if (const Entry* e = get("citizens", "sadLifetimeSeconds")) {
+            auto n = number(e, 30, 3600, "sadLifetimeSeconds");
+            if (!n) {
+                return n.error();
+            }
+            z.sadLifetimeSeconds = static_cast<int>(*n);
+        }
+        c.citizens = z;
     }
     if (ini.sections.count("validation")) {
         ValidationConfig& v = c.validation;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "kyso/ca-bridge/issuer.h"
@@ -116,17 +117,42 @@ Result<CredentialRegistry> CredentialRegistry::load(const Config& cfg, hsm::Toke
         reg.m_creds.emplace(cc.id, std::move(c));
         reg.m_ids.push_back(cc.id);
     }
+    reg.m_configured = reg.m_ids.size();
     return reg;
 }
 
 const hsm::Credential* CredentialRegistry::find(const std::string& id) const {
+    std::shared_lock lk(*m_mu);
     auto it = m_creds.find(id);
     return it == m_creds.end() ? nullptr : &it->second;
 }
 
 policies::CredentialFacts CredentialRegistry::facts(const std::string& id) const {
+    std::shared_lock lk(*m_mu);
     auto it = m_facts.find(id);
     return it == m_facts.end() ? policies::CredentialFacts{} : it->second;
+}
+
+std::vector<std::string> CredentialRegistry::ids() const {
+    std::shared_lock lk(*m_mu);
+    return m_ids;
+}
+
+std::vector<std::string> CredentialRegistry::configuredIds() const {
+    std::shared_lock lk(*m_mu);
+    return {m_ids.begin(), m_ids.begin() + static_cast<std::ptrdiff_t>(m_configured)};
+}
+
+Status CredentialRegistry::add(hsm::Credential credential, policies::CredentialFacts facts) {
+    std::unique_lock lk(*m_mu);
+    const std::string id = credential.id;
+    if (m_creds.count(id)) {
+        return Error::make("credential.exists", "a credential '" + id + "' exists already");
+    }
+    m_facts[id] = std::move(facts);
+    m_creds.emplace(id, std::move(credential));
+    m_ids.push_back(id);
+    return Ok{};
 }
 
 Result<hsm::Credential> credentialFromUri(const std::string& uri, hsm::Token& token,

@@ -453,6 +453,10 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "[credential.audit]\nkind = audit\nkey = " << uriFor("audit")
              << "\ncertificate = pki/audit.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[audit]\ncredential = audit\ncheckpointEvery = 100\n\n"
+             << "# Citizens' personal signatures: keys on the token, certificates from the\n"
+             << "# issuing CA, CRL and OCSP from this service.\n"
+             << "[citizens]\nca = issuing-ca\npublicUrl = " << baseUrl
+             << "\nvalidityDays = 365\nkeyType = RSA-2048\nsadLifetimeSeconds = 300\n\n"
              << "[validation]\ntrustAnchors = pki/root-ca.pem\ntlsCaFile = pki/root-ca.pem\n"
              << "timeoutSeconds = 10\n";
         st = writePrivateFile(confPath, conf.str(), 0600);

@@ -483,7 +483,7 @@ struct Service::Impl {
         const bool tokenOk = token.ready();
         const bool dbOk = store.writable();
         bool certsOk = true;
-        for (const auto& id : creds.ids()) {
+        for (const auto& id : creds.configuredIds()) {
             OsslPtr<X509> c = x509FromDer(creds.find(id)->certificateDer);
             if (!c || ::X509_cmp_current_time(::X509_get0_notAfter(c.get())) <= 0 ||
                 ::X509_cmp_current_time(::X509_get0_notBefore(c.get())) >= 0) {
@@ -1314,7 +1314,7 @@ struct Service::Impl {
         o << "# HELP kyso_certificate_expiry_days Days until each credential's certificate "
              "expires (negative: expired).\n"
           << "# TYPE kyso_certificate_expiry_days gauge\n";
-        for (const auto& id : creds.ids()) {
+        for (const auto& id : creds.configuredIds()) {
             OsslPtr<X509> c = x509FromDer(creds.find(id)->certificateDer);
             int days = 0;
             int secs = 0;

@@ -1,6 +1,7 @@
 #include "kyso/api/store.h"
 
 #include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/SQLite/SQLiteException.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
 #include <botan/argon2.h>
@@ -49,7 +50,34 @@ std::string nowIso() {
     return isoUtc(std::time(nullptr));
 }
 
+std::string hexOf(std::string_view bytes) {
+    return Botan::hex_encode(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(),
+                             false);
+}
+
+// A string that held secret material, wiped before it is freed.
+struct WipedString {
+    std::string s;
+    ~WipedString() { hsm::secureWipe(s.data(), s.size()); }
+};
+
 }  // namespace
+
+std::string argon2idHash(std::string_view secret) {
+    Botan::System_RNG rng;
+    return Botan::argon2_generate_pwhash(secret.data(), secret.size(), rng, kArgonParallelism,
+                                         kArgonMemoryKiB, kArgonIterations, 2 /* Argon2id */);
+}
+
+bool argon2idCheck(std::string_view secret, const std::string& hash) {
+    // Botan compares the recomputed hash with same_mem (constant time). A malformed stored hash
+    // throws: that is a mismatch, not a crash.
+    try {
+        return Botan::argon2_check_pwhash(secret.data(), secret.size(), hash);
+    } catch (const std::exception&) {
+        return false;
+    }
+}
 
 struct Store::Impl {
     std::mutex mu;  // Poco::Data sessions are not thread-safe
@@ -77,6 +105,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
         s << "PRAGMA journal_mode=WAL", now;
         s << "PRAGMA synchronous=FULL", now;
         s << "PRAGMA busy_timeout=5000", now;
+        // The citizens' tables reference each other; SQLite checks that only when asked to.
+        s << "PRAGMA foreign_keys=ON", now;
         s << "CREATE TABLE IF NOT EXISTS api_keys ("
              " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,"
              " hash TEXT NOT NULL, created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
@@ -100,6 +130,38 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
         s << "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq INTEGER PRIMARY KEY,"
              " hash TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL)",
             now;
+        // Citizens' remote-signing credentials (issue 7). Binary values are stored as hex text:
+        // lookups and equality then never depend on how a binding typed them.
+        s << "CREATE TABLE IF NOT EXISTS citizens (id TEXT PRIMARY KEY,"
+             " identity_number TEXT NOT NULL, full_name TEXT NOT NULL, province TEXT NOT NULL,"
+             " contact TEXT NOT NULL, portal TEXT NOT NULL, key_label TEXT NOT NULL,"
+             " certificate TEXT NOT NULL DEFAULT '',"
+             " status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),"
+             " created TEXT NOT NULL)",
+            now;
+        // At most one live credential per person, whoever writes the file.
+        s << "CREATE UNIQUE INDEX IF NOT EXISTS citizens_live_identity"
+             " ON citizens (identity_number) WHERE status <> 'revoked'",
+            now;
+        s << "CREATE INDEX IF NOT EXISTS citizens_portal ON citizens (portal, created)", now;
+        s << "CREATE TABLE IF NOT EXISTS citizen_activation ("
+             " credential TEXT PRIMARY KEY REFERENCES citizens (id) ON DELETE CASCADE,"
+             " pin_hash TEXT NOT NULL, must_change_pin INTEGER NOT NULL,"
+             " totp_secret TEXT NOT NULL,"  // hex; not encrypted at rest yet (see store.h)
+             " failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),"
+             " locked INTEGER NOT NULL DEFAULT 0, last_totp_step INTEGER NOT NULL DEFAULT -1)",
+            now;
+        s << "CREATE TABLE IF NOT EXISTS csc_sads (sad TEXT PRIMARY KEY,"  // hex SHA-256
+             " credential TEXT NOT NULL REFERENCES citizens (id) ON DELETE CASCADE,"
+             " hash_algorithm TEXT NOT NULL, remaining INTEGER NOT NULL CHECK (remaining >= 0),"
+             " expires INTEGER NOT NULL)",
+            now;
+        s << "CREATE INDEX IF NOT EXISTS csc_sads_expires ON csc_sads (expires)", now;
+        // One row per authorized hash: the primary key refuses a hash listed twice.
+        s << "CREATE TABLE IF NOT EXISTS csc_sad_hashes ("
+             " sad TEXT NOT NULL REFERENCES csc_sads (sad) ON DELETE CASCADE,"
+             " hash TEXT NOT NULL, used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sad, hash))",
+            now;
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable",
                            "cannot open database " + path + ": " + e.displayText());
@@ -119,9 +181,7 @@ Result<std::string> Store::createApiKey(const std::string& name, policies::Role 
     const std::string id = Botan::hex_encode(idBytes, false);
     hsm::Secret secret(base64url(secretBytes));
     hsm::secureWipe(secretBytes.data(), secretBytes.size());
-    const std::string hash =
-        Botan::argon2_generate_pwhash(secret.c_str(), secret.view().size(), rng, kArgonParallelism,
-                                      kArgonMemoryKiB, kArgonIterations, 2 /* Argon2id */);
+    const std::string hash = argon2idHash(secret.view());
     std::string roleName = policies::roleName(role);
     std::string created = nowIso();
     try {
@@ -207,8 +267,7 @@ std::optional<policies::Principal> Store::authenticate(std::string_view key) {
     if (hashes.size() != 1) {
         return std::nullopt;
     }
-    const std::string s(secret);
-    if (!Botan::argon2_check_pwhash(s.data(), s.size(), hashes[0])) {
+    if (!argon2idCheck(secret, hashes[0])) {
         return std::nullopt;
     }
     auto role = policies::parseRole(roles[0]);
@@ -505,6 +564,421 @@ bool Store::writable() {
     } catch (const Poco::Exception&) {
         return false;
     }
+}
+
+// --- Citizens ------------------------------------------------------------------------------
+
+namespace {
+
+using Poco::Data::Session;
+
+// Runs BODY(session) inside one write transaction (BEGIN IMMEDIATE: serialised with every other
+// writer of the file) with the session lock held. An error that BODY returns, or anything it
+// throws, rolls the whole transaction back, so no partial state is ever committed.
+template <typename T, typename F>
+Result<T> inTransaction(Store::Impl& impl, const char* what, F&& body) {
+    std::lock_guard lk(impl.mu);
+    Session& s = *impl.session;
+    const auto rollback = [&s] {
+        try {
+            s << "ROLLBACK", now;
+        } catch (const Poco::Exception&) {
+            // Nothing was committed; SQLite drops the transaction with the connection.
+        }
+    };
+    const auto failure = [what](const std::string& why) {
+        return Error::make("db.unavailable", std::string("cannot ") + what + ": " + why);
+    };
+    try {
+        s << "BEGIN IMMEDIATE", now;
+    } catch (const Poco::Exception& e) {
+        return failure(e.displayText());
+    }
+    try {
+        Result<T> r = body(s);
+        if (!r.ok()) {
+            rollback();
+            return r;
+        }
+        s << "COMMIT", now;
+        return r;
+    } catch (const Poco::Exception& e) {
+        rollback();
+        return failure(e.displayText());
+    } catch (const std::exception& e) {
+        rollback();
+        return failure(e.what());
+    }
+}
+
+std::string fromHex(const std::string& hex) {
+    const auto bytes = Botan::hex_decode(hex);
+    return std::string(bytes.begin(), bytes.end());
+}
+
+Error unknownCitizen() {
+    return Error::make("citizen.unknown", "no such citizen credential");
+}
+
+constexpr const char* kCitizenColumns =
+    "SELECT id, identity_number, full_name, province, contact, portal, key_label, certificate,"
+    " status, created FROM citizens ";
+
+std::vector<Citizen> selectCitizens(Session& s, const std::string& where, std::string arg) {
+    std::vector<std::string> id, identity, name, province, contact, portal, label, cert, status,
+        created;
+    s << std::string(kCitizenColumns) + where, use(arg), into(id), into(identity), into(name),
+        into(province), into(contact), into(portal), into(label), into(cert), into(status),
+        into(created), now;
+    std::vector<Citizen> out(id.size());
+    for (std::size_t i = 0; i < id.size(); ++i) {
+        out[i] = Citizen{id[i],       identity[i],      name[i],
+                         province[i], contact[i],       portal[i],
+                         label[i],    fromHex(cert[i]), status[i] == "revoked",
+                         created[i]};
+    }
+    return out;
+}
+
+void insertActivation(Session& s, const std::string& credential, const ActivationRecord& a) {
+    std::string cred = credential;
+    std::string pin = a.pinHash;
+    WipedString secret{hexOf(a.totpSecret.view())};
+    int mustChange = a.mustChangePin ? 1 : 0;
+    int failed = a.failedAttempts;
+    int locked = a.locked ? 1 : 0;
+    Poco::Int64 step = a.lastTotpStep;
+    s << "INSERT INTO citizen_activation (credential, pin_hash, must_change_pin, totp_secret,"
+         " failed_attempts, locked, last_totp_step) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        use(cred), use(pin), use(mustChange), use(secret.s), use(failed), use(locked), use(step),
+        now;
+}
+
+// Deletes the SADs of a credential (all of them) or those expired before a time.
+void deleteSadsOf(Session& s, std::string credential) {
+    s << "DELETE FROM csc_sad_hashes WHERE sad IN (SELECT sad FROM csc_sads WHERE credential = ?)",
+        use(credential), now;
+    s << "DELETE FROM csc_sads WHERE credential = ?", use(credential), now;
+}
+
+void deleteSadsExpiredBefore(Session& s, Poco::Int64 before) {
+    s << "DELETE FROM csc_sad_hashes WHERE sad IN (SELECT sad FROM csc_sads WHERE expires < ?)",
+        use(before), now;
+    s << "DELETE FROM csc_sads WHERE expires < ?", use(before), now;
+}
+
+}  // namespace
+
+Status Store::addCitizen(const Citizen& c, const ActivationRecord& a) {
+    if (c.id.empty()) {
+        return Error::make("citizen.invalid", "a citizen credential needs an id");
+    }
+    return inTransaction<Ok>(*m_impl, "store the citizen", [&](Session& s) -> Status {
+        std::string id = c.id;
+        std::string identity = c.identityNumber;
+        std::string name = c.fullName;
+        std::string province = c.province;
+        std::string contact = c.contact;
+        std::string portal = c.portal;
+        std::string label = c.keyLabel;
+        std::string cert = hexOf(c.certificateDer);
+        std::string status = c.revoked ? "revoked" : "active";
+        std::string created = c.created.empty() ? nowIso() : c.created;
+        try {
+            s << "INSERT INTO citizens (id, identity_number, full_name, province, contact, portal,"
+                 " key_label, certificate, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                use(id), use(identity), use(name), use(province), use(contact), use(portal),
+                use(label), use(cert), use(status), use(created), now;
+        } catch (const Poco::Data::SQLite::ConstraintViolationException& e) {
+            // The partial unique index names its column; a clash of ids (128 random bits) would
+            // name citizens.id and stays a database error.
+            if (e.displayText().find("citizens.identity_number") != std::string::npos) {
+                return Error::make("citizen.duplicate",
+                                   "this identity number has a credential that is not revoked");
+            }
+            throw;
+        }
+        insertActivation(s, c.id, a);
+        return Ok{};
+    });
+}
+
+Result<Citizen> Store::citizen(const std::string& id) {
+    std::vector<Citizen> rows;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        rows = selectCitizens(*m_impl->session, "WHERE id = ?", id);
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot read the citizen: " + e.displayText());
+    }
+    if (rows.empty()) {
+        return unknownCitizen();
+    }
+    return std::move(rows[0]);
+}
+
+Result<std::vector<Citizen>> Store::citizensOfPortal(const std::string& portal) {
+    try {
+        std::lock_guard lk(m_impl->mu);
+        return selectCitizens(*m_impl->session, "WHERE portal = ? ORDER BY created, rowid", portal);
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot list the citizens: " + e.displayText());
+    }
+}
+
+Status Store::revokeCitizen(const std::string& id) {
+    return inTransaction<Ok>(*m_impl, "revoke the citizen", [&](Session& s) -> Status {
+        std::string i = id;
+        std::vector<std::string> status;
+        s << "SELECT status FROM citizens WHERE id = ?", use(i), into(status), now;
+        if (status.empty()) {
+            return unknownCitizen();
+        }
+        if (status[0] == "revoked") {
+            return Error::make("citizen.already_revoked", "the citizen credential is revoked");
+        }
+        s << "UPDATE citizens SET status = 'revoked' WHERE id = ?", use(i), now;
+        // A SAD handed out before the revocation must not sign after it.
+        deleteSadsOf(s, id);
+        return Ok{};
+    });
+}
+
+Status Store::setCitizenCertificate(const std::string& id, const std::string& der) {
+    std::string i = id;
+    std::string cert = hexOf(der);
+    std::size_t changed = 0;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        Poco::Data::Statement st(*m_impl->session);
+        st << "UPDATE citizens SET certificate = ? WHERE id = ?", use(cert), use(i);
+        changed = st.execute();
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot store the certificate: " + e.displayText());
+    }
+    if (changed == 0) {
+        return unknownCitizen();
+    }
+    return Ok{};
+}
+
+Result<ActivationRecord> Store::activation(const std::string& credentialId) {
+    std::string id = credentialId;
+    std::vector<std::string> pin, status;
+    std::vector<int> mustChange, failed, locked;
+    std::vector<Poco::Int64> step;
+    std::vector<std::string> secrets;
+    struct WipeAll {
+        std::vector<std::string>& v;
+        ~WipeAll() {
+            for (auto& x : v) {
+                hsm::secureWipe(x.data(), x.size());
+            }
+        }
+    } wipe{secrets};
+    try {
+        std::lock_guard lk(m_impl->mu);
+        *m_impl->session << "SELECT a.pin_hash, a.must_change_pin, a.totp_secret,"
+                            " a.failed_attempts, a.locked, a.last_totp_step, c.status"
+                            " FROM citizen_activation a JOIN citizens c ON c.id = a.credential"
+                            " WHERE a.credential = ?",
+            use(id), into(pin), into(mustChange), into(secrets), into(failed), into(locked),
+            into(step), into(status), now;
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot read the activation: " + e.displayText());
+    }
+    if (pin.empty()) {
+        return unknownCitizen();
+    }
+    ActivationRecord a;
+    a.pinHash = pin[0];
+    a.mustChangePin = mustChange[0] != 0;
+    const auto key = Botan::hex_decode_locked(secrets[0]);
+    a.totpSecret = hsm::Secret(std::string(key.begin(), key.end()));
+    a.failedAttempts = failed[0];
+    a.locked = locked[0] != 0;
+    a.lastTotpStep = step[0];
+    a.citizenRevoked = status[0] == "revoked";
+    return a;
+}
+
+Status Store::replaceActivation(const std::string& credentialId, const ActivationRecord& a) {
+    return inTransaction<Ok>(*m_impl, "replace the activation", [&](Session& s) -> Status {
+        std::string id = credentialId;
+        std::vector<std::string> status;
+        s << "SELECT status FROM citizens WHERE id = ?", use(id), into(status), now;
+        if (status.empty()) {
+            return unknownCitizen();
+        }
+        if (status[0] == "revoked") {
+            return Error::make("citizen.revoked", "the citizen credential is revoked");
+        }
+        s << "DELETE FROM citizen_activation WHERE credential = ?", use(id), now;
+        insertActivation(s, credentialId, a);
+        // SADs granted under the old PIN and secret go with them.
+        deleteSadsOf(s, credentialId);
+        return Ok{};
+    });
+}
+
+Result<FailedAttempts> Store::recordFailedAttempt(const std::string& credentialId, int lockAfter) {
+    return inTransaction<FailedAttempts>(
+        *m_impl, "count the failed attempt", [&](Session& s) -> Result<FailedAttempts> {
+            std::string id = credentialId;
+            std::vector<int> wasLocked;
+            s << "SELECT locked FROM citizen_activation WHERE credential = ?", use(id),
+                into(wasLocked), now;
+            if (wasLocked.empty()) {
+                return unknownCitizen();
+            }
+            int limit = lockAfter;
+            // One statement: concurrent failures each count (no read-modify-write in C++).
+            s << "UPDATE citizen_activation SET failed_attempts = failed_attempts + 1,"
+                 " locked = CASE WHEN failed_attempts + 1 >= ? THEN 1 ELSE locked END"
+                 " WHERE credential = ?",
+                use(limit), use(id), now;
+            int count = 0;
+            int locked = 0;
+            s << "SELECT failed_attempts, locked FROM citizen_activation WHERE credential = ?",
+                use(id), into(count), into(locked), now;
+            return FailedAttempts{count, locked != 0, locked != 0 && wasLocked[0] == 0};
+        });
+}
+
+Status Store::changePinHash(const std::string& credentialId, const std::string& expectedPinHash,
+                            const std::string& newPinHash) {
+    return inTransaction<Ok>(*m_impl, "change the PIN", [&](Session& s) -> Status {
+        std::string id = credentialId;
+        std::vector<std::string> pin;
+        std::vector<int> locked;
+        s << "SELECT pin_hash, locked FROM citizen_activation WHERE credential = ?", use(id),
+            into(pin), into(locked), now;
+        if (pin.empty()) {
+            return unknownCitizen();
+        }
+        if (locked[0] != 0) {
+            return Error::make("csc.locked", "the credential is locked");
+        }
+        if (!hsm::constantTimeEquals(pin[0], expectedPinHash)) {
+            return Error::make("activation.conflict", "the PIN was changed meanwhile");
+        }
+        std::string h = newPinHash;
+        s << "UPDATE citizen_activation SET pin_hash = ?, must_change_pin = 0, failed_attempts = 0"
+             " WHERE credential = ?",
+            use(h), use(id), now;
+        return Ok{};
+    });
+}
+
+Status Store::acceptAuthorization(const std::string& credentialId, std::int64_t totpStep,
+                                  const std::string& expectedPinHash, const SadRecord& sad,
+                                  std::int64_t purgeBefore) {
+    return inTransaction<Ok>(*m_impl, "store the authorization", [&](Session& s) -> Status {
+        std::string id = credentialId;
+        std::vector<std::string> pin, status;
+        std::vector<int> mustChange, locked;
+        std::vector<Poco::Int64> last;
+        s << "SELECT a.pin_hash, a.must_change_pin, a.locked, a.last_totp_step, c.status"
+             " FROM citizen_activation a JOIN citizens c ON c.id = a.credential"
+             " WHERE a.credential = ?",
+            use(id), into(pin), into(mustChange), into(locked), into(last), into(status), now;
+        if (pin.empty()) {
+            return unknownCitizen();
+        }
+        if (status[0] == "revoked") {
+            return Error::make("citizen.revoked", "the citizen credential is revoked");
+        }
+        if (locked[0] != 0) {
+            return Error::make("csc.locked", "the credential is locked");
+        }
+        if (mustChange[0] != 0) {
+            return Error::make("csc.pin_change_required", "the initial PIN must be changed first");
+        }
+        if (!hsm::constantTimeEquals(pin[0], expectedPinHash)) {
+            return Error::make("activation.conflict", "the PIN was changed meanwhile");
+        }
+        // Checked here, inside the write transaction, so that of two requests carrying the same
+        // code only the first one commits.
+        if (totpStep <= last[0]) {
+            return Error::make("activation.otp_replayed", "the one-time code was used already");
+        }
+        Poco::Int64 step = totpStep;
+        s << "UPDATE citizen_activation SET last_totp_step = ?, failed_attempts = 0"
+             " WHERE credential = ?",
+            use(step), use(id), now;
+        deleteSadsExpiredBefore(s, purgeBefore);
+        std::string sadHex = hexOf(sad.sadHash);
+        std::string cred = sad.credentialId;
+        std::string alg = sad.hashAlgorithm;
+        int remaining = static_cast<int>(sad.hashes.size());
+        Poco::Int64 expires = sad.expires;
+        s << "INSERT INTO csc_sads (sad, credential, hash_algorithm, remaining, expires)"
+             " VALUES (?, ?, ?, ?, ?)",
+            use(sadHex), use(cred), use(alg), use(remaining), use(expires), now;
+        for (const auto& h : sad.hashes) {
+            std::string hashHex = hexOf(h);
+            try {
+                s << "INSERT INTO csc_sad_hashes (sad, hash) VALUES (?, ?)", use(sadHex),
+                    use(hashHex), now;
+            } catch (const Poco::Data::SQLite::ConstraintViolationException&) {
+                // Everything above (the spent step, the SAD row) is rolled back with it.
+                return Error::make("csc.invalid_request", "a hash is listed more than once");
+            }
+        }
+        return Ok{};
+    });
+}
+
+Result<SadUse> Store::useSad(const std::string& credentialId, const std::string& sadHash,
+                             const std::string& hash, std::int64_t nowUnix) {
+    return inTransaction<SadUse>(*m_impl, "use the SAD", [&](Session& s) -> Result<SadUse> {
+        // Looked up by its SHA-256: timing of the index search can only tell about the hash of
+        // a 256-bit random value, never about the SAD.
+        std::string sadHex = hexOf(sadHash);
+        std::vector<std::string> cred, alg;
+        std::vector<int> remaining;
+        std::vector<Poco::Int64> expires;
+        s << "SELECT credential, hash_algorithm, remaining, expires FROM csc_sads WHERE sad = ?",
+            use(sadHex), into(cred), into(alg), into(remaining), into(expires), now;
+        // Another credential's SAD reads exactly like an unknown one.
+        if (cred.empty() || cred[0] != credentialId) {
+            return Error::make("csc.sad_invalid", "the SAD is not valid for this credential");
+        }
+        if (nowUnix >= expires[0]) {
+            return Error::make("csc.sad_expired", "the SAD has expired");
+        }
+        if (remaining[0] <= 0) {
+            return Error::make("csc.sad_used_up", "the SAD has no signature left");
+        }
+        std::string hashHex = hexOf(hash);
+        Poco::Data::Statement mark(s);
+        mark << "UPDATE csc_sad_hashes SET used = 1 WHERE sad = ? AND hash = ? AND used = 0",
+            use(sadHex), use(hashHex);
+        if (mark.execute() != 1) {
+            return Error::make("csc.hash_not_authorized",
+                               "the hash is not authorized by this SAD, or was signed already");
+        }
+        s << "UPDATE csc_sads SET remaining = remaining - 1 WHERE sad = ?", use(sadHex), now;
+        return SadUse{alg[0], remaining[0] - 1};
+    });
+}
+
+Status Store::unlockActivation(const std::string& credentialId) {
+    std::string id = credentialId;
+    std::size_t changed = 0;
+    try {
+        std::lock_guard lk(m_impl->mu);
+        Poco::Data::Statement st(*m_impl->session);
+        st << "UPDATE citizen_activation SET locked = 0, failed_attempts = 0 WHERE credential = ?",
+            use(id);
+        changed = st.execute();
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot unlock: " + e.displayText());
+    }
+    if (changed == 0) {
+        return unknownCitizen();
+    }
+    return Ok{};
 }
 
 }  // namespace kyso::api

@@ -188,6 +188,22 @@ Result<std::string> issueCertificate(const CertificateProfile& p, const hsm::Cre
     return certDer;
 }
 
+CertificateProfile citizenCertificateProfile(const CitizenIdentity& citizen,
+                                             const std::string& crlUrl, const std::string& ocspUrl,
+                                             int validDays) {
+    CertificateProfile p;
+    p.subject = {{"C", "VN"},
+                 {"ST", citizen.province},
+                 {"serialNumber", citizen.identityNumber},
+                 {"CN", citizen.fullName}};
+    p.digitalSignature = true;
+    p.nonRepudiation = true;
+    p.crlUrl = crlUrl;
+    p.ocspUrl = ocspUrl;
+    p.validDays = validDays;
+    return p;
+}
+
 std::string certificateToPem(const std::string& der) {
     OsslPtr<X509> x = x509FromDer(der);
     OsslPtr<BIO> bio(::BIO_new(::BIO_s_mem()));

@@ -414,20 +414,19 @@ Result<PngImage> readPng(const std::string& path) {
                        static_cast<unsigned long>(err));
 }
 
-Status writePng(const std::string& path, int width, int height, std::string_view rgba,
-                double pixelsPerMeter) {
+Result<std::string> encodePng(int width, int height, std::string_view rgba, double pixelsPerMeter) {
     if (width <= 0 || height <= 0 || width > static_cast<int>(kMaxPngSide) ||
         height > static_cast<int>(kMaxPngSide) ||
         static_cast<long long>(width) * height > kMaxPngPixels) {
-        return Error::make("io.write", "the image size is out of range");
+        return Error::make("image.encode", "the image size is out of range");
     }
     const std::size_t w = static_cast<std::size_t>(width);
     const std::size_t h = static_cast<std::size_t>(height);
     if (rgba.size() != w * h * 4) {
-        return Error::make("io.write", "the pixel data does not match the image size");
+        return Error::make("image.encode", "the pixel data does not match the image size");
     }
     if (!std::isfinite(pixelsPerMeter) || pixelsPerMeter < 0 || pixelsPerMeter > 2147483647.0) {
-        return Error::make("io.write", "the resolution is out of range");
+        return Error::make("image.encode", "the resolution is out of range");
     }
     std::string encoded;
     try {
@@ -441,19 +440,29 @@ Status writePng(const std::string& path, int width, int height, std::string_view
         ctx.out = &encoded;
         PngWriter writer(&ctx);
         if (!writer.ok()) {
-            return Error::make("io.write", "cannot start the PNG encoder");
+            return Error::make("image.encode", "cannot start the PNG encoder");
         }
         const auto ppm = static_cast<png_uint_32>(std::lround(pixelsPerMeter));
         if (!encode(&ctx, static_cast<png_uint_32>(w), static_cast<png_uint_32>(h), rows.data(),
                     ppm)) {
-            return Error::make("io.write",
+            return Error::make("image.encode",
                                std::string("cannot encode the PNG image: ") + ctx.message);
         }
     } catch (const std::bad_alloc&) {
-        return Error::make("io.write", "not enough memory to encode the image");
+        return Error::make("image.encode", "not enough memory to encode the image");
+    }
+    return encoded;
+}
+
+Status writePng(const std::string& path, int width, int height, std::string_view rgba,
+                double pixelsPerMeter) {
+    auto encoded = encodePng(width, height, rgba, pixelsPerMeter);
+    if (!encoded) {
+        // writePng's callers know one code for all of its failures.
+        return Error::make("io.write", encoded.error().detail);
     }
     return writeAtomically(path, true, [&](int fd) -> Status {
-        if (!writeAll(fd, encoded.data(), encoded.size())) {
+        if (!writeAll(fd, encoded->data(), encoded->size())) {
             return Error::make("io.write", "cannot write the image file",
                                static_cast<unsigned long>(errno));
         }

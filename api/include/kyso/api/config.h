@@ -91,6 +91,15 @@ struct AppearanceConfig {
     int page = 0;  // 0: the request's page, else 1
 };
 
+// Personal signatures for citizens ([citizens]); absent: no enrolment, no CSC API.
+struct CitizensConfig {
+    std::string ca;         // id of the [credential.ID] of kind ca that issues their certificates
+    std::string publicUrl;  // this service as citizens' relying parties reach it: CRL and OCSP URLs
+    int validityDays = 365;
+    std::string keyType = "RSA-2048";  // RSA-2048, RSA-3072, EC-P256, EC-P384
+    int sadLifetimeSeconds = 300;      // how long a CSC SAD may be used
+};
+
 // A TLS client certificate and the principal it authenticates ([client.NAME]).
 struct ClientConfig {
     std::string name;         // the principal's name (e.g. "officer-1", as API keys have)
@@ -126,6 +135,7 @@ struct Config {
     // Absent: no trust anchors, so no chain is trusted (INDETERMINATE).
     ValidationConfig validation;
     std::optional<AuditConfig> audit;
+    std::optional<CitizensConfig> citizens;
     // [policy] file: the signing policy (policies/signing.policy is the format and the
     // defaults); absent: those defaults.
     std::string signingPolicyFile;

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -20,14 +21,27 @@ class CredentialRegistry {
     // and the token's errors.
     static Result<CredentialRegistry> load(const Config& cfg, hsm::Token& token);
 
+    // The credential; null when unknown. The pointer stays valid for the registry's lifetime:
+    // credentials are added (a citizen's, at enrolment) but never removed.
     const hsm::Credential* find(const std::string& id) const;
     policies::CredentialFacts facts(const std::string& id) const;
-    const std::vector<std::string>& ids() const { return m_ids; }
+    // Every id, configured ones first, then in the order they were added.
+    std::vector<std::string> ids() const;
+    // The ids of kyso.conf's credentials (readiness and certificate-expiry metrics watch these;
+    // citizens' certificates are the CA's business, not the service's health).
+    std::vector<std::string> configuredIds() const;
+
+    // Adds a credential made while the service runs (a citizen's). Thread-safe against find()
+    // and facts(). Errors: "credential.exists" when the id is taken.
+    Status add(hsm::Credential credential, policies::CredentialFacts facts);
 
   private:
     std::map<std::string, hsm::Credential> m_creds;
     std::map<std::string, policies::CredentialFacts> m_facts;
     std::vector<std::string> m_ids;
+    std::size_t m_configured = 0;
+    // Guards the three above once the service runs; a pointer so the registry stays movable.
+    std::unique_ptr<std::shared_mutex> m_mu = std::make_unique<std::shared_mutex>();
 };
 
 // A credential for a key given as a PKCS#11 URI: the key and its certificate from the token

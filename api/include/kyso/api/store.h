@@ -8,6 +8,13 @@
 // Argon2id hash of the secret is stored (Botan, m=19 MiB, t=2, p=1). A verified key is cached
 // in memory for a minute as a SHA-256 of the secret, compared in constant time, so the Argon2id
 // cost is paid once per key and minute, not per request.
+//
+// Citizens' remote-signing credentials (issue 7, CSC API v2 at SCAL2) live here too: the citizen
+// rows, the activation state that guards each one (PIN hash, TOTP secret, failed attempts, lock,
+// last accepted TOTP step) and the SADs handed out by credentials/authorize (only their SHA-256).
+// The rules (what is checked in which order) are in activation.h; this file only keeps every
+// state change atomic, so that two concurrent requests cannot both spend one OTP code, one
+// authorized hash or one attempt of the five.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +29,7 @@
 #include "kyso/ca-bridge/ocsp.h"
 #include "kyso/ca-bridge/revocation.h"
 #include "kyso/hsm/result.h"
+#include "kyso/hsm/secret.h"
 #include "kyso/policies/authorization.h"
 #include "kyso/signer/tsa.h"
 
@@ -55,6 +63,61 @@ struct AuditCheckpoint {
     std::string time;
     std::string signature;  // hex, by the audit key
 };
+
+// A citizen's personal signing credential. `id` is the CSC credentialID.
+struct Citizen {
+    std::string id;              // "citizen-<32 hex>"
+    std::string identityNumber;  // the CCCD/CMND number: 9 or 12 ASCII digits
+    std::string fullName;        // UTF-8
+    std::string province;        // UTF-8
+    std::string contact;         // e-mail or phone
+    std::string portal;          // the principal that enrolled the citizen
+    std::string keyLabel;        // label of the key pair on the token
+    std::string certificateDer;  // empty until a certificate is issued
+    bool revoked = false;
+    std::string created;  // RFC 3339 UTC
+};
+
+// What guards one citizen credential: its PIN and TOTP secret, and the attempt counter.
+struct ActivationRecord {
+    std::string pinHash;  // Argon2id (argon2idHash below), never the PIN
+    bool mustChangePin = true;
+    // The raw TOTP key (20 bytes). NOT encrypted at rest yet: anyone who reads the database file
+    // can compute codes. The planned fix is to wrap it with a secret key on the token (AES key
+    // wrap, CKA_SENSITIVE) and unwrap it only to verify a code.
+    hsm::Secret totpSecret;
+    int failedAttempts = 0;  // consecutive wrong PINs or OTPs
+    bool locked = false;
+    std::int64_t lastTotpStep = -1;  // the last accepted TOTP time step; -1 before the first
+    bool citizenRevoked = false;     // read only: the citizen row's status
+};
+
+// One SAD (Signature Activation Data) as stored. The SAD value itself is never stored.
+struct SadRecord {
+    std::string sadHash;  // SHA-256 of the SAD value, 32 raw bytes
+    std::string credentialId;
+    std::string hashAlgorithm;        // an OID, e.g. "2.16.840.1.101.3.4.2.1" for SHA-256
+    std::vector<std::string> hashes;  // raw bytes, pairwise distinct; numSignatures = size()
+    std::int64_t expires = 0;         // Unix seconds; the SAD is refused from then on
+};
+
+// What one use of a SAD authorized.
+struct SadUse {
+    std::string hashAlgorithm;  // as authorized: the signature must use it
+    int remaining = 0;          // signatures still allowed under the SAD
+};
+
+// Result of counting one failed PIN or OTP.
+struct FailedAttempts {
+    int count = 0;           // consecutive failures, this one included
+    bool locked = false;     // the credential is locked now
+    bool lockedNow = false;  // and this failure is the one that locked it
+};
+
+// Argon2id with the API keys' parameters (m=19 MiB, t=2, p=1), in Botan's PHC string format;
+// shared with the citizens' PINs. argon2idCheck compares in constant time.
+std::string argon2idHash(std::string_view secret);
+bool argon2idCheck(std::string_view secret, const std::string& hash);
 
 class Store {
   public:
@@ -94,6 +157,58 @@ class Store {
     std::vector<AuditRow> auditRows(std::uint64_t after, std::size_t limit);
     Status addAuditCheckpoint(const AuditCheckpoint& c);
     std::vector<AuditCheckpoint> auditCheckpoints();
+
+    // --- Citizens (CSC credentials) -----------------------------------------------------------
+    // Every multi-row change below is one transaction: it happens whole or not at all.
+    // Errors of all of them include "db.unavailable".
+
+    // Adds a citizen and its first activation state. "citizen.duplicate": another citizen with
+    // this identity number is not revoked (enforced by a partial unique index, so it holds for
+    // any writer of the database); "citizen.invalid": an empty id.
+    Status addCitizen(const Citizen& citizen, const ActivationRecord& activation);
+    // "citizen.unknown" if there is no such id.
+    Result<Citizen> citizen(const std::string& id);
+    // The citizens a portal enrolled, revoked ones included, oldest first.
+    Result<std::vector<Citizen>> citizensOfPortal(const std::string& portal);
+    // Marks revoked and deletes the credential's outstanding SADs. "citizen.unknown",
+    // "citizen.already_revoked".
+    Status revokeCitizen(const std::string& id);
+    // Records the issued certificate. "citizen.unknown".
+    Status setCitizenCertificate(const std::string& id, const std::string& der);
+
+    // The activation state (with the PIN hash and the TOTP secret). "citizen.unknown".
+    Result<ActivationRecord> activation(const std::string& credentialId);
+    // Replaces the whole activation state (a re-issued PIN and TOTP secret; counter, lock and
+    // last step reset from `a`) and deletes the outstanding SADs. "citizen.unknown",
+    // "citizen.revoked".
+    Status replaceActivation(const std::string& credentialId, const ActivationRecord& a);
+    // Counts one failed PIN or OTP atomically; the `lockAfter`th consecutive one locks.
+    // "citizen.unknown".
+    Result<FailedAttempts> recordFailedAttempt(const std::string& credentialId, int lockAfter);
+    // Sets a new PIN hash, clears mustChangePin and the failure counter, if the stored hash is
+    // still `expectedPinHash` and the credential is not locked. "citizen.unknown", "csc.locked",
+    // "activation.conflict" (the PIN changed since it was checked).
+    Status changePinHash(const std::string& credentialId, const std::string& expectedPinHash,
+                         const std::string& newPinHash);
+    // A successful credentials/authorize: records `totpStep` as the last accepted step, resets
+    // the failure counter and stores the SAD, if the credential is still unlocked, its PIN hash
+    // is still `expectedPinHash` and `totpStep` is above the last accepted step (so two
+    // concurrent requests cannot both spend one code). SADs that expired before `purgeBefore`
+    // are deleted on the way. Errors: "citizen.unknown", "citizen.revoked", "csc.locked",
+    // "csc.pin_change_required", "activation.otp_replayed", "activation.conflict".
+    Status acceptAuthorization(const std::string& credentialId, std::int64_t totpStep,
+                               const std::string& expectedPinHash, const SadRecord& sad,
+                               std::int64_t purgeBefore);
+    // Spends one authorized hash of the SAD whose SHA-256 is `sadHash`: marks the hash used and
+    // decrements the remaining count, atomically. Checked in this order:
+    //   csc.sad_invalid          no such SAD, or a SAD of another credential (same detail)
+    //   csc.sad_expired          now >= its expiry
+    //   csc.sad_used_up          no signature left
+    //   csc.hash_not_authorized  `hash` is not one of its hashes, or was signed with it already
+    Result<SadUse> useSad(const std::string& credentialId, const std::string& sadHash,
+                          const std::string& hash, std::int64_t now);
+    // Clears the lock and the failure counter. "citizen.unknown".
+    Status unlockActivation(const std::string& credentialId);
 
     // True when a write transaction can be started (for /readyz).
     bool writable();

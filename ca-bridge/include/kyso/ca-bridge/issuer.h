@@ -42,6 +42,19 @@ struct CertificateProfile {
     std::optional<std::string> caIssuersUrl;
 };
 
+// A citizen's personal signing certificate: the full name (UTF-8) as CN, the identity number
+// (CCCD, 12 digits) as serialNumber, C=VN and the province as ST; keyUsage digitalSignature and
+// nonRepudiation (critical); the CRL distribution point and OCSP URL of the issuing CA that
+// revokes it; VALIDDAYS of validity (configuration; one year by default).
+struct CitizenIdentity {
+    std::string fullName;
+    std::string identityNumber;
+    std::string province;
+};
+CertificateProfile citizenCertificateProfile(const CitizenIdentity& citizen,
+                                             const std::string& crlUrl, const std::string& ocspUrl,
+                                             int validDays = 365);
+
 // Issues a certificate signed by `issuer`. When issuer.certificateDer is empty the certificate is
 // self-signed: its issuer is its own subject and `profile.publicKeyDer` must be the issuer key's.
 // The serial number is 127 random bits. Errors: "ca.profile" (bad name field, key, or

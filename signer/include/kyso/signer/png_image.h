@@ -43,8 +43,13 @@ inline constexpr long long kMaxPngPixels = 16LL * 1024 * 1024;
 Result<PngImage> readPng(const std::string& path);
 Result<PngImage> decodePng(std::string_view bytes);
 
-// Encodes 8-bit RGBA pixels (width*height*4 bytes, rows from the top) as a PNG with a pHYs chunk
-// of `pixelsPerMeter` (0: none). Errors: io.write. Used for the demo's images.
+// Encodes 8-bit RGBA pixels (width*height*4 bytes, rows from the top) as PNG bytes with a pHYs
+// chunk of `pixelsPerMeter` (0: none). Errors: image.encode (a size, pixel count or resolution
+// out of range, or libpng failing). Used for QR codes served from memory.
+Result<std::string> encodePng(int width, int height, std::string_view rgba, double pixelsPerMeter);
+
+// encodePng, written to `path` whole or not at all. Errors: io.write (for every failure,
+// encoding ones included). Used for the demo's images.
 Status writePng(const std::string& path, int width, int height, std::string_view rgba,
                 double pixelsPerMeter);
 

@@ -1,0 +1,141 @@
+// Citizens' enrolment (issue 7) on the demo: the key is born on the token, the certificate comes
+// from the embedded CA and validates with OCSP GOOD, the citizen signs a hash under a SAD that an
+// independent TOTP implementation (oathtool) unlocked, and revocation reaches OCSP and the CRL.
+#include "citizens.h"
+
+#include <gtest/gtest.h>
+
+#include "activation.h"
+#include "kyso/ca-bridge/crl.h"
+#include "kyso/ca-bridge/issuer.h"
+#include "rest_env.h"
+
+namespace kyso::test {
+namespace {
+
+std::string totpNow(const std::string& base32) {
+    // The secret goes to oathtool through a file read by the shell, not our argv.
+    const std::string dir = tempDir("oath");
+    writeFile(dir + "/s", base32);
+    std::string code;
+    EXPECT_EQ(run("oathtool --totp -b \"$(cat " + dir + "/s)\"", &code), 0);
+    while (!code.empty() && (code.back() == '\n' || code.back() == '\r')) {
+        code.pop_back();
+    }
+    return code;
+}
+
+// The OCSP status of CERT from the demo's responder, as `openssl ocsp` reads it.
+std::string ocspStatus(Env& env, const std::string& certPem) {
+    const std::string dir = tempDir("citizen-ocsp");
+    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
+    writeFile(dir + "/chain.pem", readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
+    EXPECT_EQ(
+        run("openssl ocsp -issuer " + issuing + " -cert " + certPem + " -reqout " + dir + "/q.req"),
+        0);
+    EXPECT_EQ(env.request("POST", "/ocsp", "", dir + "/q.req", "application/ocsp-request",
+                          dir + "/r.resp")
+                  .status,
+              200);
+    std::string out;
+    run("openssl ocsp -respin " + dir + "/r.resp -issuer " + issuing + " -cert " + certPem +
+            " -CAfile " + dir + "/chain.pem -no_nonce 2>&1",
+        &out);
+    return out;
+}
+
+TEST(Citizens, EnrolSignUnderSadAndRevoke) {
+    auto& env = Env::get();
+    ASSERT_TRUE(env.cfg.citizens.has_value()) << "the demo enrols citizens";
+    api::Activation activation(*env.store);
+    api::Citizens citizens(env.cfg, *env.token, *env.store, *env.creds, activation);
+    api::CitizenEnrolment who{"001203004567", "Trần Thị Bích Ngọc", "Hà Nam", "ngoc@example.vn",
+                              "portal"};
+    auto enrolled = citizens.enrol(who);
+    ASSERT_TRUE(enrolled.ok()) << enrolled.error().code << ": " << enrolled.error().detail;
+    const std::string id = enrolled->enrolment.citizen.id;
+
+    // Registered: a citizen credential owned by the enrolling portal, its key pair on the token
+    // (generated there by the same code as every key, non-extractable: tests/hsm).
+    const hsm::Credential* cred = env.creds->find(id);
+    ASSERT_NE(cred, nullptr);
+    EXPECT_EQ(cred->kind, "citizen");
+    EXPECT_EQ(env.creds->facts(id).owners, std::vector<std::string>{"portal"});
+    std::string p11;
+    ASSERT_EQ(run("SOFTHSM2_CONF=" + shellQuote(env.dir + "/softhsm2.conf") +
+                      " pkcs11-tool --module " + shellQuote(env.cfg.token.modulePath) +
+                      " --token-label kyso-demo --list-objects --type pubkey 2>&1",
+                  &p11),
+              0);
+    EXPECT_NE(p11.find("label:      " + id), std::string::npos) << p11;
+
+    // The certificate: the identity, the demo chain, OCSP good.
+    const std::string dir = tempDir("citizen");
+    const std::string certPem = dir + "/c.pem";
+    writeFile(certPem, ca::certificateToPem(cred->certificateDer));
+    std::string out;
+    ASSERT_EQ(run("openssl verify -CAfile " + env.dir + "/pki/root-ca.pem -untrusted " + env.dir +
+                      "/pki/issuing-ca.pem " + certPem + " 2>&1",
+                  &out),
+              0)
+        << out;
+    run("openssl x509 -in " + certPem + " -noout -subject -nameopt utf8,sep_comma_plus", &out);
+    EXPECT_NE(out.find("serialNumber=001203004567"), std::string::npos) << out;
+    EXPECT_NE(out.find("CN=Trần Thị Bích Ngọc"), std::string::npos) << out;
+    EXPECT_NE(ocspStatus(env, certPem).find("c.pem: good"), std::string::npos);
+
+    // Sole control: the initial PIN changed, PIN + TOTP (oathtool) + the hash give a SAD, and
+    // the signature made under it verifies with OpenSSL against the issued certificate.
+    api::AttemptReport report;
+    ASSERT_TRUE(
+        activation.changePin(id, enrolled->enrolment.activation.initialPin.view(), "482915", report)
+            .ok());
+    const std::string data = "Đơn đề nghị cấp giấy phép xây dựng";
+    writeFile(dir + "/data", data);
+    std::string hashHex;
+    ASSERT_EQ(run("openssl dgst -sha256 -binary " + dir + "/data > " + dir + "/hash", nullptr), 0);
+    const std::string hash = readFile(dir + "/hash");
+    api::AuthorizeRequest req;
+    req.credentialId = id;
+    req.pin = "482915";
+    const std::string code =
+        totpNow(std::string(enrolled->enrolment.activation.totpSecretBase32.view()));
+    req.otp = code;
+    req.hashes = {hash};
+    req.hashAlgorithm = "2.16.840.1.101.3.4.2.1";
+    req.numSignatures = 1;
+    auto sad = activation.authorize(req, report);
+    ASSERT_TRUE(sad.ok()) << sad.error().code << ": " << sad.error().detail;
+    auto use = activation.consume(id, sad->value.view(), hash);
+    ASSERT_TRUE(use.ok()) << use.error().code << ": " << use.error().detail;
+    auto sig = cred->signDigest(hash);
+    ASSERT_TRUE(sig.ok()) << sig.error().detail;
+    writeFile(dir + "/sig", *sig);
+    ASSERT_EQ(run("openssl x509 -in " + certPem + " -pubkey -noout > " + dir + "/pub.pem"), 0);
+    ASSERT_EQ(run("openssl dgst -sha256 -verify " + dir + "/pub.pem -signature " + dir + "/sig " +
+                      dir + "/data 2>&1",
+                  &out),
+              0)
+        << out;
+    EXPECT_NE(out.find("Verified OK"), std::string::npos) << out;
+
+    // The same identity number cannot enrol again while this credential lives.
+    auto again = citizens.enrol(who);
+    ASSERT_FALSE(again.ok());
+    EXPECT_EQ(again.error().code, "citizen.duplicate");
+
+    // Revocation reaches OCSP and the CRL at once.
+    ASSERT_TRUE(citizens.revoke(id, static_cast<int>(ca::RevocationReason::KeyCompromise)).ok());
+    EXPECT_NE(ocspStatus(env, certPem).find("c.pem: revoked"), std::string::npos);
+    ASSERT_EQ(env.request("GET", "/ca/issuing-ca.crl", "", "", "", dir + "/crl.der").status, 200);
+    run("openssl crl -inform DER -in " + dir + "/crl.der -noout -text", &out);
+    EXPECT_NE(out.find("Serial Number: " + ca::serialHexOf(cred->certificateDer)),
+              std::string::npos)
+        << out;
+    // ... and the identity number may enrol again.
+    auto renewed = citizens.enrol(who);
+    EXPECT_TRUE(renewed.ok()) << renewed.error().code;
+}
+
+}  // namespace
+}  // namespace kyso::test
