@@ -86,18 +86,51 @@ Result<EnrolledCitizen> Citizens::enrol(const CitizenEnrolment& who) {
     enrolment->citizen.certificateDer = *der;
 
     hsm::Credential c;
-    c.id = id;
-    c.kind = "citizen";
-    c.token = &m_token;
-    c.key = *key;
-    c.certificateDer = *der;
-    c.chainDer.push_back(ca->certificateDer);
-    c.chainDer.insert(c.chainDer.end(), ca->chainDer.begin(), ca->chainDer.end());
-    hsm::chooseDefaultAlgorithms(c);
-    if (auto st = m_registry.add(c, policies::CredentialFacts{id, "citizen", {who.portal}}); !st) {
+    if (auto st = registerCredential(enrolment->citizen, *key, &c); !st) {
         return undo(st.error());
     }
     return EnrolledCitizen{std::move(*enrolment), std::move(c)};
+}
+
+Status Citizens::registerCredential(const Citizen& citizen, const hsm::KeyInfo& key,
+                                    hsm::Credential* out) {
+    const hsm::Credential* ca = issuer();
+    hsm::Credential c;
+    c.id = citizen.id;
+    c.kind = "citizen";
+    c.token = &m_token;
+    c.key = key;
+    c.certificateDer = citizen.certificateDer;
+    if (ca != nullptr) {
+        c.chainDer.push_back(ca->certificateDer);
+        c.chainDer.insert(c.chainDer.end(), ca->chainDer.begin(), ca->chainDer.end());
+    }
+    hsm::chooseDefaultAlgorithms(c);
+    if (auto st = m_registry.add(c, policies::CredentialFacts{c.id, "citizen", {citizen.portal}});
+        !st) {
+        return st;
+    }
+    *out = std::move(c);
+    return Ok{};
+}
+
+Status Citizens::loadAll() {
+    auto live = m_store.liveCitizens();
+    if (!live) {
+        return live.error();
+    }
+    for (const Citizen& citizen : *live) {
+        auto key = m_token.findKey(hsm::KeyRef{citizen.keyLabel, std::nullopt});
+        if (!key) {
+            return Error::make(key.error().code,
+                               "citizen " + citizen.id + ": " + key.error().detail);
+        }
+        hsm::Credential c;
+        if (auto st = registerCredential(citizen, *key, &c); !st) {
+            return st;
+        }
+    }
+    return Ok{};
 }
 
 Status Citizens::revoke(const std::string& credentialId, int reason) {

@@ -34,6 +34,11 @@ class Citizens final {
     // CA's (ca.*) and the token's.
     Result<EnrolledCitizen> enrol(const CitizenEnrolment& who);
 
+    // Registers every live citizen's credential (at start): its key found on the token by the
+    // credential id, its certificate from the database. Errors: the token's (key.not_found for
+    // a key that vanished), db.unavailable.
+    Status loadAll();
+
     // Revokes a citizen's credential: the row, and the certificate at the CA (the next CRL and
     // every OCSP answer from now on say revoked). Errors: citizen.unknown,
     // citizen.already_revoked, ca.already_revoked.
@@ -41,6 +46,8 @@ class Citizens final {
 
   private:
     const hsm::Credential* issuer() const;
+    Status registerCredential(const Citizen& citizen, const hsm::KeyInfo& key,
+                              hsm::Credential* out);
 
     const Config& m_config;
     hsm::Token& m_token;

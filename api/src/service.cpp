@@ -44,7 +44,9 @@
 #include <mutex>
 #include <sstream>
 
+#include "activation.h"
 #include "audit_json.h"
+#include "citizens.h"
 #include "kyso/api/verifier.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
@@ -128,6 +130,24 @@ int httpStatusFor(const std::string& code) {
         {"appearance.no_rect", 422},
         {"appearance.glyph_missing", 422},
         {"appearance.text_invalid", 400},
+        {"citizens.unavailable", 404},
+        {"citizen.invalid", 400},
+        {"citizen.duplicate", 409},
+        {"citizen.unknown", 404},
+        {"citizen.revoked", 409},
+        {"citizen.already_revoked", 409},
+        {"ca.already_revoked", 409},
+        {"activation.conflict", 409},
+        {"csc.invalid_request", 400},
+        {"csc.invalid_grant", 400},
+        {"csc.invalid_pin", 400},
+        {"csc.invalid_new_pin", 400},
+        {"csc.locked", 403},
+        {"csc.pin_change_required", 403},
+        {"csc.sad_invalid", 400},
+        {"csc.sad_expired", 400},
+        {"csc.sad_used_up", 400},
+        {"csc.hash_not_authorized", 400},
         {"tsa.too_large", 413},
         {"tsa.not_a_request", 400},
         {"cms.empty", 400},
@@ -182,6 +202,14 @@ std::string sha256Hex(const std::string& data) {
 }
 
 // SHA-256 of a (spool) file, hex; empty on a read error.
+std::string hexToBytes(const std::string& hex) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+        out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    }
+    return out;
+}
+
 std::string sha256OfFile(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     OsslPtr<EVP_MD_CTX> ctx(::EVP_MD_CTX_new());
@@ -317,7 +345,7 @@ struct Service::Impl {
     const Config& cfg;
     hsm::Token& token;
     Store& store;
-    const CredentialRegistry& creds;
+    CredentialRegistry& creds;
     signer::TimeStampAuthority* tsa;
     signer::Timestamper* timestamper;
     const Verifier* verifier;
@@ -334,9 +362,21 @@ struct Service::Impl {
     int inFlight = 0;
     bool stopping = false;
 
-    Impl(const Config& c, hsm::Token& t, Store& s, const CredentialRegistry& r,
+    // Citizens' enrolment and activation, with a [citizens] section.
+    std::unique_ptr<Activation> activation;
+    std::unique_ptr<Citizens> citizens;
+
+    Impl(const Config& c, hsm::Token& t, Store& s, CredentialRegistry& r,
          signer::TimeStampAuthority* a, signer::Timestamper* ts, const Verifier& v, AuditLog& al)
-        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts), verifier(&v), audit(&al) {}
+        : cfg(c), token(t), store(s), creds(r), tsa(a), timestamper(ts), verifier(&v), audit(&al) {
+        if (cfg.citizens) {
+            Activation::Options options;
+            options.sadLifetime = std::chrono::seconds(cfg.citizens->sadLifetimeSeconds);
+            activation = std::make_unique<Activation>(
+                store, [] { return std::chrono::system_clock::now(); }, options);
+            citizens = std::make_unique<Citizens>(cfg, token, store, creds, *activation);
+        }
+    }
 
     struct Exchange {
         HTTPServerRequest& req;
@@ -866,6 +906,24 @@ struct Service::Impl {
         if (!policyAllows(x, *r, spool->size)) {
             return;
         }
+        // A citizen signs only under sole control: a SAD (header Kyso-SAD, from
+        // /csc/v2/credentials/authorize) authorized over the SHA-256 of exactly this PDF.
+        if (r->cred->kind == "citizen") {
+            hsm::Secret sad(x.req.get("Kyso-SAD", ""));
+            if (!activation || sad.view().empty()) {
+                return sendCscError(x, Error::make("csc.sad_invalid",
+                                                   "a citizen signs with a SAD (header Kyso-SAD) "
+                                                   "authorized over the SHA-256 of the PDF"));
+            }
+            std::string digest = sha256OfFile(spool->in->path());
+            digest = hexToBytes(digest);
+            auto use = activation->consume(r->cred->id, sad.view(), digest);
+            if (!use) {
+                record({"sign.pdf", x.principal, r->cred->id, "denied",
+                        auditDetail({{"code", use.error().code}})});
+                return sendCscError(x, use.error());
+            }
+        }
         const char* action = r->op == policies::Operation::Seal ? "seal.pdf" : "sign.pdf";
         // With a seal, the officer's signature goes to a middle spool file first.
         std::unique_ptr<SpoolFile> middle;
@@ -1280,6 +1338,584 @@ struct Service::Impl {
         return *src;
     }
 
+    // ---------------------------------------------------------------------------------------
+    // Citizens (issue 7): enrolment by a portal, and the CSC API v2 (SCAL2) for remote signing.
+    // ---------------------------------------------------------------------------------------
+
+    // A small JSON body (at most 64 KiB), parsed; the problem is sent when it is not one.
+    std::optional<Poco::JSON::Object::Ptr> readJsonBody(Exchange& x) {
+        constexpr std::int64_t kMax = 64 * 1024;
+        const std::int64_t declared = x.req.getContentLength64();
+        if (declared > kMax) {
+            x.resp.setKeepAlive(false);
+            sendProblem(x, {"body.too_large", "a JSON request is at most 64 KiB"}, 413);
+            return std::nullopt;
+        }
+        std::string body;
+        std::vector<char> buf(8192);
+        std::istream& in = x.req.stream();
+        while (in) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+            if (static_cast<std::int64_t>(body.size()) > kMax) {
+                x.resp.setKeepAlive(false);
+                sendProblem(x, {"body.too_large", "a JSON request is at most 64 KiB"}, 413);
+                return std::nullopt;
+            }
+        }
+        try {
+            Poco::JSON::Parser parser;
+            auto v = parser.parse(body);
+            auto o = v.extract<Poco::JSON::Object::Ptr>();
+            if (o.isNull()) {
+                throw Poco::Exception("not an object");
+            }
+            return o;
+        } catch (const std::exception&) {
+            sendProblem(x, {"request.invalid", "the body must be a JSON object"});
+            return std::nullopt;
+        } catch (const Poco::Exception&) {
+            sendProblem(x, {"request.invalid", "the body must be a JSON object"});
+            return std::nullopt;
+        }
+    }
+
+    static std::string stringField(const Poco::JSON::Object::Ptr& o, const std::string& k) {
+        if (!o->has(k) || o->isNull(k)) {
+            return "";
+        }
+        const Poco::Dynamic::Var v = o->get(k);
+        return v.isString() ? v.extract<std::string>() : "";
+    }
+
+    // A CSC error: the problem+json of every kyso error, with CSC's own error and
+    // error_description fields beside it.
+    void sendCscError(Exchange& x, const Error& e) {
+        const int status = httpStatusFor(e.code);
+        Poco::JSON::Object o;
+        o.set("type", "urn:kyso:problem:" + e.code);
+        o.set("title", std::string(titleFor(status)));
+        o.set("status", status);
+        o.set("detail", e.detail);
+        o.set("code", e.code);
+        o.set("requestId", x.requestId);
+        o.set("error", e.code == "csc.invalid_grant" ? std::string("invalid_grant")
+                       : status == 403               ? std::string("access_denied")
+                       : status == 401               ? std::string("invalid_token")
+                                                     : std::string("invalid_request"));
+        o.set("error_description", e.detail);
+        sendObject(x, status, "application/problem+json", o);
+    }
+
+    bool citizensAvailable(Exchange& x) {
+        if (!citizens) {
+            sendProblem(x, {"citizens.unavailable",
+                            "this service enrols no citizens (no [citizens] section)"});
+            return false;
+        }
+        return true;
+    }
+
+    // The principal if it is a portal (the citizens' relying party); otherwise the denial is
+    // audited and sent.
+    std::optional<policies::Principal> portalOnly(Exchange& x, const char* operation) {
+        auto who = authenticate(x);
+        if (!who) {
+            return std::nullopt;
+        }
+        if (who->role != policies::Role::Portal) {
+            record({"policy.denial", who->name, "", "denied",
+                    auditDetail({{"rule", "citizens-portal-only"}, {"operation", operation}})});
+            sendProblem(x, {"auth.denied",
+                            "only a portal acts for citizens (rule "
+                            "citizens-portal-only)"});
+            return std::nullopt;
+        }
+        return who;
+    }
+
+    // The citizen credential CREDID when WHO enrolled it; another portal's citizen reads as
+    // unknown, so a portal cannot probe which credential ids exist.
+    const hsm::Credential* ownCitizen(Exchange& x, const policies::Principal& who,
+                                      const std::string& credId, const char* operation) {
+        const policies::CredentialFacts facts = creds.facts(credId);
+        const hsm::Credential* c = creds.find(credId);
+        const bool owned =
+            c != nullptr && facts.kind == "citizen" &&
+            std::find(facts.owners.begin(), facts.owners.end(), who.name) != facts.owners.end();
+        if (!owned) {
+            if (c != nullptr) {
+                record({"policy.denial", who.name, credId, "denied",
+                        auditDetail({{"rule", "portal-own-citizen"}, {"operation", operation}})});
+            }
+            sendCscError(x, Error::make("credential.unknown", "no credential '" + credId + "'"));
+            return nullptr;
+        }
+        return c;
+    }
+
+    static std::string base64(std::string_view bytes) {
+        std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+        const int n = ::EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                        reinterpret_cast<const unsigned char*>(bytes.data()),
+                                        static_cast<int>(bytes.size()));
+        out.resize(static_cast<std::size_t>(n));
+        return out;
+    }
+
+    // Strict base64 (RFC 4648, padded); nullopt when it is not.
+    static std::optional<std::string> unbase64(const std::string& text) {
+        if (text.empty() || text.size() % 4 != 0 ||
+            text.find_first_not_of(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+                std::string::npos) {
+            return std::nullopt;
+        }
+        std::string out(text.size() / 4 * 3, '\0');
+        const int n = ::EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                        reinterpret_cast<const unsigned char*>(text.data()),
+                                        static_cast<int>(text.size()));
+        if (n < 0) {
+            return std::nullopt;
+        }
+        std::size_t pad = 0;
+        if (text.back() == '=') {
+            pad = text[text.size() - 2] == '=' ? 2 : 1;
+        }
+        out.resize(static_cast<std::size_t>(n) - pad);
+        return out;
+    }
+
+    // The "hashes" array of a CSC request, decoded; nullopt (problem sent) when malformed.
+    std::optional<std::vector<std::string>> hashesOf(Exchange& x,
+                                                     const Poco::JSON::Object::Ptr& body) {
+        Poco::JSON::Array::Ptr arr = body->getArray("hashes");
+        if (arr.isNull() || arr->size() == 0) {
+            sendCscError(x, Error::make("csc.invalid_request", "hashes must be a non-empty array"));
+            return std::nullopt;
+        }
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            const Poco::Dynamic::Var v = arr->get(static_cast<unsigned>(i));
+            auto h = v.isString() ? unbase64(v.extract<std::string>()) : std::nullopt;
+            if (!h) {
+                sendCscError(x, Error::make("csc.invalid_request",
+                                            "hashes[" + std::to_string(i) + "] is not base64"));
+                return std::nullopt;
+            }
+            out.push_back(std::move(*h));
+        }
+        return out;
+    }
+
+    // POST /api/v1/citizens: a portal that has checked a citizen's identity enrols them. The
+    // answer carries the secrets once (initial PIN, otpauth URI, its QR code); none is kept.
+    void enrolCitizen(Exchange& x) {
+        auto who = portalOnly(x, "citizen-enrol");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        CitizenEnrolment e{stringField(*body, "identityNumber"), stringField(*body, "fullName"),
+                           stringField(*body, "province"), stringField(*body, "contact"),
+                           who->name};
+        auto r = citizens->enrol(e);
+        if (!r) {
+            record({"citizen.enrol", who->name, "", "failed",
+                    auditDetail({{"code", r.error().code}})});
+            return sendError(x, r.error());
+        }
+        const Citizen& c = r->enrolment.citizen;
+        const NewActivation& a = r->enrolment.activation;
+        if (!audited(x, {"citizen.enrol", who->name, c.id, "ok",
+                         auditDetail({{"certificate.serial", ca::serialHexOf(c.certificateDer)},
+                                      {"identity.last4",
+                                       c.identityNumber.substr(c.identityNumber.size() - 4)}})})) {
+            return;
+        }
+        Poco::JSON::Object o;
+        o.set("credentialID", c.id);
+        o.set("certificate", ca::certificateToPem(c.certificateDer));
+        o.set("initialPin", std::string(a.initialPin.view()));
+        o.set("mustChangePin", true);
+        o.set("otpauthUri", std::string(a.otpauthUri.view()));
+        o.set("qrPng", base64(a.qrPng.view()));
+        sendJson(x, 201, o);
+    }
+
+    // POST /api/v1/citizens/pin {credentialID, oldPin, newPin}: the citizen changes the PIN
+    // through the portal that enrolled them (the initial PIN must be changed before signing).
+    void changeCitizenPin(Exchange& x) {
+        auto who = portalOnly(x, "citizen-pin");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "credentialID");
+        if (ownCitizen(x, *who, id, "citizen-pin") == nullptr) {
+            return;
+        }
+        hsm::Secret oldPin(stringField(*body, "oldPin"));
+        hsm::Secret newPin(stringField(*body, "newPin"));
+        AttemptReport report;
+        auto st = activation->changePin(id, oldPin.view(), newPin.view(), report);
+        record({"citizen.pin", who->name, id, st ? "ok" : "failed",
+                auditDetail({{"attempt", attemptCode(report)},
+                             {"code", st ? std::string() : st.error().code}})});
+        if (!st) {
+            return sendCscError(x, st.error());
+        }
+        Poco::JSON::Object o;
+        o.set("credentialID", id);
+        sendJson(x, 200, o);
+    }
+
+    // POST /api/v1/citizens/unlock and /revoke {credentialID[, reason]}: the enrolling portal.
+    void unlockCitizen(Exchange& x) { citizenAdmin(x, false); }
+    void revokeCitizen(Exchange& x) { citizenAdmin(x, true); }
+    void citizenAdmin(Exchange& x, bool revoke) {
+        const char* op = revoke ? "citizen-revoke" : "citizen-unlock";
+        auto who = portalOnly(x, op);
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "credentialID");
+        if (ownCitizen(x, *who, id, op) == nullptr) {
+            return;
+        }
+        Status st = Ok{};
+        if (revoke) {
+            const std::string reasonName = stringField(*body, "reason");
+            auto reason = reasonName.empty() ? std::optional(ca::RevocationReason::Unspecified)
+                                             : ca::parseRevocationReason(reasonName);
+            if (!reason) {
+                return sendProblem(x, {"request.invalid", "unknown revocation reason"});
+            }
+            st = citizens->revoke(id, static_cast<int>(*reason));
+        } else {
+            st = activation->unlock(id);
+        }
+        if (!audited(x, {revoke ? "citizen.revoke" : "citizen.unlock", who->name, id,
+                         st ? "ok" : "failed",
+                         auditDetail({{"code", st ? std::string() : st.error().code}})})) {
+            return;
+        }
+        if (!st) {
+            return sendError(x, st.error());
+        }
+        Poco::JSON::Object o;
+        o.set("credentialID", id);
+        o.set(revoke ? "revoked" : "unlocked", true);
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/info: open, as CSC requires.
+    void cscInfo(Exchange& x) {
+        Poco::JSON::Object o;
+        o.set("specs", "2.0.0.2");
+        o.set("name", "kyso");
+        o.set("logo", "");
+        o.set("region", "VN");
+        o.set("lang", "vi");
+        o.set("description", "kyso remote signing for citizens (SCAL2)");
+        Poco::JSON::Array auth;
+        auth.add("external");
+        o.set("authType", auth);
+        Poco::JSON::Array methods;
+        for (const char* m : {"credentials/list", "credentials/info", "credentials/authorize",
+                              "signatures/signHash", "signatures/timestamp"}) {
+            methods.add(std::string(m));
+        }
+        o.set("methods", methods);
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/credentials/list {userID?}: the live citizen credentials this portal
+    // enrolled; userID filters by identity number.
+    void cscList(Exchange& x) {
+        auto who = portalOnly(x, "csc-list");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string user = stringField(*body, "userID");
+        auto mine = store.citizensOfPortal(who->name);
+        if (!mine) {
+            return sendError(x, mine.error());
+        }
+        Poco::JSON::Array ids;
+        for (const auto& c : *mine) {
+            if (!c.revoked && (user.empty() || user == c.identityNumber) &&
+                creds.find(c.id) != nullptr) {
+                ids.add(c.id);
+            }
+        }
+        Poco::JSON::Object o;
+        o.set("credentialIDs", ids);
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/credentials/info {credentialID, certificates?, certInfo?, authInfo?}.
+    void cscCredentialInfo(Exchange& x) {
+        auto who = portalOnly(x, "csc-info");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "credentialID");
+        const hsm::Credential* c = ownCitizen(x, *who, id, "csc-info");
+        if (c == nullptr) {
+            return;
+        }
+        auto state = activation->state(id);
+        if (!state) {
+            return sendError(x, state.error());
+        }
+        const std::string which = stringField(*body, "certificates").empty()
+                                      ? "single"
+                                      : stringField(*body, "certificates");
+        const bool rsa = c->key.type == hsm::KeyType::Rsa;
+        Poco::JSON::Object key;
+        key.set("status", state->locked || state->revoked ? "disabled" : "enabled");
+        Poco::JSON::Array algo;
+        algo.add(std::string(rsa ? "1.2.840.113549.1.1.1" : "1.2.840.10045.2.1"));
+        key.set("algo", algo);
+        key.set("len", c->key.bits);
+        Poco::JSON::Object cert;
+        cert.set("status", state->revoked ? "revoked" : "valid");
+        Poco::JSON::Array certs;
+        if (which != "none") {
+            certs.add(base64(c->certificateDer));
+            if (which == "chain") {
+                for (const auto& d : c->chainDer) {
+                    certs.add(base64(d));
+                }
+            }
+        }
+        cert.set("certificates", certs);
+        OsslPtr<X509> x509 = x509FromDer(c->certificateDer);
+        if (x509) {
+            cert.set("subjectDN", nameToString(::X509_get_subject_name(x509.get())));
+            cert.set("issuerDN", nameToString(::X509_get_issuer_name(x509.get())));
+            cert.set("serialNumber", ca::serialHexOf(c->certificateDer));
+            cert.set("validFrom", isoTime(::X509_get0_notBefore(x509.get())));
+            cert.set("validTo", isoTime(::X509_get0_notAfter(x509.get())));
+        }
+        Poco::JSON::Object auth;
+        auth.set("mode", "explicit");
+        Poco::JSON::Array objects;
+        Poco::JSON::Object pin;
+        pin.set("type", "Password");
+        pin.set("id", "PIN");
+        pin.set("format", "N");
+        pin.set("label", "PIN");
+        objects.add(pin);
+        Poco::JSON::Object otp;
+        otp.set("type", "OTP");
+        otp.set("id", "OTP");
+        otp.set("format", "N");
+        otp.set("generator", "totp");
+        otp.set("label", "OTP");
+        objects.add(otp);
+        auth.set("objects", objects);
+        Poco::JSON::Object o;
+        o.set("description", "personal signature of a citizen");
+        o.set("key", key);
+        o.set("cert", cert);
+        o.set("auth", auth);
+        o.set("authMode", "explicit");
+        o.set("SCAL", "2");
+        o.set("multisign", 100);
+        o.set("lang", "vi");
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/credentials/authorize {credentialID, numSignatures, hashes, hashAlgorithmOID,
+    // authData: [{id: PIN, value}, {id: OTP, value}]} (or the v1 fields PIN and OTP): the SAD,
+    // bound to exactly those hashes.
+    void cscAuthorize(Exchange& x) {
+        auto who = portalOnly(x, "csc-authorize");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "credentialID");
+        if (ownCitizen(x, *who, id, "csc-authorize") == nullptr) {
+            return;
+        }
+        hsm::Secret pin(stringField(*body, "PIN"));
+        hsm::Secret otp(stringField(*body, "OTP"));
+        if (Poco::JSON::Array::Ptr data = (*body)->getArray("authData"); !data.isNull()) {
+            for (std::size_t i = 0; i < data->size(); ++i) {
+                Poco::JSON::Object::Ptr item = data->getObject(static_cast<unsigned>(i));
+                if (item.isNull()) {
+                    continue;
+                }
+                const std::string name = stringField(item, "id");
+                if (name == "PIN") {
+                    pin = hsm::Secret(stringField(item, "value"));
+                } else if (name == "OTP") {
+                    otp = hsm::Secret(stringField(item, "value"));
+                }
+            }
+        }
+        auto hashes = hashesOf(x, *body);
+        if (!hashes) {
+            return;
+        }
+        AuthorizeRequest req;
+        req.credentialId = id;
+        req.pin = pin.view();
+        req.otp = otp.view();
+        req.hashes = std::move(*hashes);
+        req.hashAlgorithm = stringField(*body, "hashAlgorithmOID");
+        try {
+            req.numSignatures =
+                (*body)->has("numSignatures") ? (*body)->getValue<int>("numSignatures") : 0;
+        } catch (const Poco::Exception&) {
+            req.numSignatures = 0;
+        }
+        AttemptReport report;
+        auto sad = activation->authorize(req, report);
+        if (!sad) {
+            record({"csc.authorize", who->name, id, "denied",
+                    auditDetail({{"attempt", attemptCode(report)},
+                                 {"code", sad.error().code},
+                                 {"failedAttempts", std::to_string(report.failedAttempts)}})});
+            return sendCscError(x, sad.error());
+        }
+        if (!audited(x, {"csc.authorize", who->name, id, "ok",
+                         auditDetail({{"attempt", attemptCode(report)},
+                                      {"numSignatures", std::to_string(req.numSignatures)}})})) {
+            return;
+        }
+        const auto expiresIn = std::chrono::duration_cast<std::chrono::seconds>(
+            sad->expiresAt - std::chrono::system_clock::now());
+        Poco::JSON::Object o;
+        o.set("SAD", std::string(sad->value.view()));
+        o.set("expiresIn", static_cast<int>(std::max<std::int64_t>(0, expiresIn.count())));
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/signatures/signHash {credentialID, SAD, hashes, hashAlgorithmOID, signAlgo}:
+    // each hash must be one the SAD authorized, signed once.
+    void cscSignHash(Exchange& x) {
+        auto who = portalOnly(x, "csc-signHash");
+        if (!who || !citizensAvailable(x)) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "credentialID");
+        const hsm::Credential* c = ownCitizen(x, *who, id, "csc-signHash");
+        if (c == nullptr) {
+            return;
+        }
+        hsm::Secret sad(stringField(*body, "SAD"));
+        auto hashes = hashesOf(x, *body);
+        if (!hashes) {
+            return;
+        }
+        const std::string signAlgo = stringField(*body, "signAlgo");
+        const bool rsa = c->key.type == hsm::KeyType::Rsa;
+        static const std::set<std::string> rsaAlgos = {
+            "1.2.840.113549.1.1.1", "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12",
+            "1.2.840.113549.1.1.13"};
+        static const std::set<std::string> ecAlgos = {"1.2.840.10045.2.1", "1.2.840.10045.4.3.2",
+                                                      "1.2.840.10045.4.3.3", "1.2.840.10045.4.3.4"};
+        if (!(rsa ? rsaAlgos : ecAlgos).count(signAlgo)) {
+            return sendCscError(x, Error::make("csc.invalid_request",
+                                               "signAlgo does not fit the credential's key"));
+        }
+        Poco::JSON::Array sigs;
+        for (const auto& h : *hashes) {
+            auto use = activation->consume(id, sad.view(), h);
+            if (!use) {
+                record({"csc.signHash", who->name, id, "denied",
+                        auditDetail({{"code", use.error().code}})});
+                return sendCscError(x, use.error());
+            }
+            const hsm::HashAlg alg =
+                use->hashAlgorithm == "2.16.840.1.101.3.4.2.3"   ? hsm::HashAlg::Sha512
+                : use->hashAlgorithm == "2.16.840.1.101.3.4.2.2" ? hsm::HashAlg::Sha384
+                                                                 : hsm::HashAlg::Sha256;
+            auto sig = c->token->sign(c->key, c->scheme, alg, h);
+            if (!sig) {
+                record({"csc.signHash", who->name, id, "failed",
+                        auditDetail({{"code", sig.error().code}})});
+                return sendError(x, sig.error());
+            }
+            sigs.add(base64(*sig));
+        }
+        if (!audited(x, {"csc.signHash", who->name, id, "ok",
+                         auditDetail({{"signatures", std::to_string(hashes->size())}})})) {
+            return;
+        }
+        Poco::JSON::Object o;
+        o.set("signatures", sigs);
+        sendJson(x, 200, o);
+    }
+
+    // POST /csc/v2/signatures/timestamp {hash, hashAlgorithmOID}: an RFC 3161 token from the
+    // service's TSA.
+    void cscTimestamp(Exchange& x) {
+        auto who = portalOnly(x, "csc-timestamp");
+        if (!who) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        if (timestamper == nullptr) {
+            return sendProblem(x, {"tsa.unavailable", "no time-stamping authority is configured"});
+        }
+        const std::string oid = stringField(*body, "hashAlgorithmOID");
+        const auto hash = unbase64(stringField(*body, "hash"));
+        const std::optional<hsm::HashAlg> alg =
+            oid == "2.16.840.1.101.3.4.2.1"   ? std::optional(hsm::HashAlg::Sha256)
+            : oid == "2.16.840.1.101.3.4.2.2" ? std::optional(hsm::HashAlg::Sha384)
+            : oid == "2.16.840.1.101.3.4.2.3" ? std::optional(hsm::HashAlg::Sha512)
+                                              : std::nullopt;
+        if (!hash || !alg || hash->size() != hsm::digestLength(*alg)) {
+            return sendCscError(x, Error::make("csc.invalid_request",
+                                               "hash must be base64 of a digest of "
+                                               "hashAlgorithmOID (SHA-256, SHA-384, SHA-512)"));
+        }
+        auto token = timestamper->timestamp(*hash, *alg);
+        if (!token) {
+            return sendError(x, token.error());
+        }
+        if (!audited(x, {"timestamp", who->name, "", "ok",
+                         auditDetail({{"via", "csc"}, {"token.sha256", sha256Hex(*token)}})})) {
+            return;
+        }
+        Poco::JSON::Object o;
+        o.set("timestamp", base64(*token));
+        sendJson(x, 200, o);
+    }
+
     // Every fixed route; GET /ca/{name}.crt|.crl are matched by prefix. Service::routes() and
     // the OpenAPI document list the same.
     struct Route {
@@ -1300,6 +1936,16 @@ struct Service::Impl {
             {"POST", "/api/v1/verify", &Impl::verify},
             {"POST", "/tsa", &Impl::timestamp},
             {"POST", "/ocsp", &Impl::ocsp},
+            {"POST", "/api/v1/citizens", &Impl::enrolCitizen},
+            {"POST", "/api/v1/citizens/pin", &Impl::changeCitizenPin},
+            {"POST", "/api/v1/citizens/unlock", &Impl::unlockCitizen},
+            {"POST", "/api/v1/citizens/revoke", &Impl::revokeCitizen},
+            {"POST", "/csc/v2/info", &Impl::cscInfo},
+            {"POST", "/csc/v2/credentials/list", &Impl::cscList},
+            {"POST", "/csc/v2/credentials/info", &Impl::cscCredentialInfo},
+            {"POST", "/csc/v2/credentials/authorize", &Impl::cscAuthorize},
+            {"POST", "/csc/v2/signatures/signHash", &Impl::cscSignHash},
+            {"POST", "/csc/v2/signatures/timestamp", &Impl::cscTimestamp},
         };
         return table;
     }
@@ -1544,9 +2190,9 @@ class ConnectionFactory final : public Poco::Net::TCPServerConnectionFactory {
 
 }  // namespace
 
-Service::Service(const Config& cfg, hsm::Token& token, Store& store,
-                 const CredentialRegistry& creds, const Verifier& verifier, AuditLog& audit,
-                 signer::TimeStampAuthority* tsa, signer::Timestamper* timestamper)
+Service::Service(const Config& cfg, hsm::Token& token, Store& store, CredentialRegistry& creds,
+                 const Verifier& verifier, AuditLog& audit, signer::TimeStampAuthority* tsa,
+                 signer::Timestamper* timestamper)
     : m_impl(std::make_unique<Impl>(cfg, token, store, creds, tsa, timestamper, verifier, audit)) {}
 
 Service::~Service() {
@@ -1555,6 +2201,12 @@ Service::~Service() {
 
 Status Service::start() {
     const Config& cfg = m_impl->cfg;
+    if (m_impl->citizens) {
+        // Citizens enrolled before this start sign again at once.
+        if (auto st = m_impl->citizens->loadAll(); !st) {
+            return Error::make("server.start", "cannot load the citizens: " + st.error().detail);
+        }
+    }
     for (const auto& client : cfg.clients) {
         std::ifstream in(client.certificate, std::ios::binary);
         std::stringstream pem;

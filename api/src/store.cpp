@@ -726,6 +726,17 @@ Result<std::vector<Citizen>> Store::citizensOfPortal(const std::string& portal) 
     }
 }
 
+Result<std::vector<Citizen>> Store::liveCitizens() {
+    try {
+        std::lock_guard lk(m_impl->mu);
+        return selectCitizens(
+            *m_impl->session,
+            "WHERE status = 'active' AND certificate <> ? ORDER BY created, rowid", std::string());
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot list the citizens: " + e.displayText());
+    }
+}
+
 Status Store::revokeCitizen(const std::string& id) {
     return inTransaction<Ok>(*m_impl, "revoke the citizen", [&](Session& s) -> Status {
         std::string i = id;

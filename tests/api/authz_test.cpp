@@ -45,6 +45,14 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
                                           {"clerk", clerk},
                                           {"portal", portal}};
     };
+    // JSON bodies for the citizen and CSC rows, as files.
+    int jsonFiles = 0;
+    auto json = [&](const std::string& text) {
+        const std::string path = dir + "/body" + std::to_string(jsonFiles++) + ".json";
+        writeFile(path, text);
+        return path;
+    };
+    const std::string noCitizen = json("{\"credentialID\":\"citizen-none\"}");
     const std::vector<Row> rows = {
         {"GET", "/healthz", "/healthz", "", "", all(200, 200, 200, 200, 200)},
         {"GET", "/readyz", "/readyz", "", "", all(200, 200, 200, 200, 200)},
@@ -67,6 +75,31 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
          all(200, 200, 200, 200, 200)},
         {"POST", "/ocsp", "/ocsp", dir + "/q.ocsp", "application/ocsp-request",
          all(200, 200, 200, 200, 200)},
+        // Citizens and the CSC API: only a portal acts for citizens. The bodies name no
+        // enrolled citizen, so a portal gets past authorization to the input check (400 or
+        // 404), everyone else stops at 401/403.
+        {"POST", "/api/v1/citizens", "/api/v1/citizens", json("{\"identityNumber\":\"12\"}"),
+         "application/json", all(401, 403, 403, 403, 400)},
+        {"POST", "/api/v1/citizens/pin", "/api/v1/citizens/pin", noCitizen, "application/json",
+         all(401, 403, 403, 403, 404)},
+        {"POST", "/api/v1/citizens/unlock", "/api/v1/citizens/unlock", noCitizen,
+         "application/json", all(401, 403, 403, 403, 404)},
+        {"POST", "/api/v1/citizens/revoke", "/api/v1/citizens/revoke", noCitizen,
+         "application/json", all(401, 403, 403, 403, 404)},
+        {"POST", "/csc/v2/info", "/csc/v2/info", json("{}"), "application/json",
+         all(200, 200, 200, 200, 200)},
+        {"POST", "/csc/v2/credentials/list", "/csc/v2/credentials/list", json("{}"),
+         "application/json", all(401, 403, 403, 403, 200)},
+        {"POST", "/csc/v2/credentials/info", "/csc/v2/credentials/info", noCitizen,
+         "application/json", all(401, 403, 403, 403, 404)},
+        {"POST", "/csc/v2/credentials/authorize", "/csc/v2/credentials/authorize", noCitizen,
+         "application/json", all(401, 403, 403, 403, 404)},
+        {"POST", "/csc/v2/signatures/signHash", "/csc/v2/signatures/signHash", noCitizen,
+         "application/json", all(401, 403, 403, 403, 404)},
+        {"POST", "/csc/v2/signatures/timestamp", "/csc/v2/signatures/timestamp",
+         json("{\"hash\":\"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\","
+              "\"hashAlgorithmOID\":\"2.16.840.1.101.3.4.2.1\"}"),
+         "application/json", all(401, 403, 403, 403, 200)},
         {"GET", "/ca/{name}.crt", "/ca/root-ca.crt", "", "", all(200, 200, 200, 200, 200)},
         {"GET", "/ca/{name}.crl", "/ca/issuing-ca.crl", "", "", all(200, 200, 200, 200, 200)},
     };

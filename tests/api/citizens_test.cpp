@@ -18,7 +18,7 @@ std::string totpNow(const std::string& base32) {
     const std::string dir = tempDir("oath");
     writeFile(dir + "/s", base32);
     std::string code;
-    EXPECT_EQ(run("oathtool --totp -b \"$(cat " + dir + "/s)\"", &code), 0);
+    EXPECT_EQ(run("oathtool --totp -b @" + dir + "/s", &code), 0);
     while (!code.empty() && (code.back() == '\n' || code.back() == '\r')) {
         code.pop_back();
     }

@@ -95,6 +95,18 @@ TEST(Authorization, KindMismatchIsDenied) {
     EXPECT_EQ(decide(me, kOfficerCred, Operation::Timestamp).rule, "kind-mismatch");
 }
 
+TEST(Authorization, APortalSignsForTheCitizensItEnrolledOnly) {
+    const CredentialFacts citizen{"citizen-1", "citizen", {"portal"}};
+    for (auto op : {Operation::SignPdf, Operation::SignHash}) {
+        auto d = decide({"portal", Role::Portal}, citizen, op);
+        EXPECT_TRUE(d.allowed);
+        EXPECT_EQ(d.rule, "portal-own-citizen");
+        EXPECT_FALSE(decide({"portal-2", Role::Portal}, citizen, op).allowed);
+        EXPECT_FALSE(decide({"officer-1", Role::Officer}, citizen, op).allowed);
+    }
+    EXPECT_EQ(decide({"portal", Role::Portal}, citizen, Operation::SignCms).rule, "kind-mismatch");
+}
+
 TEST(Authorization, DefaultDeny) {
     // A portal listed as a seal's owner is still no registry office.
     const Principal me{"portal", Role::Portal};

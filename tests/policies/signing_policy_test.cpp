@@ -86,7 +86,7 @@ TEST(SigningPolicy, RulesFromTheFileReplaceTheShippedTable) {
     auto plain = parseSigningPolicy("[signing]\nratePerMinute = 5\n", "plain.policy");
     ASSERT_TRUE(plain.ok());
     EXPECT_EQ(&authorizationOf(*plain), &defaultAuthorizationPolicy());
-    EXPECT_EQ(defaultAuthorizationPolicy().rules.size(), 8u);
+    EXPECT_EQ(defaultAuthorizationPolicy().rules.size(), 9u);
 }
 
 TEST(SigningPolicy, BadRulesAreRefusedWithFileAndLine) {

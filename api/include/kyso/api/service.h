@@ -23,7 +23,9 @@ class Service {
   public:
     // All references must outlive the service. `tsa` null: POST /tsa answers 404.
     // `timestamper` null: signatures are B-B only; otherwise B-T is the default level.
-    Service(const Config& cfg, hsm::Token& token, Store& store, const CredentialRegistry& creds,
+    // `creds` gains the citizens enrolled while the service runs (and those enrolled before,
+    // at start()).
+    Service(const Config& cfg, hsm::Token& token, Store& store, CredentialRegistry& creds,
             const Verifier& verifier, AuditLog& audit, signer::TimeStampAuthority* tsa = nullptr,
             signer::Timestamper* timestamper = nullptr);
     ~Service();

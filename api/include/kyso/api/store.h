@@ -170,6 +170,8 @@ class Store {
     Result<Citizen> citizen(const std::string& id);
     // The citizens a portal enrolled, revoked ones included, oldest first.
     Result<std::vector<Citizen>> citizensOfPortal(const std::string& portal);
+    // Every citizen that is not revoked and has a certificate, oldest first (loaded at start).
+    Result<std::vector<Citizen>> liveCitizens();
     // Marks revoked and deletes the credential's outstanding SADs. "citizen.unknown",
     // "citizen.already_revoked".
     Status revokeCitizen(const std::string& id);

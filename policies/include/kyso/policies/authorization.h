@@ -13,7 +13,8 @@
 // | 5 | officer-not-owner      | officer | sign-pdf/cms/hash | not owned            | deny   |
 // | 6 | seal-entrusted         | clerk, officer | seal       | owned (kind: seal)   | allow  |
 // | 7 | seal-not-entrusted     | any     | seal              | not owned            | deny   |
-// | 8 | portal-seals-receipts  | portal  | receipt           | any (receipt-seal)   | allow  |
+// | 8 | portal-own-citizen     | portal  | sign-pdf/hash     | owned (kind: citizen)| allow  |
+// | 9 | portal-seals-receipts  | portal  | receipt           | any (receipt-seal)   | allow  |
 // | - | default-deny           | anything else                                   | deny   |
 // clang-format on
 //
