@@ -556,7 +556,7 @@ Result<Config> loadConfig(const std::string& path) {
             z.keyType = e->value;
         }
         if (const Entry* e = get("citizens", "sadLifetimeSeconds")) {
-            auto n = number(e, 30, 3600, "sadLifetimeSeconds");
+            auto n = number(e, 1, 3600, "sadLifetimeSeconds");
             if (!n) {
                 return n.error();
             }

@@ -1579,9 +1579,24 @@ struct Service::Impl {
     // POST /api/v1/citizens/unlock and /revoke {credentialID[, reason]}: the enrolling portal.
     void unlockCitizen(Exchange& x) { citizenAdmin(x, false); }
     void revokeCitizen(Exchange& x) { citizenAdmin(x, true); }
+    // An administrator may revoke any citizen's credential too (not unlock it: that is the
+    // portal's, which sees the citizen).
     void citizenAdmin(Exchange& x, bool revoke) {
         const char* op = revoke ? "citizen-revoke" : "citizen-unlock";
-        auto who = portalOnly(x, op);
+        std::optional<policies::Principal> who;
+        if (revoke) {
+            who = authenticate(x);
+            if (who && who->role != policies::Role::Admin && who->role != policies::Role::Portal) {
+                record({"policy.denial", who->name, "", "denied",
+                        auditDetail({{"rule", "citizens-portal-only"}, {"operation", op}})});
+                sendProblem(x, {"auth.denied",
+                                "only a portal or an administrator revokes a "
+                                "citizen's credential (rule citizens-portal-only)"});
+                return;
+            }
+        } else {
+            who = portalOnly(x, op);
+        }
         if (!who || !citizensAvailable(x)) {
             return;
         }
@@ -1590,7 +1605,12 @@ struct Service::Impl {
             return;
         }
         const std::string id = stringField(*body, "credentialID");
-        if (ownCitizen(x, *who, id, op) == nullptr) {
+        if (who->role == policies::Role::Admin) {
+            if (creds.facts(id).kind != "citizen") {
+                return sendCscError(
+                    x, Error::make("credential.unknown", "no credential '" + id + "'"));
+            }
+        } else if (ownCitizen(x, *who, id, op) == nullptr) {
             return;
         }
         Status st = Ok{};

@@ -5,9 +5,12 @@
 // another portal's citizen, five wrong PINs (locked), a revoked credential.
 #include <botan/base64.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <regex>
+#include <thread>
 
 #include "rest_env.h"
 
@@ -67,6 +70,25 @@ std::string signHashBody(const std::string& id, const std::string& sad, const st
     return "{\"credentialID\":\"" + id + "\",\"SAD\":\"" + sad + "\",\"hashes\":[\"" + b64(hash) +
            "\"],\"hashAlgorithmOID\":\"2.16.840.1.101.3.4.2.1\",\"signAlgo\":"
            "\"1.2.840.113549.1.1.11\"}";
+}
+
+// The OCSP status of CERTPEM from the demo's responder, as `openssl ocsp` reads it.
+std::string ocspStatus(Env& env, const std::string& certPem) {
+    const std::string dir = tempDir("csc-ocsp");
+    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
+    writeFile(dir + "/chain.pem", readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
+    EXPECT_EQ(
+        run("openssl ocsp -issuer " + issuing + " -cert " + certPem + " -reqout " + dir + "/q.req"),
+        0);
+    EXPECT_EQ(env.request("POST", "/ocsp", "", dir + "/q.req", "application/ocsp-request",
+                          dir + "/r.resp")
+                  .status,
+              200);
+    std::string out;
+    run("openssl ocsp -respin " + dir + "/r.resp -issuer " + issuing + " -cert " + certPem +
+            " -CAfile " + dir + "/chain.pem -no_nonce 2>&1",
+        &out);
+    return out;
 }
 
 TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
@@ -134,6 +156,8 @@ TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
                   &out),
               0)
         << out;
+
+    EXPECT_NE(ocspStatus(env, dir + "/c.pem").find("c.pem: good"), std::string::npos);
 
     // Authorize with PIN + the code oathtool computes, sign the hash, verify with OpenSSL.
     const std::string code = oathCode(secret, 0);
@@ -224,7 +248,12 @@ TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
     info = post(env, "/csc/v2/credentials/info", portal, "{\"credentialID\":\"" + id + "\"}");
     EXPECT_EQ(info.json()->getObject("key")->getValue<std::string>("status"), "enabled");
 
-    // Revocation: the certificate is revoked at once, and the SAD still open signs nothing.
+    // Revocation: the certificate is revoked at once, and the SAD still open signs nothing. (The
+    // officer may not revoke it; the portal, or an administrator, may.)
+    EXPECT_EQ(post(env, "/api/v1/citizens/revoke", env.keys["officer-1"],
+                   "{\"credentialID\":\"" + id + "\"}")
+                  .status,
+              403);
     ASSERT_EQ(post(env, "/api/v1/citizens/revoke", portal,
                    "{\"credentialID\":\"" + id + "\",\"reason\":\"keyCompromise\"}")
                   .status,
@@ -233,6 +262,14 @@ TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
     EXPECT_EQ(s.status, 400) << s.body;
     info = post(env, "/csc/v2/credentials/info", portal, "{\"credentialID\":\"" + id + "\"}");
     EXPECT_EQ(info.json()->getObject("cert")->getValue<std::string>("status"), "revoked");
+    EXPECT_NE(ocspStatus(env, dir + "/c.pem").find("c.pem: revoked"), std::string::npos);
+    ASSERT_EQ(env.request("GET", "/ca/issuing-ca.crl", "", "", "", dir + "/crl.der").status, 200);
+    run("openssl crl -inform DER -in " + dir + "/crl.der -noout -text", &out);
+    std::string serial;
+    run("openssl x509 -in " + dir + "/c.pem -noout -serial", &serial);
+    serial = serial.substr(serial.find('=') + 1);
+    serial = serial.substr(0, serial.find_last_not_of("\r\n") + 1);
+    EXPECT_NE(out.find("Serial Number: " + serial), std::string::npos) << serial << "\n" << out;
     // Every step is in the audit log.
     std::string log;
     for (long long after = 0;;) {
@@ -308,6 +345,68 @@ TEST(Csc, CitizenSignsAPdfFormUnderASad) {
     EXPECT_EQ(env.request("POST", path, portal, form, "application/pdf", "", "-H @" + dir + "/hdr ")
                   .status,
               400);
+    // An administrator revokes the credential (the citizen asked at the office).
+    EXPECT_EQ(post(env, "/api/v1/citizens/revoke", env.keys["admin"],
+                   "{\"credentialID\":\"" + id + "\",\"reason\":\"cessationOfOperation\"}")
+                  .status,
+              200);
+}
+
+// A SAD expires (a service started with sadLifetimeSeconds = 1), and a citizen enrolled before
+// a service starts signs through it (citizens are loaded at start).
+TEST(Csc, ASadExpiresAndCitizensSurviveARestart) {
+    auto& env = Env::get();
+    const std::string portal = env.keys["portal"];
+    auto r = post(env, "/api/v1/citizens", portal,
+                  "{\"identityNumber\":\"027301009911\",\"fullName\":\"Đỗ Văn Quý\","
+                  "\"province\":\"Bắc Ninh\",\"contact\":\"quy@example.vn\"}");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()->getValue<std::string>("credentialID");
+    std::smatch m;
+    const std::string uri = r.json()->getValue<std::string>("otpauthUri");
+    ASSERT_TRUE(std::regex_search(uri, m, std::regex("[?&]secret=([A-Z2-7]+)")));
+    const std::string secret = m[1];
+    ASSERT_EQ(post(env, "/api/v1/citizens/pin", portal,
+                   "{\"credentialID\":\"" + id + "\",\"oldPin\":\"" +
+                       r.json()->getValue<std::string>("initialPin") + "\",\"newPin\":\"640297\"}")
+                  .status,
+              200);
+
+    const std::string conf = serveConf("csc-expiry");
+    std::string text = readFile(conf);
+    const auto at = text.find("sadLifetimeSeconds = 300");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 24, "sadLifetimeSeconds = 1");
+    writeFile(conf, text);
+    ServeProcess serve = startServe(conf);
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    const std::string dir = tempDir("csc-expiry");
+    writeFile(dir + "/auth", "Authorization: Bearer " + portal + "\n");
+    auto call = [&](const std::string& path, const std::string& body, std::string* answer) {
+        writeFile(dir + "/req.json", body);
+        std::string code;
+        run("curl -s --max-time 60 -o " + dir + "/resp -w '%{http_code}' --cacert " + env.dir +
+                "/pki/root-ca.pem -H @" + dir + "/auth -H 'Content-Type: application/json' " +
+                "--data-binary @" + dir + "/req.json https://127.0.0.1:" + serve.port + path,
+            &code);
+        *answer = readFile(dir + "/resp");
+        return code;
+    };
+    const std::string hash = sha256("hết hạn");
+    std::string answer;
+    EXPECT_EQ(call("/csc/v2/credentials/authorize",
+                   authorizeBody(id, "640297", oathCode(secret, 0), {hash}), &answer),
+              "200")
+        << answer;
+    Poco::JSON::Parser parser;
+    const std::string sad =
+        parser.parse(answer).extract<Poco::JSON::Object::Ptr>()->getValue<std::string>("SAD");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+    EXPECT_EQ(call("/csc/v2/signatures/signHash", signHashBody(id, sad, hash), &answer), "400");
+    EXPECT_NE(answer.find("csc.sad_expired"), std::string::npos) << answer;
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
 }
 
 }  // namespace
