@@ -45,6 +45,9 @@ inline const char* kUsage =
     "  kyso apikey list --config FILE\n"
     "  kyso apikey revoke --config FILE --id ID_OR_NAME\n"
     "  kyso ca revoke SERIAL --config FILE --ca NAME [--reason REASON]\n"
+    "  kyso ca request --config FILE --key LABEL --subject C=VN,O=..,CN=.. --server URL\n"
+    "                --anchors PEM (--reference REF --secret file:PATH | --client ID)\n"
+    "                [--type ir|cr|p10cr] [--generate RSA-2048] --out CERT.pem\n"
     "  kyso version\n";
 
 struct Args {

@@ -24,6 +24,7 @@
 #include "kyso/api/service.h"
 #include "kyso/api/store.h"
 #include "kyso/api/verifier.h"
+#include "kyso/ca-bridge/cmp.h"
 #include "kyso/ca-bridge/crl.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "report_json.h"
@@ -276,6 +277,124 @@ int cmdVerify(const Args& a) {
     return kyso::api::verifyExitCode(*report);
 }
 
+// kyso ca request --config FILE --key LABEL --subject "C=VN,O=...,CN=..." --server URL
+//   --anchors PEM (--reference REF --secret file:PATH|env:NAME | --client CREDENTIAL)
+//   [--type ir|cr|p10cr] [--generate RSA-2048|RSA-3072|EC-P256|EC-P384] --out CERT.pem
+// The bridge to a production CA: the key (generated on the token with --generate when it is not
+// there yet) is certified by an external CA over CMP, and the certificate is installed on the
+// token beside its key and written to OUT with its chain, ready for a [credential.ID].
+int cmdCaRequest(const Args& a) {
+    if (!onlyKnown(a, {"config", "key", "subject", "server", "anchors", "reference", "secret",
+                       "client", "type", "generate", "out", "timeout"}) ||
+        !a.positional.empty()) {
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+    for (const char* req : {"key", "subject", "server", "anchors", "out"}) {
+        if (!a.options.count(req)) {
+            std::cerr << "kyso: --" << req << " is required\n" << kUsage;
+            return kExitUsage;
+        }
+    }
+    auto opt = [&](const char* k) { return a.options.count(k) ? a.options.at(k) : std::string(); };
+    kyso::ca::CmpRequest request;
+    const std::string type = opt("type").empty() ? "ir" : opt("type");
+    if (type != "ir" && type != "cr" && type != "p10cr") {
+        std::cerr << "kyso: --type must be ir, cr or p10cr\n";
+        return kExitUsage;
+    }
+    request.type = type == "cr"      ? kyso::ca::CmpRequestType::Cr
+                   : type == "p10cr" ? kyso::ca::CmpRequestType::P10cr
+                                     : kyso::ca::CmpRequestType::Ir;
+    // "C=VN,ST=Hà Nội,O=...,CN=..." (a comma inside a value is not supported here).
+    std::stringstream subject(opt("subject"));
+    for (std::string part; std::getline(subject, part, ',');) {
+        const auto eq = part.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            std::cerr << "kyso: --subject must be FIELD=VALUE,... (e.g. C=VN,O=Agency,CN=Name)\n";
+            return kExitUsage;
+        }
+        request.subject.push_back({part.substr(0, eq), part.substr(eq + 1)});
+    }
+    auto cfg = configFrom(a);
+    if (!cfg) {
+        return fail(cfg.error(), kExitConfig);
+    }
+    auto token = kyso::hsm::Token::open(cfg->token);
+    if (!token) {
+        return fail(token.error(), kExitUnavailable);
+    }
+    const std::string label = opt("key");
+    auto key = (*token)->findKey(kyso::hsm::KeyRef{label, std::nullopt});
+    if (!key && key.error().code == "key.not_found" && !opt("generate").empty()) {
+        const std::string g = opt("generate");
+        kyso::hsm::KeySpec spec;
+        spec.label = label;
+        if (g == "RSA-2048" || g == "RSA-3072") {
+            spec.type = kyso::hsm::KeyType::Rsa;
+            spec.rsaBits = g == "RSA-3072" ? 3072 : 2048;
+        } else if (g == "EC-P256" || g == "EC-P384") {
+            spec.type = kyso::hsm::KeyType::Ec;
+            spec.curve = g == "EC-P384" ? "P-384" : "P-256";
+        } else {
+            std::cerr << "kyso: --generate must be RSA-2048, RSA-3072, EC-P256 or EC-P384\n";
+            return kExitUsage;
+        }
+        key = (*token)->generateKey(spec);
+    }
+    if (!key) {
+        return fail(key.error(), exitCodeFor(key.error()));
+    }
+    kyso::hsm::Credential cred;
+    cred.id = label;
+    cred.token = token->get();
+    cred.key = *key;
+    kyso::hsm::chooseDefaultAlgorithms(cred);
+    request.key = &cred;
+
+    kyso::ca::CmpServer server;
+    server.url = opt("server");
+    server.trustAnchorsPem = opt("anchors");
+    server.reference = opt("reference");
+    server.secretSource = opt("secret");
+    std::optional<kyso::hsm::Credential> client;
+    if (!opt("client").empty()) {
+        auto c = kyso::api::resolveCredential(*cfg, **token, opt("client"));
+        if (!c) {
+            return fail(c.error(), exitCodeFor(c.error()));
+        }
+        client = std::move(*c);
+        server.clientCredential = &*client;
+    }
+    if (!opt("timeout").empty()) {
+        server.timeoutSeconds = std::atoi(opt("timeout").c_str());
+    }
+    auto issued = kyso::ca::requestCertificate(server, request);
+    if (!issued) {
+        return fail(issued.error(), issued.error().code == "cmp.config"        ? kExitUsage
+                                    : issued.error().code == "cmp.unreachable" ? kExitUnavailable
+                                                                               : kExitData);
+    }
+    if (auto st = (*token)->storeCertificate(label, key->id, issued->certificateDer); !st) {
+        return fail(st.error(), exitCodeFor(st.error()));
+    }
+    std::string pem = kyso::ca::certificateToPem(issued->certificateDer);
+    for (const auto& c : issued->chainDer) {
+        pem += kyso::ca::certificateToPem(c);
+    }
+    {
+        std::ofstream out(opt("out"), std::ios::binary | std::ios::trunc);
+        out << pem;
+        if (!out) {
+            return fail(kyso::Error::make("io.write", "cannot write " + opt("out")), kExitIo);
+        }
+    }
+    std::cout << "kyso: certificate " << kyso::ca::serialHexOf(issued->certificateDer)
+              << " installed on the token for key '" << label << "' and written to " << opt("out")
+              << " (with " << issued->chainDer.size() << " chain certificate(s))\n";
+    return 0;
+}
+
 int cmdCaRevoke(const Args& a) {
     if (!onlyKnown(a, {"config", "ca", "reason"}) || a.positional.size() != 1 ||
         !a.options.count("ca")) {
@@ -526,6 +645,9 @@ int main(int argc, char** argv) {
         auto args = parseArgs(argc, argv, cmd == "serve" || cmd == "verify" ? 2 : 3);
         if (args && cmd == "ca" && sub == "revoke") {
             return cmdCaRevoke(*args);
+        }
+        if (args && cmd == "ca" && sub == "request") {
+            return cmdCaRequest(*args);
         }
         if (args && cmd == "verify") {
             return cmdVerify(*args);

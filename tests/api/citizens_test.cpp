@@ -4,6 +4,11 @@
 #include "citizens.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <regex>
+#include <thread>
 
 #include "activation.h"
 #include "kyso/ca-bridge/crl.h"
@@ -135,6 +140,79 @@ TEST(Citizens, EnrolSignUnderSadAndRevoke) {
     // ... and the identity number may enrol again.
     auto renewed = citizens.enrol(who);
     EXPECT_TRUE(renewed.ok()) << renewed.error().code;
+}
+
+// The bridge to a production CA from the command line: `kyso ca request` certifies a token key
+// through OpenSSL's own CMP mock server and installs the certificate on the token.
+TEST(Cli, CaRequestOverCmpInstallsTheCertificate) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("cmp-cli");
+    hsm::KeySpec spec;
+    spec.label = "cmp-agency-key";
+    auto key = env.token->generateKey(spec);
+    ASSERT_TRUE(key.ok()) << key.error().detail;
+    // The "external CA" answers with a certificate for that key (issued here by the demo CA).
+    ca::CertificateProfile p;
+    p.subject = {{"C", "VN"}, {"O", "Sở Tư pháp"}, {"CN", "Sở Tư pháp tỉnh Hà Nam"}};
+    p.digitalSignature = true;
+    p.nonRepudiation = true;
+    p.publicKeyDer = key->publicKeyDer;
+    auto der = ca::issueCertificate(p, *env.creds->find("issuing-ca"));
+    ASSERT_TRUE(der.ok());
+    writeFile(dir + "/rsp.pem", ca::certificateToPem(*der));
+    writeFile(dir + "/secret", "chia-se-bi-mat-" + std::to_string(::getpid()) + "\n");
+    ::chmod((dir + "/secret").c_str(), 0600);
+    std::string pid;
+    ASSERT_EQ(run("openssl cmp -port 0 -srv_ref kyso-test -srv_secret file:" + dir +
+                      "/secret -rsp_cert " + dir + "/rsp.pem -rsp_extracerts " + env.dir +
+                      "/pki/issuing-ca.pem -rsp_capubs " + env.dir + "/pki/root-ca.pem > " + dir +
+                      "/server.log 2>&1 & echo $!",
+                  &pid),
+              0);
+    struct Kill {
+        std::string pid;
+        ~Kill() { run("kill " + pid + " 2>/dev/null"); }
+    } kill{pid.substr(0, pid.find('\n'))};
+    std::string port;
+    for (int i = 0; i < 100 && port.empty(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::smatch m;
+        const std::string log = readFile(dir + "/server.log");
+        if (std::regex_search(log, m, std::regex(R"(ACCEPT \S*:(\d+) PID=)"))) {
+            port = m[1];
+        }
+    }
+    ASSERT_FALSE(port.empty()) << readFile(dir + "/server.log");
+    std::string out;
+    const int rc = run(std::string(KYSO_BINARY) + " ca request --config " +
+                           shellQuote(env.dir + "/kyso.conf") +
+                           " --key cmp-agency-key --subject 'C=VN,O=Sở Tư pháp,CN=Sở Tư pháp tỉnh "
+                           "Hà Nam' --server http://127.0.0.1:" +
+                           port + "/pkix/ --anchors " + env.dir +
+                           "/pki/root-ca.pem --reference kyso-test --secret file:" + dir +
+                           "/secret --out " + dir + "/installed.pem 2>&1",
+                       &out);
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(out.find("chia-se-bi-mat"), std::string::npos) << "the secret was printed";
+    // Installed on the token beside its key, and written with its chain.
+    auto onToken = env.token->findCertificate(hsm::KeyRef{"cmp-agency-key", std::nullopt});
+    ASSERT_TRUE(onToken.ok()) << onToken.error().detail;
+    EXPECT_EQ(*onToken, *der);
+    auto written = ca::certificatesFromPem(readFile(dir + "/installed.pem"));
+    ASSERT_TRUE(written.ok());
+    ASSERT_EQ(written->size(), 2u);
+    EXPECT_EQ(written->front(), *der);
+    // A wrong secret: refused, nothing installed over it.
+    writeFile(dir + "/wrong", "sai\n");
+    EXPECT_NE(run(std::string(KYSO_BINARY) + " ca request --config " +
+                      shellQuote(env.dir + "/kyso.conf") +
+                      " --key cmp-agency-key --subject C=VN,CN=x --server http://127.0.0.1:" +
+                      port + "/pkix/ --anchors " + env.dir +
+                      "/pki/root-ca.pem --reference kyso-test --secret file:" + dir +
+                      "/wrong --out " + dir + "/second.pem 2>&1",
+                  &out),
+              0);
+    EXPECT_NE(out.find("cmp.protection"), std::string::npos) << out;
 }
 
 }  // namespace
