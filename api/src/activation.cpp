@@ -338,11 +338,34 @@ Result<Enrolment> Activation::enrol(const CitizenEnrolment& who) {
     c.portal = who.portal;
     c.keyLabel = c.id;
     c.created = isoUtc(system_clock::to_time_t(m_clock()));
+    if (auto sealed = sealTotp(secrets->stored, c.id); !sealed) {
+        return sealed.error();
+    }
     auto st = m_store.addCitizen(c, secrets->stored);
     if (!st) {
         return st.error();
     }
     return Enrolment{std::move(c), std::move(secrets->given)};
+}
+
+Status Activation::sealTotp(ActivationRecord& record, const std::string& credentialId) const {
+    if (!m_options.sealSecret) {
+        return Ok{};
+    }
+    auto sealed = m_options.sealSecret(record.totpSecret.view(), credentialId);
+    if (!sealed) {
+        return sealed.error();
+    }
+    record.totpSecret = hsm::Secret(std::move(*sealed));
+    return Ok{};
+}
+
+Result<hsm::Secret> Activation::unsealTotp(const ActivationRecord& record,
+                                           const std::string& credentialId) const {
+    if (!m_options.unsealSecret) {
+        return hsm::Secret(std::string(record.totpSecret.view()));
+    }
+    return m_options.unsealSecret(record.totpSecret.view(), credentialId);
 }
 
 Result<NewActivation> Activation::createActivation(const std::string& credentialId,
@@ -354,6 +377,9 @@ Result<NewActivation> Activation::createActivation(const std::string& credential
     auto secrets = makeSecrets(label, m_options.qrScale);
     if (!secrets) {
         return secrets.error();
+    }
+    if (auto sealed = sealTotp(secrets->stored, credentialId); !sealed) {
+        return sealed.error();
     }
     auto st = m_store.replaceActivation(credentialId, secrets->stored);
     if (!st) {
@@ -471,7 +497,11 @@ Result<Sad> Activation::authorize(const AuthorizeRequest& rq, AttemptReport& rep
     // Both factors, always, so that the time taken does not tell which one was wrong.
     const auto now = m_clock();
     const bool pinOk = argon2idCheck(rq.pin, rec->pinHash);
-    const OtpCheck otp = checkOtp(rec->totpSecret, rq.otp, totpStep(now), rec->lastTotpStep);
+    auto totpKey = unsealTotp(*rec, rq.credentialId);
+    if (!totpKey) {
+        return totpKey.error();
+    }
+    const OtpCheck otp = checkOtp(*totpKey, rq.otp, totpStep(now), rec->lastTotpStep);
     const Error wrong = Error::make("csc.invalid_grant", "PIN or one-time code incorrect");
     if (!pinOk || !otp.accepted) {
         report.wrongPin = !pinOk;

@@ -118,6 +118,13 @@ class Activation final {
         int maxAttempts = 5;      // consecutive failures that lock
         int maxSignatures = 100;  // hashes in one authorization
         int qrScale = 8;          // pixels per QR module
+        // Wraps a TOTP key for the database and unwraps it to check a code (AES-GCM under a
+        // key on the token, the credential id as associated data): a copy of the database
+        // alone then computes no code. Both null: the key is stored as it is (tests).
+        std::function<Result<std::string>(std::string_view key, std::string_view credentialId)>
+            sealSecret;
+        std::function<Result<hsm::Secret>(std::string_view sealed, std::string_view credentialId)>
+            unsealSecret;
     };
 
     // `store` must outlive this object.
@@ -174,6 +181,10 @@ class Activation final {
     Result<ActivationState> state(const std::string& credentialId);
 
   private:
+    // The TOTP key of RECORD sealed in place / unsealed, per the options.
+    Status sealTotp(ActivationRecord& record, const std::string& credentialId) const;
+    Result<hsm::Secret> unsealTotp(const ActivationRecord& record,
+                                   const std::string& credentialId) const;
     Error fail(const std::string& credentialId, AttemptReport& report, Error wrong);
 
     Store& m_store;

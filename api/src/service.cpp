@@ -104,6 +104,9 @@ Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& 
         new signer::LocalTimestamper(tsa, std::move(*anchors)));
 }
 
+// The label of the token's AES key that seals citizens' TOTP keys in the database.
+constexpr const char* kCitizenSecretsKey = "kyso-citizen-secrets";
+
 int httpStatusFor(const std::string& code) {
     static const std::map<std::string, int> exact = {
         {"pdf.empty", 400},
@@ -372,6 +375,13 @@ struct Service::Impl {
         if (cfg.citizens) {
             Activation::Options options;
             options.sadLifetime = std::chrono::seconds(cfg.citizens->sadLifetimeSeconds);
+            // Citizens' TOTP keys are kept in the database sealed by an AES key on the token.
+            options.sealSecret = [this](std::string_view key, std::string_view id) {
+                return token.seal(kCitizenSecretsKey, key, id);
+            };
+            options.unsealSecret = [this](std::string_view sealed, std::string_view id) {
+                return token.unseal(kCitizenSecretsKey, sealed, id);
+            };
             activation = std::make_unique<Activation>(
                 store, [] { return std::chrono::system_clock::now(); }, options);
             citizens = std::make_unique<Citizens>(cfg, token, store, creds, *activation);
@@ -1371,10 +1381,10 @@ struct Service::Impl {
                 throw Poco::Exception("not an object");
             }
             return o;
-        } catch (const std::exception&) {
+        } catch (const Poco::Exception&) {
             sendProblem(x, {"request.invalid", "the body must be a JSON object"});
             return std::nullopt;
-        } catch (const Poco::Exception&) {
+        } catch (const std::exception&) {
             sendProblem(x, {"request.invalid", "the body must be a JSON object"});
             return std::nullopt;
         }
@@ -2222,6 +2232,17 @@ Service::~Service() {
 Status Service::start() {
     const Config& cfg = m_impl->cfg;
     if (m_impl->citizens) {
+        // The AES key that seals citizens' TOTP keys: made on the token once, non-extractable.
+        auto wrap = m_impl->token.ensureSecretKey(kCitizenSecretsKey);
+        if (!wrap) {
+            return Error::make(
+                "server.start",
+                "cannot make the key that seals citizens' secrets: " + wrap.error().detail);
+        }
+        if (wrap->generated) {
+            m_impl->record({"key.generate", "service", kCitizenSecretsKey, "ok",
+                            auditDetail({{"type", "AES-256"}, {"use", "citizen TOTP keys"}})});
+        }
         // Citizens enrolled before this start sign again at once.
         if (auto st = m_impl->citizens->loadAll(); !st) {
             return Error::make("server.start", "cannot load the citizens: " + st.error().detail);

@@ -147,7 +147,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
         s << "CREATE TABLE IF NOT EXISTS citizen_activation ("
              " credential TEXT PRIMARY KEY REFERENCES citizens (id) ON DELETE CASCADE,"
              " pin_hash TEXT NOT NULL, must_change_pin INTEGER NOT NULL,"
-             " totp_secret TEXT NOT NULL,"  // hex; not encrypted at rest yet (see store.h)
+             " totp_secret TEXT NOT NULL,"  // hex of the sealed key (see store.h)
              " failed_attempts INTEGER NOT NULL DEFAULT 0 CHECK (failed_attempts >= 0),"
              " locked INTEGER NOT NULL DEFAULT 0, last_totp_step INTEGER NOT NULL DEFAULT -1)",
             now;

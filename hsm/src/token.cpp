@@ -92,6 +92,13 @@ const std::string kSha384Prefix(
 const std::string kSha512Prefix(
     "\x30\x51\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x03\x05\x00\x04\x40", 19);
 
+// AES-256-GCM as seal() lays it out: IV || ciphertext || tag.
+constexpr std::size_t kGcmIvLen = 12;   // the GCM default; other lengths are hashed into one
+constexpr std::size_t kGcmTagLen = 16;  // full tag: shorter ones weaken forgery resistance
+constexpr unsigned long kAesKeyLen = 32;
+// PKCS#11 3.0's "tag did not verify"; p11-kit 0.24's header predates it.
+constexpr ck_rv_t kCkrAeadDecryptFailed = 0x35;
+
 std::string rvName(ck_rv_t rv) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "CKR 0x%lx", rv);
@@ -444,6 +451,10 @@ struct Token::Impl {
 
     std::mutex cacheMutex;
     std::map<std::string, ck_object_handle_t> keyHandles;
+    std::map<std::string, ck_object_handle_t> secretHandles;  // wrapping keys, by label
+
+    // Held across ensureSecretKey's find-then-generate, so that concurrent callers make one key.
+    std::mutex ensureMutex;
 
     ~Impl() { disconnect(); }
 
@@ -468,6 +479,7 @@ struct Token::Impl {
         {
             std::lock_guard lk(cacheMutex);
             keyHandles.clear();
+            secretHandles.clear();
         }
         connected = false;
     }
@@ -834,7 +846,145 @@ struct Token::Impl {
         keyHandles[cacheKey(k)] = found->front();
         return found->front();
     }
+
+    std::optional<unsigned long> getUlong(ck_session_handle_t s, ck_object_handle_t o,
+                                          ck_attribute_type_t type) {
+        unsigned long v = 0;
+        ck_attribute a{type, &v, sizeof v};
+        if (fl->C_GetAttributeValue(s, o, &a, 1) != CKR_OK || a.value_len != sizeof v) {
+            return std::nullopt;
+        }
+        return v;
+    }
+
+    // Describes secret key `h` and refuses it ("key.unsupported") as a wrapping key unless it is
+    // AES-256, usable to encrypt and decrypt, and cannot be read out (sensitive, not
+    // extractable). `bornOnToken` also demands that its value never existed outside the token
+    // (generated there, always sensitive, never extractable), which is what ensureSecretKey
+    // promises; seal and unseal accept a key imported under those protections.
+    Result<SecretKeyInfo> wrappingKey(ck_session_handle_t s, ck_object_handle_t h,
+                                      bool bornOnToken) {
+        SecretKeyInfo k;
+        auto label = getAttr(s, h, CKA_LABEL);
+        if (!label) {
+            return label.error();
+        }
+        k.label = *label;
+        auto id = getAttr(s, h, CKA_ID);
+        k.id = id ? *id : "";
+        const auto type = getUlong(s, h, CKA_KEY_TYPE);
+        const auto len = getUlong(s, h, CKA_VALUE_LEN);
+        k.bits = len ? static_cast<unsigned>(*len * 8) : 0;
+        k.sensitive = getBool(s, h, CKA_SENSITIVE, false);
+        k.extractable = getBool(s, h, CKA_EXTRACTABLE, true);
+        const std::string what = "secret key '" + k.label + "' ";
+        if (type != CKK_AES || len != kAesKeyLen) {
+            return Error::make("key.unsupported", what + "is not an AES-256 key");
+        }
+        if (!k.sensitive || k.extractable) {
+            return Error::make("key.unsupported", what + "can be read out of the token");
+        }
+        if (!getBool(s, h, CKA_ENCRYPT, false) || !getBool(s, h, CKA_DECRYPT, false)) {
+            return Error::make("key.unsupported", what + "may not encrypt and decrypt");
+        }
+        if (bornOnToken &&
+            (!getBool(s, h, CKA_LOCAL, false) || !getBool(s, h, CKA_ALWAYS_SENSITIVE, false) ||
+             !getBool(s, h, CKA_NEVER_EXTRACTABLE, false))) {
+            return Error::make("key.unsupported", what + "was not generated on the token");
+        }
+        return k;
+    }
+
+    // The wrapping key labelled `label`, checked once per connection and then cached.
+    Result<ck_object_handle_t> secretKeyHandle(ck_session_handle_t s, const std::string& label) {
+        {
+            std::lock_guard lk(cacheMutex);
+            auto it = secretHandles.find(label);
+            if (it != secretHandles.end()) {
+                return it->second;
+            }
+        }
+        auto found = findObjects(s, CKO_SECRET_KEY, KeyRef{label, std::nullopt});
+        if (!found) {
+            return found.error();
+        }
+        if (found->empty()) {
+            return Error::make("key.not_found", "no secret key '" + label + "' on the token");
+        }
+        if (found->size() > 1) {
+            return Error::make("key.ambiguous", "several secret keys '" + label + "' on the token");
+        }
+        auto k = wrappingKey(s, found->front(), false);
+        if (!k) {
+            return k.error();
+        }
+        std::lock_guard lk(cacheMutex);
+        secretHandles[label] = found->front();
+        return found->front();
+    }
+
+    // The cached handle went stale: the key was replaced on the token since we looked it up.
+    void forgetSecretKey(const std::string& label, ck_rv_t rv) {
+        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
+            std::lock_guard lk(cacheMutex);
+            secretHandles.erase(label);
+        }
+    }
+
+    // Maps a failed C_Decrypt under AES-GCM. Tokens report a tag that does not verify as
+    // CKR_ENCRYPTED_DATA_INVALID (2.40) or CKR_AEAD_DECRYPT_FAILED (3.0), but SoftHSM2 2.6 says
+    // CKR_GENERAL_ERROR, which fromRv takes for a lost token. Taking it so would let anyone who
+    // can write a sealed blob force a reconnect (a module reset for a sole user) that fails every
+    // call in flight; so the session is asked whether it is still alive and logged in.
+    Error decryptFailure(ck_session_handle_t s, ck_rv_t rv) {
+        const Error tampered = Error::make(
+            "crypto.tampered", "the sealed secret does not verify under this key and AAD", rv);
+        if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+            rv == kCkrAeadDecryptFailed) {
+            return tampered;
+        }
+        if (rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED) {
+            ck_session_info si{};
+            const ck_rv_t probe = fl->C_GetSessionInfo(s, &si);
+            if (probe != CKR_OK) {
+                return fromRv(probe, "unseal");
+            }
+            if (si.state == CKS_RW_USER_FUNCTIONS || si.state == CKS_RO_USER_FUNCTIONS) {
+                return tampered;
+            }
+        }
+        return fromRv(rv, "unseal");
+    }
 };
+
+namespace {
+
+// A failure of the token itself (not of the request) leaves the session in an unknown state.
+void markBrokenOnTokenError(Token::Impl::Lease& lease, const Error& e) {
+    if (e.code.rfind("token.", 0) == 0) {
+        lease.markBroken();
+    }
+}
+
+// CKM_AES_GCM over `iv` (kGcmIvLen bytes) and `aad`; both must outlive the Init call. C APIs
+// take non-const pointers to input they only read: the token never writes through them.
+void gcmMechanism(ck_mechanism& mech, ck_gcm_params& params, unsigned char* iv,
+                  std::string_view aad, unsigned char* emptyInput) {
+    params.iv_ptr = iv;
+    params.iv_len = kGcmIvLen;
+    params.iv_bits = kGcmIvLen * 8;
+    params.aad_ptr =
+        aad.empty()
+            ? emptyInput
+            : const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(aad.data()));
+    params.aad_len = aad.size();
+    params.tag_bits = kGcmTagLen * 8;
+    mech.mechanism = CKM_AES_GCM;
+    mech.parameter = &params;
+    mech.parameter_len = sizeof params;
+}
+
+}  // namespace
 
 Token::Token(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Token::~Token() = default;
@@ -1158,6 +1308,196 @@ Result<std::string> Token::findCertificate(const KeyRef& ref) {
         return Error::make("cert.not_found", "no certificate for this key on the token");
     }
     return m_impl->getAttr(s, found->front(), CKA_VALUE);
+}
+
+Result<SecretKeyInfo> Token::ensureSecretKey(std::string_view label) {
+    if (label.empty()) {
+        return Error::make("key.spec", "a key needs a label");
+    }
+    std::lock_guard once(m_impl->ensureMutex);
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
+    }
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
+    std::string l(label);
+    auto found = m_impl->findObjects(s, CKO_SECRET_KEY, KeyRef{l, std::nullopt});
+    if (!found) {
+        lease.markBroken();
+        return found.error();
+    }
+    if (found->size() > 1) {
+        return Error::make("key.ambiguous", "several secret keys '" + l + "' on the token");
+    }
+    if (found->size() == 1) {
+        return m_impl->wrappingKey(s, found->front(), true);
+    }
+
+    ck_function_list* fl = m_impl->fl;
+    // No public key to derive an identifier from: a random CKA_ID, so URIs can name the key.
+    std::string id(16, '\0');
+    ck_rv_t rv = fl->C_GenerateRandom(s, reinterpret_cast<unsigned char*>(id.data()), id.size());
+    if (rv != CKR_OK) {
+        lease.markBroken();
+        return m_impl->fromRv(rv, "generate random");
+    }
+    ck_object_class_t cls = CKO_SECRET_KEY;
+    ck_key_type_t keyType = CKK_AES;
+    unsigned long valueLen = kAesKeyLen;
+    unsigned char yes = 1;
+    unsigned char no = 0;
+    // Every usage but encrypt/decrypt is off explicitly: token defaults differ, and a wrapping
+    // key that could wrap or derive would let its value out in another form.
+    std::vector<ck_attribute> t = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &keyType, sizeof keyType},
+        {CKA_VALUE_LEN, &valueLen, sizeof valueLen},
+        {CKA_TOKEN, &yes, 1},
+        {CKA_PRIVATE, &yes, 1},
+        {CKA_SENSITIVE, &yes, 1},
+        {CKA_EXTRACTABLE, &no, 1},
+        {CKA_ENCRYPT, &yes, 1},
+        {CKA_DECRYPT, &yes, 1},
+        {CKA_SIGN, &no, 1},
+        {CKA_VERIFY, &no, 1},
+        {CKA_WRAP, &no, 1},
+        {CKA_UNWRAP, &no, 1},
+        {CKA_DERIVE, &no, 1},
+        {CKA_LABEL, l.data(), l.size()},
+        {CKA_ID, id.data(), id.size()},
+    };
+    ck_mechanism mech{};
+    mech.mechanism = CKM_AES_KEY_GEN;
+    ck_object_handle_t h = 0;
+    rv = fl->C_GenerateKey(s, &mech, t.data(), t.size(), &h);
+    if (rv != CKR_OK) {
+        lease.markBroken();
+        return m_impl->fromRv(rv, "generate secret key");
+    }
+    auto info = m_impl->wrappingKey(s, h, true);
+    if (!info) {
+        // The token did not make what we asked for: leave no unusable key under the label.
+        fl->C_DestroyObject(s, h);
+        return info.error();
+    }
+    info->generated = true;
+    return info;
+}
+
+Result<std::string> Token::seal(std::string_view keyLabel, std::string_view plaintext,
+                                std::string_view aad) {
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
+    }
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
+    const std::string label(keyLabel);
+    auto h = m_impl->secretKeyHandle(s, label);
+    if (!h) {
+        markBrokenOnTokenError(lease, h.error());
+        return h.error();
+    }
+    ck_function_list* fl = m_impl->fl;
+    // A fresh IV per seal: GCM under a repeated IV leaks the XOR of plaintexts and the key's
+    // authentication subkey.
+    unsigned char iv[kGcmIvLen];
+    ck_rv_t rv = fl->C_GenerateRandom(s, iv, sizeof iv);
+    if (rv != CKR_OK) {
+        lease.markBroken();
+        return m_impl->fromRv(rv, "generate IV");
+    }
+    unsigned char empty = 0;  // C_Encrypt refuses a null pointer even for no data
+    ck_gcm_params params{};
+    ck_mechanism mech{};
+    gcmMechanism(mech, params, iv, aad, &empty);
+    rv = fl->C_EncryptInit(s, &mech, *h);
+    if (rv != CKR_OK) {
+        m_impl->forgetSecretKey(label, rv);
+        lease.markBroken();
+        return m_impl->fromRv(rv, "seal init");
+    }
+    auto* in =
+        plaintext.empty()
+            ? &empty
+            : const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(plaintext.data()));
+    unsigned long len = 0;
+    rv = fl->C_Encrypt(s, in, plaintext.size(), nullptr, &len);
+    std::string out;
+    if (rv == CKR_OK) {
+        out.resize(kGcmIvLen + len);
+        rv = fl->C_Encrypt(s, in, plaintext.size(),
+                           reinterpret_cast<unsigned char*>(out.data()) + kGcmIvLen, &len);
+    }
+    if (rv != CKR_OK) {
+        // A failed C_Encrypt ends the operation (PKCS#11 5.2); the session state is unknown.
+        lease.markBroken();
+        return m_impl->fromRv(rv, "seal");
+    }
+    if (len != plaintext.size() + kGcmTagLen) {
+        return Error::make("token.error", "token returned AES-GCM output of an unexpected length");
+    }
+    std::memcpy(out.data(), iv, kGcmIvLen);
+    out.resize(kGcmIvLen + len);
+    return out;
+}
+
+Result<Secret> Token::unseal(std::string_view keyLabel, std::string_view sealed,
+                             std::string_view aad) {
+    if (sealed.size() < kGcmIvLen + kGcmTagLen) {
+        return Error::make("crypto.invalid", "sealed secret is shorter than its IV and tag");
+    }
+    auto op = m_impl->begin();
+    if (!op) {
+        return op.error();
+    }
+    const ck_session_handle_t s = (*op)->session();
+    Impl::Lease& lease = (*op)->lease;
+    const std::string label(keyLabel);
+    auto h = m_impl->secretKeyHandle(s, label);
+    if (!h) {
+        markBrokenOnTokenError(lease, h.error());
+        return h.error();
+    }
+    ck_function_list* fl = m_impl->fl;
+    unsigned char iv[kGcmIvLen];
+    std::memcpy(iv, sealed.data(), kGcmIvLen);
+    unsigned char empty = 0;
+    ck_gcm_params params{};
+    ck_mechanism mech{};
+    gcmMechanism(mech, params, iv, aad, &empty);
+    ck_rv_t rv = fl->C_DecryptInit(s, &mech, *h);
+    if (rv != CKR_OK) {
+        m_impl->forgetSecretKey(label, rv);
+        lease.markBroken();
+        return m_impl->fromRv(rv, "unseal init");
+    }
+    auto* in = const_cast<unsigned char*>(
+        reinterpret_cast<const unsigned char*>(sealed.data() + kGcmIvLen));
+    const unsigned long inLen = sealed.size() - kGcmIvLen;
+    unsigned long len = 0;
+    rv = fl->C_Decrypt(s, in, inLen, nullptr, &len);
+    if (rv != CKR_OK) {
+        lease.markBroken();
+        return m_impl->fromRv(rv, "unseal");
+    }
+    // At least the tag's 16 bytes, so the buffer is on the heap (past the small-string buffer)
+    // and moving it into the Secret hands over the one copy instead of leaving bytes behind.
+    std::string out(std::max<std::size_t>(len, inLen), '\0');
+    len = out.size();
+    rv = fl->C_Decrypt(s, in, inLen, reinterpret_cast<unsigned char*>(out.data()), &len);
+    if (rv != CKR_OK) {
+        secureWipe(out.data(), out.size());
+        lease.markBroken();
+        return m_impl->decryptFailure(s, rv);
+    }
+    if (len != inLen - kGcmTagLen) {
+        secureWipe(out.data(), out.size());
+        return Error::make("token.error", "token returned AES-GCM output of an unexpected length");
+    }
+    out.resize(len);  // keeps the buffer; the Secret wipes its whole capacity
+    return Secret(std::move(out));
 }
 
 bool Token::ready() {

@@ -287,8 +287,10 @@ TEST_F(Activation, ASadExpiresAfterItsLifetime) {
     EXPECT_EQ(late.error().code, "csc.sad_expired");
 
     // The lifetime is a parameter.
+    api::Activation::Options options;
+    options.sadLifetime = seconds(60);
     api::Activation shortLived(
-        *m_store, [this] { return m_now; }, api::Activation::Options{seconds(60), 5, 100, 8});
+        *m_store, [this] { return m_now; }, options);
     m_now += seconds(30);
     api::AttemptReport r;
     auto s2 = shortLived.authorize(request(c.id, kPin, code(c.base32), {h1}), r);

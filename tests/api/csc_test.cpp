@@ -3,7 +3,9 @@
 // verifies with OpenSSL against the issued certificate; a time-stamp comes back from the CSC
 // timestamp call. Then the attacks: a reused SAD, a hash the SAD did not name, a replayed code,
 // another portal's citizen, five wrong PINs (locked), a revoked credential.
+#include <botan/base32.h>
 #include <botan/base64.h>
+#include <botan/hex.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -122,6 +124,17 @@ TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
                    "\"province\":\"Thành phố Hồ Chí Minh\",\"contact\":\"khoi@example.vn\"}")
                   .status,
               409);
+
+    // The TOTP key is not in the database as it is: sealed by an AES key on the token.
+    {
+        auto raw = Botan::base32_decode(secret);
+        std::string db = readFile(env.cfg.databasePath) + readFile(env.cfg.databasePath + "-wal");
+        const std::string hex = Botan::hex_encode(raw.data(), raw.size(), true);
+        const std::string lower = Botan::hex_encode(raw.data(), raw.size(), false);
+        EXPECT_EQ(db.find(hex), std::string::npos) << "the TOTP key is stored in clear";
+        EXPECT_EQ(db.find(lower), std::string::npos) << "the TOTP key is stored in clear";
+        EXPECT_EQ(db.find(std::string(raw.begin(), raw.end())), std::string::npos);
+    }
 
     // Signing before the initial PIN is changed: refused. Then the change.
     const std::string data = "Tờ khai đăng ký thường trú";

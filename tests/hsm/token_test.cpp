@@ -1,6 +1,7 @@
 // The token layer against a real SoftHSM2 token (no mocks). Every signature is checked by two
 // verifiers we did not write, OpenSSL and Botan 2; key and certificate attributes are checked by
-// OpenSC's pkcs11-tool in a separate process.
+// OpenSC's pkcs11-tool in a separate process. Sealed secrets are opened by OpenSSL under a key
+// that pkcs11-tool imported, and OpenSSL's are opened by the token.
 //
 // Each test opens its own Token and closes it at the end. Tokens of one process share the loaded
 // module (PKCS#11 initialisation and login are per process); the TokenSharing tests at the end
@@ -16,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -31,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kyso/hsm/secret.h"
@@ -1308,6 +1311,419 @@ TEST_F(TokenReconnect, RecoversTwiceInARow) {
         ASSERT_TRUE(sig.ok()) << sig.error().detail;
         EXPECT_EQ(token().generation(), before + round);
     }
+}
+
+// ==== secrets at rest (AES-256-GCM on the token) ===========================================
+
+// Imports `key` as an AES secret key through pkcs11-tool (another implementation), logged in
+// with the PIN through the environment. pkcs11-tool leaves CKA_EXTRACTABLE unset (false on
+// SoftHSM2); `sensitive` sets CKA_SENSITIVE.
+void pkcs11ToolImportAes(const std::string& label, const std::string& key, bool sensitive) {
+    const std::string file = tempDir("aes") + "/key.bin";
+    writeFile(file, key);
+    std::string cmd = "/usr/bin/pkcs11-tool --module " + shellQuote(softhsmModule()) +
+                      " --token-label kyso-test --login --pin env:" + kPinEnv + " --write-object " +
+                      shellQuote(file) +
+                      " --type secrkey --key-type AES:32 --private --usage-decrypt --label " +
+                      shellQuote(label) + (sensitive ? " --sensitive" : "");
+    ::setenv(kPinEnv, userPin().c_str(), 1);
+    std::string out;
+    const int rc = run(cmd, &out);
+    ::unsetenv(kPinEnv);
+    EXPECT_EQ(rc, 0) << cmd << "\n" << out;
+}
+
+std::string randomBytes(std::size_t n) {
+    std::string out(n, '\0');
+    EXPECT_EQ(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)), 1);
+    return out;
+}
+
+// AES-256-GCM by OpenSSL over a blob laid out as seal() promises: IV(12) || ciphertext || tag(16).
+std::optional<std::string> opensslGcmOpen(const std::string& key, std::string_view blob,
+                                          std::string_view aad) {
+    if (blob.size() < 28) {
+        return std::nullopt;
+    }
+    const auto* b = reinterpret_cast<const unsigned char*>(blob.data());
+    const std::size_t ctLen = blob.size() - 28;
+    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                        EVP_CIPHER_CTX_free);
+    std::string pt(ctLen, '\0');
+    int n = 0;
+    int fin = 0;
+    std::string tag(blob.substr(12 + ctLen));
+    const bool ok =
+        EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                           reinterpret_cast<const unsigned char*>(key.data()), b) == 1 &&
+        EVP_DecryptUpdate(ctx.get(), nullptr, &n,
+                          reinterpret_cast<const unsigned char*>(aad.data()),
+                          static_cast<int>(aad.size())) == 1 &&
+        EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(pt.data()), &n, b + 12,
+                          static_cast<int>(ctLen)) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, 16, tag.data()) == 1 &&
+        EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(pt.data()) + n, &fin) == 1;
+    if (!ok) {
+        return std::nullopt;
+    }
+    return pt;
+}
+
+// The same layout produced by OpenSSL, for the token to open.
+std::string opensslGcmSeal(const std::string& key, std::string_view plaintext,
+                           std::string_view aad) {
+    const std::string iv = randomBytes(12);
+    std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)> ctx(EVP_CIPHER_CTX_new(),
+                                                                        EVP_CIPHER_CTX_free);
+    std::string ct(plaintext.size(), '\0');
+    unsigned char tag[16];
+    int n = 0;
+    int fin = 0;
+    const bool ok = EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr,
+                                       reinterpret_cast<const unsigned char*>(key.data()),
+                                       reinterpret_cast<const unsigned char*>(iv.data())) == 1 &&
+                    EVP_EncryptUpdate(ctx.get(), nullptr, &n,
+                                      reinterpret_cast<const unsigned char*>(aad.data()),
+                                      static_cast<int>(aad.size())) == 1 &&
+                    EVP_EncryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()), &n,
+                                      reinterpret_cast<const unsigned char*>(plaintext.data()),
+                                      static_cast<int>(plaintext.size())) == 1 &&
+                    EVP_EncryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(ct.data()) + n,
+                                        &fin) == 1 &&
+                    EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    EXPECT_TRUE(ok) << "OpenSSL AES-GCM encryption failed";
+    return iv + ct + std::string(reinterpret_cast<char*>(tag), sizeof tag);
+}
+
+// The wrapping key most seal tests share (a token object: it outlives each test's Token).
+constexpr const char* kSealKey = "t-seal-aes";
+// A 20-byte TOTP secret (RFC 6238's SHA-1 test key), as the first user stores them.
+const std::string kTotpSecret = "12345678901234567890";
+const std::string kTotpAad = "citizen:079201000123:totp";
+
+class TokenSeal : public TokenTest {
+  protected:
+    void SetUp() override {
+        TokenTest::SetUp();
+        ASSERT_NE(m_token, nullptr);
+        auto k = token().ensureSecretKey(kSealKey);
+        ASSERT_TRUE(k.ok()) << k.error().code << ": " << k.error().detail;
+    }
+
+    std::string sealOrFail(std::string_view plaintext, std::string_view aad,
+                           const std::string& label = kSealKey) {
+        auto r = token().seal(label, plaintext, aad);
+        if (!r) {
+            ADD_FAILURE() << "seal: " << r.error().code << ": " << r.error().detail;
+            return {};
+        }
+        return *r;
+    }
+
+    // The error code of an unseal that must fail.
+    std::string unsealError(std::string_view sealed, std::string_view aad,
+                            const std::string& label = kSealKey) {
+        auto r = token().unseal(label, sealed, aad);
+        return r ? std::string("(unsealed)") : r.error().code;
+    }
+};
+
+using TokenSecretKey = TokenTest;
+
+TEST_F(TokenSeal, RoundTrip) {
+    const std::string binary = randomBytes(4096);
+    for (const auto& [plaintext, aad] : std::vector<std::pair<std::string, std::string>>{
+             {kTotpSecret, kTotpAad},
+             {"", kTotpAad},
+             {kTotpSecret, ""},
+             {binary, std::string("aad with a \0 inside", 19)},
+         }) {
+        SCOPED_TRACE(plaintext.size());
+        const std::string sealed = sealOrFail(plaintext, aad);
+        ASSERT_FALSE(sealed.empty());
+        auto opened = token().unseal(kSealKey, sealed, aad);
+        ASSERT_TRUE(opened.ok()) << opened.error().code << ": " << opened.error().detail;
+        EXPECT_EQ(opened->view(), plaintext);
+    }
+}
+
+TEST_F(TokenSeal, BlobIsIvCiphertextAndTag) {
+    for (std::size_t n : {0u, 1u, 20u, 1000u}) {
+        SCOPED_TRACE(n);
+        const std::string plaintext(n, 'x');
+        const std::string sealed = sealOrFail(plaintext, kTotpAad);
+        EXPECT_EQ(sealed.size(), 12 + n + 16);
+        if (n > 0) {
+            EXPECT_EQ(sealed.find(plaintext), std::string::npos) << "plaintext in the blob";
+        }
+    }
+}
+
+TEST_F(TokenSeal, SamePlaintextTwiceGivesDifferentBlobs) {
+    const std::string a = sealOrFail(kTotpSecret, kTotpAad);
+    const std::string b = sealOrFail(kTotpSecret, kTotpAad);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_NE(a.substr(0, 12), b.substr(0, 12)) << "IV repeated";
+    EXPECT_NE(a.substr(12), b.substr(12)) << "ciphertext repeated";
+    auto ra = token().unseal(kSealKey, a, kTotpAad);
+    auto rb = token().unseal(kSealKey, b, kTotpAad);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    EXPECT_EQ(ra->view(), kTotpSecret);
+    EXPECT_EQ(rb->view(), kTotpSecret);
+}
+
+TEST_F(TokenSeal, WrongAadIsTampered) {
+    const std::string sealed = sealOrFail(kTotpSecret, kTotpAad);
+    const unsigned generation = token().generation();
+    EXPECT_EQ(unsealError(sealed, "citizen:079201000124:totp"), "crypto.tampered");
+    EXPECT_EQ(unsealError(sealed, ""), "crypto.tampered");
+    EXPECT_EQ(unsealError(sealed, kTotpAad + "x"), "crypto.tampered");
+    const std::string noAad = sealOrFail(kTotpSecret, "");
+    EXPECT_EQ(unsealError(noAad, kTotpAad), "crypto.tampered");
+    // A tag failure is the data's fault, not the token's: no reconnect, and the token works on.
+    EXPECT_EQ(token().generation(), generation) << "a bad tag made the token reconnect";
+    EXPECT_TRUE(token().unseal(kSealKey, sealed, kTotpAad).ok());
+}
+
+TEST_F(TokenSeal, AnyFlippedByteIsTampered) {
+    const std::string sealed = sealOrFail(kTotpSecret, kTotpAad);
+    ASSERT_EQ(sealed.size(), 48u);
+    const unsigned generation = token().generation();
+    for (std::size_t i = 0; i < sealed.size(); ++i) {
+        SCOPED_TRACE(i < 12 ? "IV" : i < 32 ? "ciphertext" : "tag");
+        SCOPED_TRACE(i);
+        std::string bad = sealed;
+        bad[i] = static_cast<char>(bad[i] ^ 0x01);
+        EXPECT_EQ(unsealError(bad, kTotpAad), "crypto.tampered");
+    }
+    EXPECT_EQ(token().generation(), generation) << "a bad tag made the token reconnect";
+}
+
+TEST_F(TokenSeal, TruncatedOrExtendedBlobsAreRefused) {
+    const std::string sealed = sealOrFail(kTotpSecret, kTotpAad);
+    for (std::size_t n : {0u, 1u, 12u, 27u}) {
+        SCOPED_TRACE(n);
+        EXPECT_EQ(unsealError(sealed.substr(0, n), kTotpAad), "crypto.invalid");
+    }
+    // Long enough to parse, but bytes are missing or added: the tag says so.
+    EXPECT_EQ(unsealError(sealed.substr(0, 28), kTotpAad), "crypto.tampered");
+    EXPECT_EQ(unsealError(sealed.substr(0, sealed.size() - 1), kTotpAad), "crypto.tampered");
+    EXPECT_EQ(unsealError(sealed + "x", kTotpAad), "crypto.tampered");
+}
+
+TEST_F(TokenSeal, AnotherKeyDoesNotUnseal) {
+    auto other = token().ensureSecretKey("t-seal-aes-other");
+    ASSERT_TRUE(other.ok()) << other.error().code << ": " << other.error().detail;
+    const std::string sealed = sealOrFail(kTotpSecret, kTotpAad);
+    EXPECT_EQ(unsealError(sealed, kTotpAad, "t-seal-aes-other"), "crypto.tampered");
+    const std::string sealedOther = sealOrFail(kTotpSecret, kTotpAad, "t-seal-aes-other");
+    EXPECT_EQ(unsealError(sealedOther, kTotpAad), "crypto.tampered");
+}
+
+TEST_F(TokenSeal, UnknownKeyIsNotFoundAndNotCreated) {
+    const std::string label = freshLabel("t-seal-missing");
+    auto sealed = token().seal(label, kTotpSecret, kTotpAad);
+    ASSERT_FALSE(sealed.ok());
+    EXPECT_EQ(sealed.error().code, "key.not_found") << sealed.error().detail;
+    const std::string blob = sealOrFail(kTotpSecret, kTotpAad);
+    EXPECT_EQ(unsealError(blob, kTotpAad, label), "key.not_found");
+    EXPECT_TRUE(withLabel(pkcs11ToolList("secrkey", true), label).empty())
+        << "seal or unseal created a key";
+}
+
+TEST_F(TokenSecretKey, EmptyLabelIsRefused) {
+    auto k = token().ensureSecretKey("");
+    ASSERT_FALSE(k.ok());
+    EXPECT_EQ(k.error().code, "key.spec");
+}
+
+TEST_F(TokenSecretKey, EnsureTwiceReturnsTheSameKey) {
+    const std::string label = freshLabel("t-secret-once");
+    auto first = token().ensureSecretKey(label);
+    ASSERT_TRUE(first.ok()) << first.error().code << ": " << first.error().detail;
+    EXPECT_TRUE(first->generated);
+    EXPECT_EQ(first->label, label);
+    EXPECT_EQ(first->bits, 256u);
+    EXPECT_EQ(first->id.size(), 16u);
+    auto second = token().ensureSecretKey(label);
+    ASSERT_TRUE(second.ok()) << second.error().code << ": " << second.error().detail;
+    EXPECT_FALSE(second->generated);
+    EXPECT_EQ(second->id, first->id);
+    EXPECT_EQ(withLabel(pkcs11ToolList("secrkey", true), label).size(), 1u)
+        << "pkcs11-tool should list exactly one secret key " << label;
+
+    // Another Token (as after a restart) finds the same key and opens what the first sealed.
+    auto sealed = token().seal(label, kTotpSecret, kTotpAad);
+    ASSERT_TRUE(sealed.ok()) << sealed.error().detail;
+    m_token.reset();
+    auto again = openToken();
+    ASSERT_NE(again, nullptr);
+    auto third = again->ensureSecretKey(label);
+    ASSERT_TRUE(third.ok()) << third.error().detail;
+    EXPECT_FALSE(third->generated);
+    EXPECT_EQ(third->id, first->id);
+    auto opened = again->unseal(label, *sealed, kTotpAad);
+    ASSERT_TRUE(opened.ok()) << opened.error().code << ": " << opened.error().detail;
+    EXPECT_EQ(opened->view(), kTotpSecret);
+}
+
+TEST_F(TokenSecretKey, ConcurrentEnsureMakesOneKey) {
+    const std::string label = freshLabel("t-secret-race");
+    std::vector<std::optional<SecretKeyInfo>> got(8);
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < 8; ++t) {
+        pool.emplace_back([&, t] {
+            auto k = token().ensureSecretKey(label);
+            if (k) {
+                got[t] = *k;
+            }
+        });
+    }
+    for (auto& th : pool) {
+        th.join();
+    }
+    unsigned generated = 0;
+    for (const auto& k : got) {
+        ASSERT_TRUE(k.has_value()) << "an ensureSecretKey call failed";
+        EXPECT_EQ(k->id, got[0]->id);
+        generated += k->generated ? 1 : 0;
+    }
+    EXPECT_EQ(generated, 1u);
+    EXPECT_EQ(withLabel(pkcs11ToolList("secrkey", true), label).size(), 1u);
+}
+
+// What another PKCS#11 client sees of the wrapping key: private (invisible without login), an
+// AES-256 key generated on the token that never was readable, usable to encrypt and decrypt only.
+TEST_F(TokenSecretKey, KeyIsSensitiveNeverExtractableAndPrivate) {
+    const std::string label = freshLabel("t-secret-attrs");
+    auto key = token().ensureSecretKey(label);
+    ASSERT_TRUE(key.ok()) << key.error().code << ": " << key.error().detail;
+    // As the token reports them to us (C_GetAttributeValue) ...
+    EXPECT_TRUE(key->sensitive);
+    EXPECT_FALSE(key->extractable);
+
+    // ... and to pkcs11-tool.
+    EXPECT_TRUE(withLabel(pkcs11ToolList("secrkey", false), label).empty())
+        << "secret key visible without login (CKA_PRIVATE false?)";
+    const auto keys = withLabel(pkcs11ToolList("secrkey", true), label);
+    ASSERT_EQ(keys.size(), 1u);
+    const P11Object& k = keys.front();
+    EXPECT_NE(k.header.find("AES length 32"), std::string::npos) << k.header;
+    const auto access = commaList(k.attr("Access"));
+    EXPECT_TRUE(contains(access, "sensitive")) << k.attr("Access");
+    EXPECT_TRUE(contains(access, "always sensitive")) << k.attr("Access");
+    EXPECT_TRUE(contains(access, "never extractable")) << k.attr("Access");
+    EXPECT_FALSE(contains(access, "extractable")) << k.attr("Access");
+    EXPECT_TRUE(contains(access, "local")) << "not generated on the token: " << k.attr("Access");
+    EXPECT_EQ(commaList(k.attr("Usage")), (std::vector<std::string>{"encrypt", "decrypt"}))
+        << k.attr("Usage");
+    EXPECT_EQ(k.attr("ID"), hex(key->id));
+}
+
+// The independent check that seal() is AES-256-GCM with the documented layout: a key whose value
+// the test knows, imported by pkcs11-tool; OpenSSL opens what the token sealed and the token
+// opens what OpenSSL sealed.
+TEST_F(TokenSecretKey, SealIsAesGcmAsOpenSslComputesIt) {
+    const std::string label = freshLabel("t-secret-imported");
+    const std::string aesKey = randomBytes(32);
+    pkcs11ToolImportAes(label, aesKey, true);
+
+    auto sealed = token().seal(label, kTotpSecret, kTotpAad);
+    ASSERT_TRUE(sealed.ok()) << sealed.error().code << ": " << sealed.error().detail;
+    auto opened = opensslGcmOpen(aesKey, *sealed, kTotpAad);
+    ASSERT_TRUE(opened.has_value()) << "OpenSSL rejected the token's AES-GCM blob";
+    EXPECT_EQ(*opened, kTotpSecret);
+    EXPECT_FALSE(opensslGcmOpen(aesKey, *sealed, "other aad").has_value());
+
+    const std::string fromOpenSsl = opensslGcmSeal(aesKey, kTotpSecret, kTotpAad);
+    auto back = token().unseal(label, fromOpenSsl, kTotpAad);
+    ASSERT_TRUE(back.ok()) << back.error().code << ": " << back.error().detail;
+    EXPECT_EQ(back->view(), kTotpSecret);
+
+    // Usable, but not what ensureSecretKey promises: its value existed outside the token.
+    auto ensured = token().ensureSecretKey(label);
+    ASSERT_FALSE(ensured.ok());
+    EXPECT_EQ(ensured.error().code, "key.unsupported") << ensured.error().detail;
+}
+
+TEST_F(TokenSecretKey, ReadableKeyIsRefused) {
+    const std::string label = freshLabel("t-secret-readable");
+    pkcs11ToolImportAes(label, randomBytes(32), false);
+    auto sealed = token().seal(label, kTotpSecret, kTotpAad);
+    ASSERT_FALSE(sealed.ok()) << "sealed with a key that is not sensitive";
+    EXPECT_EQ(sealed.error().code, "key.unsupported") << sealed.error().detail;
+    auto ensured = token().ensureSecretKey(label);
+    ASSERT_FALSE(ensured.ok());
+    EXPECT_EQ(ensured.error().code, "key.unsupported") << ensured.error().detail;
+}
+
+TEST_F(TokenConcurrency, EightThreadsTwoHundredSealRoundTripsEach) {
+    ASSERT_TRUE(token().ensureSecretKey(kSealKey).ok());
+    std::vector<std::map<std::string, unsigned>> errs(8);
+    std::vector<unsigned> mismatches(8, 0);
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < 8; ++t) {
+        pool.emplace_back([&, t] {
+            for (unsigned i = 0; i < 200; ++i) {
+                const std::string secret = "secret " + std::to_string(t) + "/" + std::to_string(i);
+                const std::string aad = "citizen:" + std::to_string(t * 1000 + i);
+                auto sealed = token().seal(kSealKey, secret, aad);
+                if (!sealed) {
+                    ++errs[t]["seal " + sealed.error().code + ": " + sealed.error().detail];
+                    continue;
+                }
+                auto opened = token().unseal(kSealKey, *sealed, aad);
+                if (!opened) {
+                    ++errs[t]["unseal " + opened.error().code + ": " + opened.error().detail];
+                } else if (opened->view() != secret) {
+                    ++mismatches[t];
+                }
+            }
+        });
+    }
+    for (auto& th : pool) {
+        th.join();
+    }
+    std::map<std::string, unsigned> errors;
+    unsigned mismatched = 0;
+    for (unsigned t = 0; t < 8; ++t) {
+        for (auto& [e, n] : errs[t]) {
+            errors[e] += n;
+        }
+        mismatched += mismatches[t];
+    }
+    EXPECT_TRUE(errors.empty()) << errors.size()
+                                << " kinds of error, first: " << errors.begin()->first << " x"
+                                << errors.begin()->second;
+    EXPECT_EQ(mismatched, 0u) << "round trips that gave back another plaintext";
+    EXPECT_EQ(token().generation(), 1u) << "the token reconnected during the run";
+}
+
+TEST_F(TokenReconnect, SealAndUnsealRecoverAfterTheModuleIsFinalized) {
+    ASSERT_TRUE(token().ensureSecretKey(kSealKey).ok());
+    auto before = token().seal(kSealKey, kTotpSecret, kTotpAad);
+    ASSERT_TRUE(before.ok()) << before.error().detail;
+    const unsigned generation = token().generation();
+
+    ASSERT_EQ(finalizeModule(), kCkrOk);
+    auto lost = token().seal(kSealKey, kTotpSecret, kTotpAad);
+    ASSERT_FALSE(lost.ok()) << "sealed on a finalised module";
+    EXPECT_EQ(lost.error().code, "token.unavailable") << lost.error().detail;
+    EXPECT_EQ(lost.error().cause, kCkrCryptokiNotInitialized) << lost.error().detail;
+    auto after = token().seal(kSealKey, kTotpSecret, kTotpAad);
+    ASSERT_TRUE(after.ok()) << after.error().code << ": " << after.error().detail;
+    EXPECT_EQ(token().generation(), generation + 1);
+
+    ASSERT_EQ(finalizeModule(), kCkrOk);
+    auto lostOpen = token().unseal(kSealKey, *before, kTotpAad);
+    ASSERT_FALSE(lostOpen.ok()) << "unsealed on a finalised module";
+    EXPECT_EQ(lostOpen.error().code, "token.unavailable") << lostOpen.error().detail;
+    for (const std::string* blob : {&*before, &*after}) {
+        auto opened = token().unseal(kSealKey, *blob, kTotpAad);
+        ASSERT_TRUE(opened.ok()) << opened.error().code << ": " << opened.error().detail;
+        EXPECT_EQ(opened->view(), kTotpSecret);
+    }
+    EXPECT_EQ(token().generation(), generation + 2);
 }
 
 // ==== several Tokens in one process ========================================================

@@ -82,9 +82,9 @@ struct Citizen {
 struct ActivationRecord {
     std::string pinHash;  // Argon2id (argon2idHash below), never the PIN
     bool mustChangePin = true;
-    // The raw TOTP key (20 bytes). NOT encrypted at rest yet: anyone who reads the database file
-    // can compute codes. The planned fix is to wrap it with a secret key on the token (AES key
-    // wrap, CKA_SENSITIVE) and unwrap it only to verify a code.
+    // The TOTP key as the Activation gives it: in the service, sealed with AES-256-GCM by a
+    // non-extractable key on the token (Activation::Options::sealSecret), so the database file
+    // alone computes no code; raw (20 bytes) only where no sealer is set (tests).
     hsm::Secret totpSecret;
     int failedAttempts = 0;  // consecutive wrong PINs or OTPs
     bool locked = false;

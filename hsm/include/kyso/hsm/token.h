@@ -1,5 +1,6 @@
 // The token layer: one PKCS#11 token, loaded through libp11, logged in once, used from many
-// threads. Keys never leave the token; this class only asks the token to sign digests.
+// threads. Keys never leave the token; this class only asks the token to sign digests and to
+// seal and unseal secrets at rest.
 //
 // Threading: every method is thread-safe. Signing runs on a pool of PKCS#11 sessions (one
 // operation per session at a time, as PKCS#11 requires); key generation and certificate storage
@@ -22,6 +23,7 @@
 
 #include "kyso/hsm/pkcs11_uri.h"
 #include "kyso/hsm/result.h"
+#include "kyso/hsm/secret.h"
 
 namespace kyso::hsm {
 
@@ -70,6 +72,19 @@ struct KeySpec {
     std::string id;  // raw CKA_ID bytes; empty: derived from the public key (SHA-1, RFC 5280)
 };
 
+// A secret (symmetric) key on the token, as ensureSecretKey finds or makes it. Only a
+// description: the key value never leaves the token, and no handle is given out because handles
+// change when the token reconnects.
+struct SecretKeyInfo {
+    std::string label;
+    std::string id;           // raw CKA_ID bytes
+    unsigned bits = 0;        // CKA_VALUE_LEN in bits (256 for the wrapping keys made here)
+    bool sensitive = false;   // CKA_SENSITIVE as the token reports it
+    bool extractable = true;  // CKA_EXTRACTABLE as the token reports it
+    bool generated = false;   // made by this call; worth an audit entry, since a new wrapping
+                              // key means secrets sealed under a lost one are gone for good
+};
+
 struct TokenInfo {
     std::string label;
     std::string serial;
@@ -113,6 +128,36 @@ class Token final {
 
     // The DER certificate stored with this label or id; "cert.not_found" if none.
     Result<std::string> findCertificate(const KeyRef& ref);
+
+    // Secrets at rest (AES-256-GCM on the token), so that a stolen database is useless without
+    // the HSM.
+    //
+    // The AES-256 wrapping key labelled `label`: found by label, or generated on the token once
+    // (CKK_AES, 32 bytes, CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true, CKA_EXTRACTABLE false,
+    // usable to encrypt and decrypt only). A key found under the label is refused
+    // ("key.unsupported") unless it is such a key and was generated on the token (CKA_LOCAL,
+    // CKA_NEVER_EXTRACTABLE): an imported key may have a copy elsewhere. Errors: "key.spec"
+    // (empty label), "key.ambiguous" (several secret keys with the label), "key.unsupported",
+    // "token.unavailable", "token.error". Calls on one Token are serialised, so concurrent
+    // callers get one key; two Tokens or processes racing on a new label can each make one, and
+    // every later seal/unseal then fails with "key.ambiguous" until one is removed.
+    Result<SecretKeyInfo> ensureSecretKey(std::string_view label);
+
+    // Encrypts `plaintext` with the AES key labelled `keyLabel` (CKM_AES_GCM, a fresh 12-byte IV
+    // from C_GenerateRandom, 128-bit tag) and binds `aad` to it (e.g. the row the secret
+    // belongs to, so a blob copied to another row does not unseal). Returns IV || ciphertext ||
+    // tag, 28 bytes longer than the plaintext. Random IVs are safe for up to 2^32 seals per key
+    // (NIST SP 800-38D 8.3). The key must be an AES-256 key that is sensitive and not
+    // extractable; it is never created here. Errors: "key.not_found", "key.ambiguous",
+    // "key.unsupported", "token.unavailable" (the next call reconnects), "token.error".
+    Result<std::string> seal(std::string_view keyLabel, std::string_view plaintext,
+                             std::string_view aad);
+
+    // The inverse of seal with the same key and AAD; the plaintext comes back in a Secret and
+    // every intermediate copy here is wiped. Errors: "crypto.invalid" (shorter than IV + tag),
+    // "crypto.tampered" (the tag does not verify: other AAD, changed bytes, another key; the
+    // token connection is kept), and those of seal.
+    Result<Secret> unseal(std::string_view keyLabel, std::string_view sealed, std::string_view aad);
 
     // True when the token answers (the session pool can open a session, and the user is
     // logged in). Used by /readyz; reconnects if needed.
