@@ -130,6 +130,22 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
         s << "CREATE TABLE IF NOT EXISTS audit_checkpoints (seq INTEGER PRIMARY KEY,"
              " hash TEXT NOT NULL, time TEXT NOT NULL, signature TEXT NOT NULL)",
             now;
+        // Sealed payment receipts (issue 8). A receipt's number is its agency's next one for the
+        // year, taken in the transaction that stores it: gap-free and never reused.
+        s << "CREATE TABLE IF NOT EXISTS receipt_sequences (agency TEXT NOT NULL,"
+             " year INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (agency, year))",
+            now;
+        s << "CREATE TABLE IF NOT EXISTS receipts (id TEXT PRIMARY KEY, agency TEXT NOT NULL,"
+             " year INTEGER NOT NULL, number INTEGER NOT NULL, idempotency_key TEXT,"
+             " transaction_key TEXT NOT NULL, format TEXT NOT NULL, sealed TEXT NOT NULL,"
+             " digest TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'valid'"
+             " CHECK (status IN ('valid','cancelled')), created TEXT NOT NULL,"
+             " UNIQUE (agency, year, number), UNIQUE (agency, transaction_key))",
+            now;
+        s << "CREATE UNIQUE INDEX IF NOT EXISTS receipts_idempotency ON receipts"
+             " (agency, idempotency_key) WHERE idempotency_key IS NOT NULL",
+            now;
+        s << "CREATE INDEX IF NOT EXISTS receipts_digest ON receipts (digest)", now;
         // Citizens' remote-signing credentials (issue 7). Binary values are stored as hex text:
         // lookups and equality then never depend on how a binding typed them.
         s << "CREATE TABLE IF NOT EXISTS citizens (id TEXT PRIMARY KEY,"
@@ -723,6 +739,129 @@ Result<std::vector<Citizen>> Store::citizensOfPortal(const std::string& portal) 
         return selectCitizens(*m_impl->session, "WHERE portal = ? ORDER BY created, rowid", portal);
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable", "cannot list the citizens: " + e.displayText());
+    }
+}
+
+Result<StoredReceipt> Store::storeReceipt(const ReceiptKeys& keys, const SealReceipt& seal) {
+    return inTransaction<StoredReceipt>(
+        *m_impl, "store the receipt", [&](Session& s) -> Result<StoredReceipt> {
+            std::string agency = keys.agency;
+            std::string txKey = keys.transactionKey;
+            std::string idem = keys.idempotencyKey;
+            std::vector<std::string> id;
+            std::vector<Poco::Int64> number;
+            std::vector<std::string> sealed, digest, status, created, format;
+            // The same Idempotency-Key, or the same payment, is the original receipt.
+            if (!idem.empty()) {
+                s << "SELECT id, number, sealed, digest, status, created, format FROM receipts"
+                     " WHERE agency = ? AND idempotency_key = ?",
+                    use(agency), use(idem), into(id), into(number), into(sealed), into(digest),
+                    into(status), into(created), into(format), now;
+            }
+            if (id.empty()) {
+                s << "SELECT id, number, sealed, digest, status, created, format FROM receipts"
+                     " WHERE agency = ? AND transaction_key = ?",
+                    use(agency), use(txKey), into(id), into(number), into(sealed), into(digest),
+                    into(status), into(created), into(format), now;
+            }
+            if (!id.empty()) {
+                return StoredReceipt{
+                    id[0],     keys.agency, 0,         static_cast<std::uint64_t>(number[0]),
+                    sealed[0], digest[0],   status[0], created[0],
+                    format[0], true};
+            }
+            int year = keys.year;
+            std::vector<Poco::Int64> last;
+            s << "SELECT last FROM receipt_sequences WHERE agency = ? AND year = ?", use(agency),
+                use(year), into(last), now;
+            const Poco::Int64 next = last.empty() ? 1 : last[0] + 1;
+            if (last.empty()) {
+                s << "INSERT INTO receipt_sequences (agency, year, last) VALUES (?, ?, ?)",
+                    use(agency), use(year), bind(next), now;
+            } else {
+                s << "UPDATE receipt_sequences SET last = ? WHERE agency = ? AND year = ?",
+                    bind(next), use(agency), use(year), now;
+            }
+            // Sealed inside the transaction: a seal that fails, or a crash before COMMIT, gives
+            // the number back.
+            auto made = seal(static_cast<std::uint64_t>(next));
+            if (!made) {
+                return made.error();
+            }
+            StoredReceipt r;
+            r.id = made->id;
+            r.agency = keys.agency;
+            r.year = keys.year;
+            r.number = static_cast<std::uint64_t>(next);
+            r.sealed = made->sealed;
+            r.digest = made->digest;
+            r.status = "valid";
+            r.created = made->created;
+            r.format = made->format;
+            std::string rid = r.id, sealedText = r.sealed, dig = r.digest, cr = r.created,
+                        fmt = r.format;
+            Poco::Nullable<std::string> idemValue;
+            if (!idem.empty()) {
+                idemValue = idem;
+            }
+            s << "INSERT INTO receipts (id, agency, year, number, idempotency_key,"
+                 " transaction_key, format, sealed, digest, created)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                use(rid), use(agency), use(year), bind(next), use(idemValue), use(txKey), use(fmt),
+                use(sealedText), use(dig), use(cr), now;
+            return r;
+        });
+}
+
+Result<StoredReceipt> Store::receipt(const std::string& idOrDigest) {
+    try {
+        std::lock_guard lk(m_impl->mu);
+        std::string key = idOrDigest;
+        std::vector<std::string> id, agency, sealed, digest, status, created, format;
+        std::vector<int> year;
+        std::vector<Poco::Int64> number;
+        *m_impl->session << "SELECT id, agency, year, number, sealed, digest, status, created,"
+                            " format FROM receipts WHERE id = ? OR digest = ?",
+            use(key), bind(idOrDigest), into(id), into(agency), into(year), into(number),
+            into(sealed), into(digest), into(status), into(created), into(format), now;
+        if (id.empty()) {
+            return Error::make("receipt.unknown", "no such receipt");
+        }
+        return StoredReceipt{id[0],     agency[0], year[0],   static_cast<std::uint64_t>(number[0]),
+                             sealed[0], digest[0], status[0], created[0],
+                             format[0], false};
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot read the receipt: " + e.displayText());
+    }
+}
+
+Status Store::cancelReceipt(const std::string& id) {
+    return inTransaction<Ok>(*m_impl, "cancel the receipt", [&](Session& s) -> Status {
+        std::string i = id;
+        std::vector<std::string> status;
+        s << "SELECT status FROM receipts WHERE id = ?", use(i), into(status), now;
+        if (status.empty()) {
+            return Error::make("receipt.unknown", "no such receipt");
+        }
+        if (status[0] == "cancelled") {
+            return Error::make("receipt.cancelled", "the receipt is cancelled already");
+        }
+        s << "UPDATE receipts SET status = 'cancelled' WHERE id = ?", use(i), now;
+        return Ok{};
+    });
+}
+
+Result<std::vector<std::uint64_t>> Store::receiptNumbers(const std::string& agency, int year) {
+    try {
+        std::lock_guard lk(m_impl->mu);
+        std::string a = agency;
+        std::vector<Poco::Int64> n;
+        *m_impl->session << "SELECT number FROM receipts WHERE agency = ? AND year = ?"
+                            " ORDER BY number",
+            use(a), use(year), into(n), now;
+        return std::vector<std::uint64_t>(n.begin(), n.end());
+    } catch (const Poco::Exception& e) {
+        return Error::make("db.unavailable", "cannot list the receipts: " + e.displayText());
     }
 }
 

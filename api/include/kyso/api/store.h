@@ -64,6 +64,39 @@ struct AuditCheckpoint {
     std::string signature;  // hex, by the audit key
 };
 
+// A sealed payment receipt as stored (issue 8).
+struct StoredReceipt {
+    std::string id;
+    std::string agency;
+    int year = 0;
+    std::uint64_t number = 0;  // the agency's sequence for the year, from 1, gap-free
+    std::string sealed;        // the JWS (JSON serialization) or the signed XML
+    std::string digest;        // hex SHA-256 of `sealed`, for the QR code and lookups
+    std::string status;        // "valid" or "cancelled"
+    std::string created;       // RFC 3339 UTC
+    std::string format;        // "jws" or "xml"
+    bool replayed = false;     // storeReceipt: this is the original of a repeated request
+};
+
+// What makes a receipt the same one again: its agency, its Idempotency-Key (may be empty) and
+// its payment (channel + transaction id).
+struct ReceiptKeys {
+    std::string agency;
+    int year = 0;
+    std::string idempotencyKey;
+    std::string transactionKey;
+};
+
+// Seals the receipt that gets NUMBER: its id, the sealed bytes, their digest, time and format.
+struct SealedReceipt {
+    std::string id;
+    std::string sealed;
+    std::string digest;
+    std::string created;
+    std::string format;
+};
+using SealReceipt = std::function<Result<SealedReceipt>(std::uint64_t number)>;
+
 // A citizen's personal signing credential. `id` is the CSC credentialID.
 struct Citizen {
     std::string id;              // "citizen-<32 hex>"
@@ -170,6 +203,20 @@ class Store {
     Result<Citizen> citizen(const std::string& id);
     // The citizens a portal enrolled, revoked ones included, oldest first.
     Result<std::vector<Citizen>> citizensOfPortal(const std::string& portal);
+    // A new receipt: the original when KEYS' Idempotency-Key or payment was stored before
+    // (replayed = true, SEAL not called); otherwise the agency's next number for the year is
+    // taken, SEAL makes the receipt with it, and both are committed in one transaction (BEGIN
+    // IMMEDIATE: concurrent requests queue), so a failed seal or a crash gives the number back.
+    // SEAL runs with the database locked: it must not use this Store. Errors: SEAL's,
+    // db.unavailable.
+    Result<StoredReceipt> storeReceipt(const ReceiptKeys& keys, const SealReceipt& seal);
+    // By id or by digest. receipt.unknown.
+    Result<StoredReceipt> receipt(const std::string& idOrDigest);
+    // receipt.unknown, receipt.cancelled.
+    Status cancelReceipt(const std::string& id);
+    // The numbers stored for an agency and year, ascending (tests, audits).
+    Result<std::vector<std::uint64_t>> receiptNumbers(const std::string& agency, int year);
+
     // Every citizen that is not revoked and has a certificate, oldest first (loaded at start).
     Result<std::vector<Citizen>> liveCitizens();
     // Marks revoked and deletes the credential's outstanding SADs. "citizen.unknown",
