@@ -362,6 +362,18 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (!seal) {
         return seal.error();
     }
+    // The agency's receipt e-seal (issue 8): seals the payment receipts portals ask for.
+    auto receiptSeal = d.ensureCredential(
+        "receipt-seal", 2048,
+        signingProfile({{"C", "VN"},
+                        {"ST", "Hà Nam"},
+                        {"O", "Sở Thông tin và Truyền thông"},
+                        {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam - Biên lai điện tử"}},
+                       1825),
+        &*issuing);
+    if (!receiptSeal) {
+        return receiptSeal.error();
+    }
     // The images of visible signatures: drawn here, kept if they exist (an agency replaces them
     // with its own scans).
     fs::create_directories(d.p("appearance"));
@@ -441,6 +453,8 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
              << "imageWidthMm = 36\n"
              << "text = Ủy ban nhân dân tỉnh Hà Nam | {agency} | {time}\n"
              << "agency = Sở Thông tin và Truyền thông\n\n"
+             << "[credential.receipt-seal]\nkind = receipt-seal\nkey = " << uriFor("receipt-seal")
+             << "\ncertificate = pki/receipt-seal.pem\nchain = pki/issuing-ca.pem\n\n"
              << "[credential.issuing-ca]\nkind = ca\nkey = " << uriFor("issuing-ca")
              << "\ncertificate = pki/issuing-ca.pem\ncrlDays = 7\n\n"
              << "[credential.root-ca]\nkind = ca\nkey = " << uriFor("root-ca")
@@ -516,6 +530,12 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         sealCred.set("certificate", d.p("pki/agency-seal.pem"));
         sealCred.set("pkcs11Uri", uriFor("agency-seal"));
         creds.add(sealCred);
+        Poco::JSON::Object receiptCred;
+        receiptCred.set("id", "receipt-seal");
+        receiptCred.set("kind", "receipt-seal");
+        receiptCred.set("certificate", d.p("pki/receipt-seal.pem"));
+        receiptCred.set("pkcs11Uri", uriFor("receipt-seal"));
+        creds.add(receiptCred);
         Poco::JSON::Object tsaCred;
         tsaCred.set("id", "tsa");
         tsaCred.set("kind", "tsa");

@@ -55,9 +55,12 @@
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/policies/signing_policy.h"
 #include "kyso/signer/cms.h"
+#include "kyso/signer/jws.h"
 #include "kyso/signer/pades.h"
 #include "log.h"
 #include "metrics.h"
+#include "qr.h"
+#include "receipt.h"
 #include "report_json.h"
 #include "visible.h"
 
@@ -134,6 +137,9 @@ int httpStatusFor(const std::string& code) {
         {"appearance.glyph_missing", 422},
         {"appearance.text_invalid", 400},
         {"citizens.unavailable", 404},
+        {"receipt.invalid", 422},
+        {"receipt.unknown", 404},
+        {"jws.payload_invalid", 422},
         {"citizen.invalid", 400},
         {"citizen.duplicate", 409},
         {"citizen.unknown", 404},
@@ -1946,6 +1952,208 @@ struct Service::Impl {
         sendJson(x, 200, o);
     }
 
+    // ---------------------------------------------------------------------------------------
+    // Payment receipts (issue 8): sealed JWS receipts, numbered per agency and year.
+    // ---------------------------------------------------------------------------------------
+
+    // The request body as text (at most 64 KiB); nullopt when the problem was sent.
+    std::optional<std::string> readSmallBody(Exchange& x) {
+        constexpr std::int64_t kMax = 64 * 1024;
+        if (x.req.getContentLength64() > kMax) {
+            x.resp.setKeepAlive(false);
+            sendProblem(x, {"body.too_large", "a receipt is at most 64 KiB"}, 413);
+            return std::nullopt;
+        }
+        std::string body;
+        std::vector<char> buf(8192);
+        std::istream& in = x.req.stream();
+        while (in) {
+            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+            body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+            if (static_cast<std::int64_t>(body.size()) > kMax) {
+                x.resp.setKeepAlive(false);
+                sendProblem(x, {"body.too_large", "a receipt is at most 64 KiB"}, 413);
+                return std::nullopt;
+            }
+        }
+        return body;
+    }
+
+    std::string publicBase() const {
+        if (cfg.citizens) {
+            return cfg.citizens->publicUrl;
+        }
+        return "https://" + cfg.listenHost + ":" + std::to_string(port());
+    }
+
+    std::uint16_t port() const {
+        return server ? static_cast<std::uint16_t>(server->port()) : cfg.listenPort;
+    }
+
+    Poco::JSON::Object receiptJson(const StoredReceipt& r) {
+        Poco::JSON::Object o;
+        o.set("id", r.id);
+        o.set("agency", r.agency);
+        o.set("year", r.year);
+        o.set("number", static_cast<Poco::UInt64>(r.number));
+        o.set("status", r.status);
+        o.set("issuedAt", r.created);
+        o.set("digest", r.digest);
+        o.set("verifyUrl", publicBase() + "/api/v1/receipts/" + r.id);
+        try {
+            Poco::JSON::Parser parser;
+            o.set("sealed", parser.parse(r.sealed));
+        } catch (const Poco::Exception&) {
+            o.set("sealed", r.sealed);
+        }
+        return o;
+    }
+
+    // POST /api/v1/receipts[?credential=ID]: a portal has a payment receipt sealed by the
+    // agency's receipt-seal credential. Idempotency-Key (or the same payment) returns the
+    // original receipt, never a second number.
+    void sealReceipt(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        Poco::URI uri(x.req.getURI());
+        std::string credId;
+        for (const auto& [k, v] : uri.getQueryParameters()) {
+            if (k != "credential" || !credId.empty()) {
+                return sendProblem(
+                    x, {"request.invalid", "unknown or repeated parameter '" + k + "'"});
+            }
+            credId = v;
+        }
+        if (credId.empty()) {
+            for (const auto& id : creds.configuredIds()) {
+                if (creds.facts(id).kind == "receipt-seal") {
+                    credId = id;
+                    break;
+                }
+            }
+        }
+        if (credId.empty()) {
+            return sendProblem(x,
+                               {"credential.unknown", "no receipt-seal credential is configured"});
+        }
+        const hsm::Credential* cred = authorizeUse(x, *who, credId, policies::Operation::Receipt);
+        if (cred == nullptr) {
+            return;
+        }
+        const std::string idem = x.req.get("Idempotency-Key", "");
+        if (idem.size() > 128 ||
+            std::any_of(idem.begin(), idem.end(), [](char c) { return c < 0x21 || c > 0x7e; })) {
+            return sendProblem(x, {"request.invalid",
+                                   "Idempotency-Key must be 1 to 128 printable ASCII characters"});
+        }
+        auto body = readSmallBody(x);
+        if (!body) {
+            return;
+        }
+        const ReceiptCheck check = checkReceipt(*body);
+        if (!check.errors.empty()) {
+            Poco::JSON::Array fields;
+            for (const auto& e : check.errors) {
+                Poco::JSON::Object f;
+                f.set("field", e.field);
+                f.set("problem", e.problem);
+                fields.add(f);
+            }
+            const FieldError& first = check.errors.front();
+            Poco::JSON::Object o;
+            o.set("type", std::string("urn:kyso:problem:receipt.invalid"));
+            o.set("title", std::string(titleFor(422)));
+            o.set("status", 422);
+            o.set("detail", (first.field.empty() ? std::string("the body") : first.field) + " " +
+                                first.problem);
+            o.set("code", std::string("receipt.invalid"));
+            o.set("requestId", x.requestId);
+            o.set("errors", fields);
+            return sendObject(x, 422, "application/problem+json", o);
+        }
+        Poco::JSON::Object::Ptr payment = check.receipt->getObject("payment");
+        const auto now = std::chrono::system_clock::now();
+        const std::string issued = vietnamIsoTime(now);
+        const int year = std::stoi(issued.substr(0, 4));
+        ReceiptKeys keys{cred->id, year, idem,
+                         payment->getValue<std::string>("channel") + ":" +
+                             payment->getValue<std::string>("transactionId")};
+        auto stored = store.storeReceipt(keys, [&](std::uint64_t number) -> Result<SealedReceipt> {
+            SealedReceipt s;
+            s.id = "rc-" + randomHex(12);
+            s.created = issued;
+            s.format = "jws";
+            Poco::JSON::Object::Ptr doc = check.receipt;
+            Poco::JSON::Object meta;
+            meta.set("id", s.id);
+            meta.set("agency", cred->id);
+            meta.set("issuer", subjectOf(cred->certificateDer));
+            meta.set("year", year);
+            meta.set("number", static_cast<Poco::UInt64>(number));
+            meta.set("issuedAt", issued);
+            meta.set("verifyUrl", publicBase() + "/api/v1/receipts/" + s.id);
+            doc->set("receipt", meta);
+            std::ostringstream json;
+            doc->stringify(json);
+            auto jws = signer::sealJws(*cred, json.str(), now);
+            if (!jws) {
+                return jws.error();
+            }
+            s.sealed = *jws;
+            s.digest = sha256Hex(s.sealed);
+            return s;
+        });
+        if (!stored) {
+            record({"receipt.seal", who->name, cred->id, "failed",
+                    auditDetail({{"code", stored.error().code}})});
+            return sendError(x, stored.error());
+        }
+        if (!audited(x, {"receipt.seal", who->name, cred->id, "ok",
+                         auditDetail({{"receipt", stored->id},
+                                      {"number", std::to_string(stored->number)},
+                                      {"sha256", stored->digest},
+                                      {"replayed", stored->replayed ? "true" : "false"}})})) {
+            return;
+        }
+        if (stored->replayed) {
+            x.resp.set("Kyso-Replayed", "true");
+        }
+        sendJson(x, stored->replayed ? 200 : 201, receiptJson(*stored));
+    }
+
+    // GET /api/v1/receipts/{id} and /api/v1/receipts/{id}/qr.png: open to anyone who holds
+    // the receipt's id (what its QR code carries), as a verification page is.
+    void receiptObject(Exchange& x, const std::string& path) {
+        std::string rest = path.substr(std::string("/api/v1/receipts/").size());
+        const bool qr = rest.size() > 7 && rest.compare(rest.size() - 7, 7, "/qr.png") == 0;
+        if (qr) {
+            rest.resize(rest.size() - 7);
+        }
+        if (rest.empty() || rest.find('/') != std::string::npos || rest.rfind("rc-", 0) != 0) {
+            return sendProblem(x, {"receipt.unknown", "no such receipt"});
+        }
+        auto r = store.receipt(rest);
+        if (!r) {
+            return sendError(x, r.error());
+        }
+        if (!qr) {
+            return sendJson(x, 200, receiptJson(*r));
+        }
+        // The verification URL and the receipt's digest: a scanner finds the receipt and can
+        // check that the copy in hand is the one sealed.
+        auto png = qrPng(publicBase() + "/api/v1/receipts/" + r->id + "#sha256=" + r->digest, 6);
+        if (!png) {
+            return sendError(x, png.error());
+        }
+        x.status = 200;
+        x.resp.setStatus(HTTPResponse::HTTP_OK);
+        x.resp.setContentType("image/png");
+        x.resp.setContentLength64(static_cast<Poco::Int64>(png->view().size()));
+        x.resp.send().write(png->view().data(), static_cast<std::streamsize>(png->view().size()));
+    }
+
     // Every fixed route; GET /ca/{name}.crt|.crl are matched by prefix. Service::routes() and
     // the OpenAPI document list the same.
     struct Route {
@@ -1976,6 +2184,7 @@ struct Service::Impl {
             {"POST", "/csc/v2/credentials/authorize", &Impl::cscAuthorize},
             {"POST", "/csc/v2/signatures/signHash", &Impl::cscSignHash},
             {"POST", "/csc/v2/signatures/timestamp", &Impl::cscTimestamp},
+            {"POST", "/api/v1/receipts", &Impl::sealReceipt},
         };
         return table;
     }
@@ -2054,8 +2263,10 @@ struct Service::Impl {
                     break;
                 }
             }
+            const bool receiptPath = path.rfind("/api/v1/receipts/", 0) == 0;
             routeLabel = r != nullptr                 ? r->path
                          : path.rfind("/ca/", 0) == 0 ? "/ca/{name}"
+                         : receiptPath                ? "/api/v1/receipts/{id}"
                                                       : "other";
             if (unframed) {
                 resp.setKeepAlive(false);
@@ -2063,6 +2274,8 @@ struct Service::Impl {
                                 "a POST needs Content-Length or chunked transfer coding"});
             } else if (path.rfind("/ca/", 0) == 0 && m == "GET") {
                 caObject(x, path);
+            } else if (receiptPath && m == "GET") {
+                receiptObject(x, path);
             } else if (r == nullptr) {
                 sendProblem(x, {"route.not_found", "no such endpoint"});
             } else if (m != r->method) {
@@ -2345,6 +2558,8 @@ std::vector<std::pair<std::string, std::string>> Service::routes() {
     for (const auto& r : Impl::routeTable()) {
         out.emplace_back(r.method, r.path);
     }
+    out.emplace_back("GET", "/api/v1/receipts/{id}");
+    out.emplace_back("GET", "/api/v1/receipts/{id}/qr.png");
     out.emplace_back("GET", "/ca/{name}.crt");
     out.emplace_back("GET", "/ca/{name}.crl");
     return out;
