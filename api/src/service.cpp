@@ -42,6 +42,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <regex>
 #include <sstream>
 
 #include "activation.h"
@@ -57,6 +58,7 @@
 #include "kyso/signer/cms.h"
 #include "kyso/signer/jws.h"
 #include "kyso/signer/pades.h"
+#include "kyso/signer/xades.h"
 #include "log.h"
 #include "metrics.h"
 #include "qr.h"
@@ -139,7 +141,12 @@ int httpStatusFor(const std::string& code) {
         {"citizens.unavailable", 404},
         {"receipt.invalid", 422},
         {"receipt.unknown", 404},
+        {"receipt.cancelled", 409},
         {"jws.payload_invalid", 422},
+        {"jws.invalid", 422},
+        {"jws.alg_unsupported", 422},
+        {"jws.crit_unsupported", 422},
+        {"xml.invalid", 422},
         {"citizen.invalid", 400},
         {"citizen.duplicate", 409},
         {"citizen.unknown", 404},
@@ -1085,12 +1092,21 @@ struct Service::Impl {
                            media.matches("application", "pkcs7-mime") ||
                            media.matches("application", "cms");
         const bool isMultipart = media.getType() == "multipart" && media.hasParameter("boundary");
+        // A sealed receipt: a JWS (JSON or compact serialization) or an XML document.
+        const bool isJws = media.matches("application", "jose+json") ||
+                           media.matches("application", "jose") ||
+                           media.matches("application", "json");
+        const bool isXml = media.matches("application", "xml") || media.matches("text", "xml");
+        if (isJws || isXml) {
+            return verifyReceipt(x, isJws);
+        }
         if (!isPdf && !isCms && !isMultipart) {
             x.resp.setKeepAlive(false);
             return sendProblem(
                 x, {"content_type.unsupported",
-                    "the body must be application/pdf, application/pkcs7-signature or multipart "
-                    "(signature and data), not '" +
+                    "the body must be application/pdf, application/pkcs7-signature, multipart "
+                    "(signature and data), or a sealed receipt (application/jose+json, "
+                    "application/xml), not '" +
                         ctype + "'"});
         }
         Result<policies::ValidationReport> report = Error::make("internal", "not run");
@@ -1159,6 +1175,70 @@ struct Service::Impl {
             return sendError(x, report.error());
         }
         sendJson(x, 200, *reportJson(*report));
+    }
+
+    // A sealed receipt's report, plus whether this service issued it and it stands: the
+    // receipt named in the payload is looked up and its stored signature compared.
+    void verifyReceipt(Exchange& x, bool jws) {
+        auto body = readSmallBody(x);
+        if (!body) {
+            return;
+        }
+        if (body->empty()) {
+            return sendProblem(x, {"request.invalid", "the body is empty"});
+        }
+        auto report = jws ? verifier->jws(*body) : verifier->xml(*body);
+        if (!report) {
+            return sendError(x, report.error());
+        }
+        Poco::JSON::Object::Ptr out = reportJson(*report);
+        Poco::JSON::Object known;
+        known.set("known", false);
+        if (jws) {
+            auto facts = signer::verifyJws(*body);
+            std::string id;
+            std::string signature;
+            try {
+                Poco::JSON::Parser parser;
+                auto payload = parser.parse(facts ? facts->payload : std::string("{}"))
+                                   .extract<Poco::JSON::Object::Ptr>();
+                if (auto meta = payload->getObject("receipt")) {
+                    id = meta->optValue<std::string>("id", "");
+                }
+                auto env = parser.parse(*body).extract<Poco::JSON::Object::Ptr>();
+                signature = env->optValue<std::string>("signature", "");
+            } catch (const Poco::Exception&) {
+            }
+            if (!id.empty()) {
+                if (auto stored = store.receipt(id)) {
+                    Poco::JSON::Parser parser;
+                    auto storedJws =
+                        parser.parse(stored->sealed).extract<Poco::JSON::Object::Ptr>();
+                    const bool same = !signature.empty() && storedJws->optValue<std::string>(
+                                                                "signature", "") == signature;
+                    known.set("known", same);
+                    known.set("id", stored->id);
+                    known.set("number", static_cast<Poco::UInt64>(stored->number));
+                    known.set("status", same ? stored->status : std::string("unknown"));
+                }
+            }
+        }
+        if (!jws) {
+            // The kyso:Receipt element names the receipt; known when these are its exact bytes.
+            std::smatch m;
+            static const std::regex idAttr("<kyso:Receipt[^>]*\\sid=\"(rc-[0-9a-f]{24})\"");
+            if (std::regex_search(*body, m, idAttr)) {
+                if (auto stored = store.receipt(m[1].str())) {
+                    const bool same = stored->sealed == *body;
+                    known.set("known", same);
+                    known.set("id", stored->id);
+                    known.set("number", static_cast<Poco::UInt64>(stored->number));
+                    known.set("status", same ? stored->status : std::string("unknown"));
+                }
+            }
+        }
+        out->set("receipt", known);
+        sendJson(x, 200, *out);
     }
 
     // GET /api/v1/audit?after=SEQ&limit=N: audit entries in sequence order, for admins.
@@ -2052,6 +2132,18 @@ struct Service::Impl {
         if (!body) {
             return;
         }
+        Poco::Net::MediaType media("application/json");
+        try {
+            media = Poco::Net::MediaType(x.req.getContentType());
+        } catch (const Poco::Exception&) {
+        }
+        if (media.matches("application", "xml") || media.matches("text", "xml")) {
+            return sealXmlReceipt(x, *who, *cred, idem, *body);
+        }
+        if (!media.matches("application", "json")) {
+            return sendProblem(x, {"content_type.unsupported",
+                                   "a receipt is application/json or application/xml"});
+        }
         const ReceiptCheck check = checkReceipt(*body);
         if (!check.errors.empty()) {
             Poco::JSON::Array fields;
@@ -2123,6 +2215,95 @@ struct Service::Impl {
         sendJson(x, stored->replayed ? 200 : 201, receiptJson(*stored));
     }
 
+    // An XML receipt (the national e-receipt XML practice): sealed with an enveloped XAdES-B
+    // signature, with a kyso:Receipt element (id, agency, year, number, issuedAt, verifyUrl)
+    // added before it. The same document (or Idempotency-Key) returns the original.
+    void sealXmlReceipt(Exchange& x, const policies::Principal& who, const hsm::Credential& cred,
+                        const std::string& idem, const std::string& body) {
+        if (body.empty()) {
+            return sendProblem(x, {"request.invalid", "the body is empty"});
+        }
+        const auto now = std::chrono::system_clock::now();
+        const std::string issued = vietnamIsoTime(now);
+        const int year = std::stoi(issued.substr(0, 4));
+        ReceiptKeys keys{cred.id, year, idem, "xml:" + sha256Hex(body)};
+        auto stored = store.storeReceipt(keys, [&](std::uint64_t number) -> Result<SealedReceipt> {
+            SealedReceipt s;
+            s.id = "rc-" + randomHex(12);
+            s.created = issued;
+            s.format = "xml";
+            signer::XmlStamp stamp{"urn:kyso:receipt",
+                                   "kyso",
+                                   "Receipt",
+                                   {{"id", s.id},
+                                    {"agency", cred.id},
+                                    {"year", std::to_string(year)},
+                                    {"number", std::to_string(number)},
+                                    {"issuedAt", issued},
+                                    {"verifyUrl", publicBase() + "/api/v1/receipts/" + s.id}}};
+            auto xml = signer::sealXml(cred, body, now, &stamp);
+            if (!xml) {
+                return xml.error();
+            }
+            s.sealed = *xml;
+            s.digest = sha256Hex(s.sealed);
+            return s;
+        });
+        if (!stored) {
+            record({"receipt.seal", who.name, cred.id, "failed",
+                    auditDetail({{"code", stored.error().code}})});
+            return sendError(x, stored.error());
+        }
+        if (!audited(x, {"receipt.seal", who.name, cred.id, "ok",
+                         auditDetail({{"receipt", stored->id},
+                                      {"number", std::to_string(stored->number)},
+                                      {"format", "xml"},
+                                      {"sha256", stored->digest},
+                                      {"replayed", stored->replayed ? "true" : "false"}})})) {
+            return;
+        }
+        if (stored->replayed) {
+            x.resp.set("Kyso-Replayed", "true");
+        }
+        sendJson(x, stored->replayed ? 200 : 201, receiptJson(*stored));
+    }
+
+    // POST /api/v1/receipts/cancel {id}: a portal or an administrator cancels a receipt (the
+    // fee was refunded); its number stays taken, verification then says "cancelled".
+    void cancelReceipt(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        if (who->role != policies::Role::Portal && who->role != policies::Role::Admin) {
+            record({"policy.denial", who->name, "", "denied",
+                    auditDetail(
+                        {{"rule", "receipts-portal-or-admin"}, {"operation", "receipt-cancel"}})});
+            return sendProblem(x, {"auth.denied",
+                                   "only a portal or an administrator cancels a "
+                                   "receipt (rule receipts-portal-or-admin)"});
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        const std::string id = stringField(*body, "id");
+        auto st = store.cancelReceipt(id);
+        if (!audited(x, {"receipt.cancel", who->name, "", st ? "ok" : "failed",
+                         auditDetail(
+                             {{"receipt", id}, {"code", st ? std::string() : st.error().code}})})) {
+            return;
+        }
+        if (!st) {
+            return sendError(x, st.error());
+        }
+        auto r = store.receipt(id);
+        if (!r) {
+            return sendError(x, r.error());
+        }
+        sendJson(x, 200, receiptJson(*r));
+    }
+
     // GET /api/v1/receipts/{id} and /api/v1/receipts/{id}/qr.png: open to anyone who holds
     // the receipt's id (what its QR code carries), as a verification page is.
     void receiptObject(Exchange& x, const std::string& path) {
@@ -2185,6 +2366,7 @@ struct Service::Impl {
             {"POST", "/csc/v2/signatures/signHash", &Impl::cscSignHash},
             {"POST", "/csc/v2/signatures/timestamp", &Impl::cscTimestamp},
             {"POST", "/api/v1/receipts", &Impl::sealReceipt},
+            {"POST", "/api/v1/receipts/cancel", &Impl::cancelReceipt},
         };
         return table;
     }

@@ -10,6 +10,8 @@
 #include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms_verify.h"
+#include "kyso/signer/jws.h"
+#include "kyso/signer/xades.h"
 
 namespace kyso::policies {
 
@@ -417,6 +419,71 @@ Result<ValidationReport> validateCms(const std::string& cms, const std::string& 
     judgeTrust(*sig, ctx, rep.validationTime, false, &r);
     rep.signatures.push_back(std::move(r));
     return finish(std::move(rep));
+}
+
+// A JWS's or an XML signature's facts in the shape every signature is judged in: integrity
+// (the signature over what it signs), the signing-certificate reference, the certificates.
+namespace {
+
+Result<ValidationReport> reportOf(const signer::SignatureFacts& f, const std::string& format,
+                                  const std::string& sealed, const ValidationContext& ctx) {
+    ValidationReport rep;
+    rep.validationTime = ctx.validationTime != 0 ? ctx.validationTime : std::time(nullptr);
+    rep.policy = ctx.policy.name;
+    SignatureReport r;
+    r.id = signatureId(sealed);
+    r.format = format;
+    r.claimedSigningTime = f.claimedSigningTime;
+    judgeIntegrity(f, ctx, &r);
+    judgeTrust(f, ctx, rep.validationTime, false, &r);
+    rep.signatures.push_back(std::move(r));
+    return finish(std::move(rep));
+}
+
+}  // namespace
+
+Result<ValidationReport> validateJws(std::string_view jws, const ValidationContext& ctx) {
+    auto j = signer::verifyJws(jws);
+    if (!j) {
+        return j.error();
+    }
+    signer::SignatureFacts f;
+    // A JWS signs its signing input directly: there is no separate content digest.
+    f.digestMatches = j->signatureValid;
+    f.signatureValid = j->signatureValid;
+    f.hasSigningCertificateAttribute = j->hasSigningCertificateReference;
+    f.signingCertificateBound = j->signingCertificateBound;
+    f.signerSubject = j->signerSubject;
+    f.signerCertDer = j->certificateDer;
+    f.certificatesDer = j->chainDer;
+    f.certificatesDer.insert(f.certificatesDer.begin(), j->certificateDer);
+    f.claimedSigningTime = j->signingTime;
+    const std::string bits = j->alg.size() > 2 ? j->alg.substr(2) : "";
+    f.digestAlgorithm = "SHA-" + bits;
+    f.errors = j->errors;
+    return reportOf(f, "JAdES-BASELINE-B", std::string(jws), ctx);
+}
+
+Result<ValidationReport> validateXml(std::string_view xml, const ValidationContext& ctx) {
+    auto x = signer::verifyXml(xml);
+    if (!x) {
+        return x.error();
+    }
+    signer::SignatureFacts f;
+    f.digestMatches = x->signatureValid;
+    f.signatureValid = x->signatureValid;
+    f.hasSigningCertificateAttribute = x->signedPropertiesSigned;
+    f.signingCertificateBound = x->signingCertificateMatches;
+    f.signerCertDer = x->certificateDer;
+    f.certificatesDer = x->chainDer;
+    f.certificatesDer.insert(f.certificatesDer.begin(), x->certificateDer);
+    f.claimedSigningTime =
+        x->signingTime ? std::chrono::system_clock::to_time_t(*x->signingTime) : 0;
+    f.digestAlgorithm = "SHA-256";
+    if (!x->failure.empty()) {
+        f.errors.push_back(x->failure);
+    }
+    return reportOf(f, "XAdES-BASELINE-B", std::string(xml), ctx);
 }
 
 }  // namespace kyso::policies

@@ -464,7 +464,7 @@ bool checkSignatureValue(EVP_PKEY* pub, const EVP_MD* md, std::string_view signe
 }  // namespace
 
 Result<std::string> sealXml(const hsm::Credential& seal, std::string_view xml,
-                            std::chrono::system_clock::time_point when) {
+                            std::chrono::system_clock::time_point when, const XmlStamp* stamp) {
     if (auto s = initOnce(); !s) {
         return s.error();
     }
@@ -474,6 +474,19 @@ Result<std::string> sealXml(const hsm::Credential& seal, std::string_view xml,
     }
     DocPtr doc = std::move(*parsed);
     xmlNodePtr root = ::xmlDocGetRootElement(doc.get());
+    if (stamp != nullptr) {
+        xmlNodePtr el = ::xmlNewChild(root, nullptr, BAD_CAST stamp->name.c_str(), nullptr);
+        xmlNsPtr ns = el == nullptr ? nullptr
+                                    : ::xmlNewNs(el, BAD_CAST stamp->ns.c_str(),
+                                                 BAD_CAST stamp->prefix.c_str());
+        if (ns == nullptr) {
+            return Error::make("xml.invalid", "cannot add the receipt element");
+        }
+        ::xmlSetNs(el, ns);
+        for (const auto& [k, v] : stamp->attributes) {
+            ::xmlSetProp(el, BAD_CAST k.c_str(), BAD_CAST v.c_str());
+        }
+    }
 
     auto algs = algorithmsFor(seal);
     if (!algs) {

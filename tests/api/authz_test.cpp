@@ -105,6 +105,9 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
         // is not a receipt, so the portal gets the field-level 422. Reading a receipt is open.
         {"POST", "/api/v1/receipts", "/api/v1/receipts", json("{}"), "application/json",
          all(401, 403, 403, 403, 422)},
+        {"POST", "/api/v1/receipts/cancel", "/api/v1/receipts/cancel",
+         json("{\"id\":\"rc-000000000000000000000000\"}"), "application/json",
+         all(401, 404, 403, 403, 404)},
         {"GET", "/api/v1/receipts/{id}", "/api/v1/receipts/rc-000000000000000000000000", "", "",
          all(404, 404, 404, 404, 404)},
         {"GET", "/api/v1/receipts/{id}/qr.png",

@@ -103,6 +103,141 @@ TEST(Receipts, SealedNumberedAndVerifiable) {
     EXPECT_FALSE(forgedFacts->signatureValid);
 }
 
+// POST /api/v1/verify with a sealed receipt: the report of any signature (path to the demo
+// root, OCSP from the demo CA), plus whether this service issued it and it stands.
+TEST(Receipts, VerifyReportsTheSealAndTheReceiptsStatus) {
+    auto& env = Env::get();
+    auto r = postReceipt(env, receiptBody("VNP-3001"));
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string id = r.json()->getValue<std::string>("id");
+    std::ostringstream sealed;
+    r.json()->getObject("sealed")->stringify(sealed);
+    const std::string dir = tempDir("receipt-verify");
+    writeFile(dir + "/r.json", sealed.str());
+    auto v = env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/r.json",
+                         "application/jose+json");
+    ASSERT_EQ(v.status, 200) << v.body;
+    auto j = v.json();
+    EXPECT_EQ(j->getValue<std::string>("indication"), "TOTAL_PASSED") << v.body;
+    auto sig = j->getArray("signatures")->getObject(0);
+    EXPECT_EQ(sig->getValue<std::string>("format"), "JAdES-BASELINE-B");
+    EXPECT_EQ(sig->getObject("revocation")->getValue<std::string>("status"), "GOOD") << v.body;
+    EXPECT_TRUE(j->getObject("receipt")->getValue<bool>("known"));
+    EXPECT_EQ(j->getObject("receipt")->getValue<std::string>("status"), "valid");
+
+    // Cancelled (a refund): the number stays, the seal still verifies, the receipt does not
+    // stand.
+    writeFile(dir + "/cancel.json", "{\"id\":\"" + id + "\"}");
+    EXPECT_EQ(env.request("POST", "/api/v1/receipts/cancel", env.keys["officer-1"],
+                          dir + "/cancel.json", "application/json")
+                  .status,
+              403);
+    auto c = env.request("POST", "/api/v1/receipts/cancel", env.keys["portal"],
+                         dir + "/cancel.json", "application/json");
+    ASSERT_EQ(c.status, 200) << c.body;
+    EXPECT_EQ(c.json()->getValue<std::string>("status"), "cancelled");
+    EXPECT_EQ(env.request("POST", "/api/v1/receipts/cancel", env.keys["portal"],
+                          dir + "/cancel.json", "application/json")
+                  .status,
+              409);
+    v = env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/r.json",
+                    "application/jose+json");
+    EXPECT_EQ(v.json()->getObject("receipt")->getValue<std::string>("status"), "cancelled");
+    EXPECT_EQ(env.request("GET", "/api/v1/receipts/" + id).json()->getValue<std::string>("status"),
+              "cancelled");
+
+    // A changed amount: the seal fails, and the receipt is not the one issued.
+    auto facts = signer::verifyJws(sealed.str());
+    ASSERT_TRUE(facts.ok());
+    std::string payload = facts->payload;
+    payload.replace(payload.find("150000"), 6, "950000");
+    std::string b64 =
+        Botan::base64_encode(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
+    for (char& c : b64) {
+        c = c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    while (!b64.empty() && b64.back() == '=') {
+        b64.pop_back();
+    }
+    const std::string payloadB64 = r.json()->getObject("sealed")->getValue<std::string>("payload");
+    std::string forged = sealed.str();
+    forged.replace(forged.find(payloadB64), payloadB64.size(), b64);
+    writeFile(dir + "/forged.json", forged);
+    v = env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/forged.json",
+                    "application/jose+json");
+    ASSERT_EQ(v.status, 200) << v.body;
+    EXPECT_EQ(v.json()->getValue<std::string>("indication"), "TOTAL_FAILED") << v.body;
+    // Not a JWS at all: a clear error.
+    writeFile(dir + "/junk.json", "{\"payload\":1}");
+    EXPECT_EQ(env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/junk.json",
+                          "application/jose+json")
+                  .status,
+              422);
+}
+
+// An XML receipt: sealed with XAdES-B (xmlsec1 --verify accepts it), numbered like the JSON
+// ones, the same document returns the original, and /api/v1/verify reports it.
+TEST(Receipts, XmlReceiptsAreSealedWithXadesAndVerify) {
+    auto& env = Env::get();
+    const std::string dir = tempDir("receipt-xml");
+    writeFile(dir + "/in.xml",
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<BienLai><NguoiNop>Nguyễn Văn "
+              "An</NguoiNop><SoTien>150000</SoTien><MaGiaoDich>XML-1</MaGiaoDich></BienLai>\n");
+    auto r = env.request("POST", "/api/v1/receipts", env.keys["portal"], dir + "/in.xml",
+                         "application/xml");
+    ASSERT_EQ(r.status, 201) << r.body;
+    const std::string sealed = r.json()->getValue<std::string>("sealed");
+    const auto number = r.json()->getValue<Poco::UInt64>("number");
+    EXPECT_NE(sealed.find("number=\"" + std::to_string(number) + "\""), std::string::npos)
+        << sealed;
+    writeFile(dir + "/sealed.xml", sealed);
+    writeFile(dir + "/chain.pem",
+              readFile(env.dir + "/pki/root-ca.pem") + readFile(env.dir + "/pki/issuing-ca.pem"));
+    std::string out;
+    EXPECT_EQ(
+        run("xmlsec1 --verify --trusted-pem " + dir +
+                "/chain.pem --id-attr:Id 'http://uri.etsi.org/01903/v1.3.2#:SignedProperties' " +
+                dir + "/sealed.xml 2>&1",
+            &out),
+        0)
+        << out;
+    EXPECT_NE(out.find("OK"), std::string::npos) << out;
+    // The same document again: the original.
+    auto again = env.request("POST", "/api/v1/receipts", env.keys["portal"], dir + "/in.xml",
+                             "application/xml");
+    EXPECT_EQ(again.status, 200);
+    EXPECT_EQ(again.json()->getValue<Poco::UInt64>("number"), number);
+    // Verified as a receipt: passed and known; the amount changed: failed.
+    auto v = env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/sealed.xml",
+                         "application/xml");
+    ASSERT_EQ(v.status, 200) << v.body;
+    EXPECT_EQ(v.json()->getValue<std::string>("indication"), "TOTAL_PASSED") << v.body;
+    EXPECT_EQ(v.json()->getArray("signatures")->getObject(0)->getValue<std::string>("format"),
+              "XAdES-BASELINE-B");
+    EXPECT_TRUE(v.json()->getObject("receipt")->getValue<bool>("known"));
+    std::string forged = sealed;
+    forged.replace(forged.find("150000"), 6, "950000");
+    writeFile(dir + "/forged.xml", forged);
+    v = env.request("POST", "/api/v1/verify", env.keys["portal"], dir + "/forged.xml",
+                    "application/xml");
+    EXPECT_EQ(v.json()->getValue<std::string>("indication"), "TOTAL_FAILED") << v.body;
+    EXPECT_FALSE(v.json()->getObject("receipt")->getValue<bool>("known"));
+    EXPECT_NE(
+        run("xmlsec1 --verify --trusted-pem " + dir +
+                "/chain.pem --id-attr:Id 'http://uri.etsi.org/01903/v1.3.2#:SignedProperties' " +
+                dir + "/forged.xml 2>&1",
+            &out),
+        0);
+    // An XXE attempt: refused, nothing read.
+    writeFile(dir + "/xxe.xml",
+              "<?xml version=\"1.0\"?><!DOCTYPE a [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>"
+              "<a>&x;</a>");
+    auto xxe = env.request("POST", "/api/v1/receipts", env.keys["portal"], dir + "/xxe.xml",
+                           "application/xml");
+    EXPECT_EQ(xxe.status, 422) << xxe.body;
+    EXPECT_EQ(xxe.body.find("root:"), std::string::npos);
+}
+
 TEST(Receipts, BadReceiptsNameTheField) {
     auto& env = Env::get();
     auto r = postReceipt(env, receiptBody("VNP-2001", -5));

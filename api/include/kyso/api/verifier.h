@@ -24,6 +24,10 @@ class Verifier {
     Result<policies::ValidationReport> cms(const std::string& cms, const std::string& dataPath,
                                            std::time_t at = 0) const;
 
+    // A sealed receipt: a JWS, or an XML document with an enveloped XAdES signature.
+    Result<policies::ValidationReport> jws(std::string_view jws, std::time_t at = 0) const;
+    Result<policies::ValidationReport> xml(std::string_view xml, std::time_t at = 0) const;
+
   private:
     Verifier() = default;
     policies::ValidationContext context(std::time_t at) const;

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kyso/ca-bridge/certificate_pool.h"
@@ -95,6 +96,12 @@ Result<ValidationReport> validatePdf(const std::string& path, const ValidationCo
 // Errors: "cms.invalid", "cms.data_missing", "io.read".
 Result<ValidationReport> validateCms(const std::string& cms, const std::string& dataPath,
                                      const ValidationContext& ctx);
+
+// The report of a sealed receipt: a JWS (JAdES, JSON or compact serialization) or an XML
+// document with an enveloped XAdES signature. Errors: "jws.invalid", "jws.alg_unsupported",
+// "jws.crit_unsupported", "xml.invalid" (nothing to check).
+Result<ValidationReport> validateJws(std::string_view jws, const ValidationContext& ctx);
+Result<ValidationReport> validateXml(std::string_view xml, const ValidationContext& ctx);
 
 // "NONE", ... as in the report; false for an unknown name.
 bool parseModification(const std::string& name, signer::Modification* out);

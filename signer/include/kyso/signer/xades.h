@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kyso/hsm/credential.h"
@@ -38,8 +39,19 @@ inline constexpr const char* kXadesNamespace = "http://uri.etsi.org/01903/v1.3.2
 // key the token-backed EVP_PKEY cannot carry), "certificate.invalid", "sign.failed" (xmlsec or
 // the token; a token error keeps its own code, e.g. "token.unavailable").
 // Thread-safe; xmlsec is initialised once per process on first use.
+// An element the seal adds to the document before signing it (a receipt's id and number), as
+// the root's last child before the signature, in its own namespace; the attribute values are
+// escaped by libxml2.
+struct XmlStamp {
+    std::string ns;      // namespace URI
+    std::string prefix;  // its prefix
+    std::string name;
+    std::vector<std::pair<std::string, std::string>> attributes;
+};
+
 Result<std::string> sealXml(const hsm::Credential& seal, std::string_view xml,
-                            std::chrono::system_clock::time_point when);
+                            std::chrono::system_clock::time_point when,
+                            const XmlStamp* stamp = nullptr);
 
 // What verifyXml found. A failed check is reported here, not as an error. Trust is not decided:
 // the caller validates the path from certificateDer through chainDer to its anchors.
