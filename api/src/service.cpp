@@ -1438,13 +1438,13 @@ struct Service::Impl {
     // Citizens (issue 7): enrolment by a portal, and the CSC API v2 (SCAL2) for remote signing.
     // ---------------------------------------------------------------------------------------
 
-    // A small JSON body (at most 64 KiB), parsed; the problem is sent when it is not one.
-    std::optional<Poco::JSON::Object::Ptr> readJsonBody(Exchange& x) {
+    // The request body as text (at most 64 KiB: citizens' calls, receipts); nullopt when the
+    // problem was sent.
+    std::optional<std::string> readSmallBody(Exchange& x) {
         constexpr std::int64_t kMax = 64 * 1024;
-        const std::int64_t declared = x.req.getContentLength64();
-        if (declared > kMax) {
+        if (x.req.getContentLength64() > kMax) {
             x.resp.setKeepAlive(false);
-            sendProblem(x, {"body.too_large", "a JSON request is at most 64 KiB"}, 413);
+            sendProblem(x, {"body.too_large", "the body is over 64 KiB"}, 413);
             return std::nullopt;
         }
         std::string body;
@@ -1455,13 +1455,22 @@ struct Service::Impl {
             body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
             if (static_cast<std::int64_t>(body.size()) > kMax) {
                 x.resp.setKeepAlive(false);
-                sendProblem(x, {"body.too_large", "a JSON request is at most 64 KiB"}, 413);
+                sendProblem(x, {"body.too_large", "the body is over 64 KiB"}, 413);
                 return std::nullopt;
             }
         }
+        return body;
+    }
+
+    // A small JSON body (at most 64 KiB), parsed; the problem is sent when it is not one.
+    std::optional<Poco::JSON::Object::Ptr> readJsonBody(Exchange& x) {
+        auto body = readSmallBody(x);
+        if (!body) {
+            return std::nullopt;
+        }
         try {
             Poco::JSON::Parser parser;
-            auto v = parser.parse(body);
+            auto v = parser.parse(*body);
             auto o = v.extract<Poco::JSON::Object::Ptr>();
             if (o.isNull()) {
                 throw Poco::Exception("not an object");
@@ -2035,29 +2044,6 @@ struct Service::Impl {
     // ---------------------------------------------------------------------------------------
     // Payment receipts (issue 8): sealed JWS receipts, numbered per agency and year.
     // ---------------------------------------------------------------------------------------
-
-    // The request body as text (at most 64 KiB); nullopt when the problem was sent.
-    std::optional<std::string> readSmallBody(Exchange& x) {
-        constexpr std::int64_t kMax = 64 * 1024;
-        if (x.req.getContentLength64() > kMax) {
-            x.resp.setKeepAlive(false);
-            sendProblem(x, {"body.too_large", "a receipt is at most 64 KiB"}, 413);
-            return std::nullopt;
-        }
-        std::string body;
-        std::vector<char> buf(8192);
-        std::istream& in = x.req.stream();
-        while (in) {
-            in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-            body.append(buf.data(), static_cast<std::size_t>(in.gcount()));
-            if (static_cast<std::int64_t>(body.size()) > kMax) {
-                x.resp.setKeepAlive(false);
-                sendProblem(x, {"body.too_large", "a receipt is at most 64 KiB"}, 413);
-                return std::nullopt;
-            }
-        }
-        return body;
-    }
 
     std::string publicBase() const {
         if (cfg.citizens) {

@@ -23,6 +23,19 @@ std::string receiptBody(const std::string& tx, long long amount = 150000) {
            R"(","paidAt":"2026-11-25T09:30:00+07:00"}})";
 }
 
+// Unpadded base64url (RFC 4648 §5), as JWS uses it.
+std::string base64url(const std::string& bytes) {
+    std::string b64 =
+        Botan::base64_encode(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    for (char& c : b64) {
+        c = c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    while (!b64.empty() && b64.back() == '=') {
+        b64.pop_back();
+    }
+    return b64;
+}
+
 Response postReceipt(Env& env, const std::string& body, const std::string& idem = "") {
     const std::string dir = tempDir("receipt-post");
     writeFile(dir + "/b.json", body);
@@ -88,14 +101,7 @@ TEST(Receipts, SealedNumberedAndVerifiable) {
     const auto at = payload.find("150000");
     ASSERT_NE(at, std::string::npos);
     payload.replace(at, 6, "950000");
-    std::string b64 =
-        Botan::base64_encode(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
-    for (char& c : b64) {
-        c = c == '+' ? '-' : c == '/' ? '_' : c;
-    }
-    while (!b64.empty() && b64.back() == '=') {
-        b64.pop_back();
-    }
+    const std::string b64 = base64url(payload);
     std::string forged = sealed.str();
     forged.replace(forged.find(payloadB64), payloadB64.size(), b64);
     auto forgedFacts = signer::verifyJws(forged);
@@ -151,14 +157,7 @@ TEST(Receipts, VerifyReportsTheSealAndTheReceiptsStatus) {
     ASSERT_TRUE(facts.ok());
     std::string payload = facts->payload;
     payload.replace(payload.find("150000"), 6, "950000");
-    std::string b64 =
-        Botan::base64_encode(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
-    for (char& c : b64) {
-        c = c == '+' ? '-' : c == '/' ? '_' : c;
-    }
-    while (!b64.empty() && b64.back() == '=') {
-        b64.pop_back();
-    }
+    const std::string b64 = base64url(payload);
     const std::string payloadB64 = r.json()->getObject("sealed")->getValue<std::string>("payload");
     std::string forged = sealed.str();
     forged.replace(forged.find(payloadB64), payloadB64.size(), b64);
