@@ -1187,7 +1187,16 @@ struct Service::Impl {
         if (body->empty()) {
             return sendProblem(x, {"request.invalid", "the body is empty"});
         }
-        auto report = jws ? verifier->jws(*body) : verifier->xml(*body);
+        // A JWS is read once: its facts give the report and the receipt's id.
+        std::optional<signer::JwsFacts> facts;
+        if (jws) {
+            auto read = signer::verifyJws(*body);
+            if (!read) {
+                return sendError(x, read.error());
+            }
+            facts = std::move(*read);
+        }
+        auto report = jws ? verifier->jws(*facts, *body) : verifier->xml(*body);
         if (!report) {
             return sendError(x, report.error());
         }
@@ -1195,13 +1204,11 @@ struct Service::Impl {
         Poco::JSON::Object known;
         known.set("known", false);
         if (jws) {
-            auto facts = signer::verifyJws(*body);
             std::string id;
             std::string signature;
             try {
                 Poco::JSON::Parser parser;
-                auto payload = parser.parse(facts ? facts->payload : std::string("{}"))
-                                   .extract<Poco::JSON::Object::Ptr>();
+                auto payload = parser.parse(facts->payload).extract<Poco::JSON::Object::Ptr>();
                 if (auto meta = payload->getObject("receipt")) {
                     id = meta->optValue<std::string>("id", "");
                 }
@@ -1651,26 +1658,47 @@ struct Service::Impl {
         sendJson(x, 201, o);
     }
 
-    // POST /api/v1/citizens/pin {credentialID, oldPin, newPin}: the citizen changes the PIN
-    // through the portal that enrolled them (the initial PIN must be changed before signing).
-    void changeCitizenPin(Exchange& x) {
-        auto who = portalOnly(x, "citizen-pin");
+    // What every call about one citizen's credential starts with: a portal, a [citizens]
+    // section, a JSON body, and a credentialID the portal enrolled. Nullopt when the problem
+    // was sent.
+    struct CitizenCall {
+        policies::Principal who;
+        Poco::JSON::Object::Ptr body;
+        std::string id;
+        const hsm::Credential* cred = nullptr;
+    };
+    std::optional<CitizenCall> citizenCall(Exchange& x, const char* operation) {
+        auto who = portalOnly(x, operation);
         if (!who || !citizensAvailable(x)) {
-            return;
+            return std::nullopt;
         }
         auto body = readJsonBody(x);
         if (!body) {
+            return std::nullopt;
+        }
+        CitizenCall call{*who, *body, stringField(*body, "credentialID"), nullptr};
+        call.cred = ownCitizen(x, call.who, call.id, operation);
+        if (call.cred == nullptr) {
+            return std::nullopt;
+        }
+        return call;
+    }
+
+    // POST /api/v1/citizens/pin {credentialID, oldPin, newPin}: the citizen changes the PIN
+    // through the portal that enrolled them (the initial PIN must be changed before signing).
+    void changeCitizenPin(Exchange& x) {
+        auto call = citizenCall(x, "citizen-pin");
+        if (!call) {
             return;
         }
-        const std::string id = stringField(*body, "credentialID");
-        if (ownCitizen(x, *who, id, "citizen-pin") == nullptr) {
-            return;
-        }
-        hsm::Secret oldPin(stringField(*body, "oldPin"));
-        hsm::Secret newPin(stringField(*body, "newPin"));
+        const policies::Principal& who = call->who;
+        const Poco::JSON::Object::Ptr& body = call->body;
+        const std::string& id = call->id;
+        hsm::Secret oldPin(stringField(body, "oldPin"));
+        hsm::Secret newPin(stringField(body, "newPin"));
         AttemptReport report;
         auto st = activation->changePin(id, oldPin.view(), newPin.view(), report);
-        record({"citizen.pin", who->name, id, st ? "ok" : "failed",
+        record({"citizen.pin", who.name, id, st ? "ok" : "failed",
                 auditDetail({{"attempt", attemptCode(report)},
                              {"code", st ? std::string() : st.error().code}})});
         if (!st) {
@@ -1795,26 +1823,20 @@ struct Service::Impl {
 
     // POST /csc/v2/credentials/info {credentialID, certificates?, certInfo?, authInfo?}.
     void cscCredentialInfo(Exchange& x) {
-        auto who = portalOnly(x, "csc-info");
-        if (!who || !citizensAvailable(x)) {
+        auto call = citizenCall(x, "csc-info");
+        if (!call) {
             return;
         }
-        auto body = readJsonBody(x);
-        if (!body) {
-            return;
-        }
-        const std::string id = stringField(*body, "credentialID");
-        const hsm::Credential* c = ownCitizen(x, *who, id, "csc-info");
-        if (c == nullptr) {
-            return;
-        }
+        const Poco::JSON::Object::Ptr& body = call->body;
+        const std::string& id = call->id;
+        const hsm::Credential* c = call->cred;
         auto state = activation->state(id);
         if (!state) {
             return sendError(x, state.error());
         }
-        const std::string which = stringField(*body, "certificates").empty()
+        const std::string which = stringField(body, "certificates").empty()
                                       ? "single"
-                                      : stringField(*body, "certificates");
+                                      : stringField(body, "certificates");
         const bool rsa = c->key.type == hsm::KeyType::Rsa;
         Poco::JSON::Object key;
         key.set("status", state->locked || state->revoked ? "disabled" : "enabled");
@@ -1875,21 +1897,16 @@ struct Service::Impl {
     // authData: [{id: PIN, value}, {id: OTP, value}]} (or the v1 fields PIN and OTP): the SAD,
     // bound to exactly those hashes.
     void cscAuthorize(Exchange& x) {
-        auto who = portalOnly(x, "csc-authorize");
-        if (!who || !citizensAvailable(x)) {
+        auto call = citizenCall(x, "csc-authorize");
+        if (!call) {
             return;
         }
-        auto body = readJsonBody(x);
-        if (!body) {
-            return;
-        }
-        const std::string id = stringField(*body, "credentialID");
-        if (ownCitizen(x, *who, id, "csc-authorize") == nullptr) {
-            return;
-        }
-        hsm::Secret pin(stringField(*body, "PIN"));
-        hsm::Secret otp(stringField(*body, "OTP"));
-        if (Poco::JSON::Array::Ptr data = (*body)->getArray("authData"); !data.isNull()) {
+        const policies::Principal& who = call->who;
+        const Poco::JSON::Object::Ptr& body = call->body;
+        const std::string& id = call->id;
+        hsm::Secret pin(stringField(body, "PIN"));
+        hsm::Secret otp(stringField(body, "OTP"));
+        if (Poco::JSON::Array::Ptr data = body->getArray("authData"); !data.isNull()) {
             for (std::size_t i = 0; i < data->size(); ++i) {
                 Poco::JSON::Object::Ptr item = data->getObject(static_cast<unsigned>(i));
                 if (item.isNull()) {
@@ -1903,7 +1920,7 @@ struct Service::Impl {
                 }
             }
         }
-        auto hashes = hashesOf(x, *body);
+        auto hashes = hashesOf(x, body);
         if (!hashes) {
             return;
         }
@@ -1912,23 +1929,23 @@ struct Service::Impl {
         req.pin = pin.view();
         req.otp = otp.view();
         req.hashes = std::move(*hashes);
-        req.hashAlgorithm = stringField(*body, "hashAlgorithmOID");
+        req.hashAlgorithm = stringField(body, "hashAlgorithmOID");
         try {
             req.numSignatures =
-                (*body)->has("numSignatures") ? (*body)->getValue<int>("numSignatures") : 0;
+                body->has("numSignatures") ? body->getValue<int>("numSignatures") : 0;
         } catch (const Poco::Exception&) {
             req.numSignatures = 0;
         }
         AttemptReport report;
         auto sad = activation->authorize(req, report);
         if (!sad) {
-            record({"csc.authorize", who->name, id, "denied",
+            record({"csc.authorize", who.name, id, "denied",
                     auditDetail({{"attempt", attemptCode(report)},
                                  {"code", sad.error().code},
                                  {"failedAttempts", std::to_string(report.failedAttempts)}})});
             return sendCscError(x, sad.error());
         }
-        if (!audited(x, {"csc.authorize", who->name, id, "ok",
+        if (!audited(x, {"csc.authorize", who.name, id, "ok",
                          auditDetail({{"attempt", attemptCode(report)},
                                       {"numSignatures", std::to_string(req.numSignatures)}})})) {
             return;
@@ -1944,25 +1961,20 @@ struct Service::Impl {
     // POST /csc/v2/signatures/signHash {credentialID, SAD, hashes, hashAlgorithmOID, signAlgo}:
     // each hash must be one the SAD authorized, signed once.
     void cscSignHash(Exchange& x) {
-        auto who = portalOnly(x, "csc-signHash");
-        if (!who || !citizensAvailable(x)) {
+        auto call = citizenCall(x, "csc-signHash");
+        if (!call) {
             return;
         }
-        auto body = readJsonBody(x);
-        if (!body) {
-            return;
-        }
-        const std::string id = stringField(*body, "credentialID");
-        const hsm::Credential* c = ownCitizen(x, *who, id, "csc-signHash");
-        if (c == nullptr) {
-            return;
-        }
-        hsm::Secret sad(stringField(*body, "SAD"));
-        auto hashes = hashesOf(x, *body);
+        const policies::Principal& who = call->who;
+        const Poco::JSON::Object::Ptr& body = call->body;
+        const std::string& id = call->id;
+        const hsm::Credential* c = call->cred;
+        hsm::Secret sad(stringField(body, "SAD"));
+        auto hashes = hashesOf(x, body);
         if (!hashes) {
             return;
         }
-        const std::string signAlgo = stringField(*body, "signAlgo");
+        const std::string signAlgo = stringField(body, "signAlgo");
         const bool rsa = c->key.type == hsm::KeyType::Rsa;
         static const std::set<std::string> rsaAlgos = {
             "1.2.840.113549.1.1.1", "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.12",
@@ -1977,7 +1989,7 @@ struct Service::Impl {
         for (const auto& h : *hashes) {
             auto use = activation->consume(id, sad.view(), h);
             if (!use) {
-                record({"csc.signHash", who->name, id, "denied",
+                record({"csc.signHash", who.name, id, "denied",
                         auditDetail({{"code", use.error().code}})});
                 return sendCscError(x, use.error());
             }
@@ -1987,13 +1999,13 @@ struct Service::Impl {
                                                                  : hsm::HashAlg::Sha256;
             auto sig = c->token->sign(c->key, c->scheme, alg, h);
             if (!sig) {
-                record({"csc.signHash", who->name, id, "failed",
+                record({"csc.signHash", who.name, id, "failed",
                         auditDetail({{"code", sig.error().code}})});
                 return sendError(x, sig.error());
             }
             sigs.add(base64(*sig));
         }
-        if (!audited(x, {"csc.signHash", who->name, id, "ok",
+        if (!audited(x, {"csc.signHash", who.name, id, "ok",
                          auditDetail({{"signatures", std::to_string(hashes->size())}})})) {
             return;
         }

@@ -78,8 +78,9 @@ Result<policies::ValidationReport> Verifier::cms(const std::string& cms,
     return policies::validateCms(cms, dataPath, context(at));
 }
 
-Result<policies::ValidationReport> Verifier::jws(std::string_view jws, std::time_t at) const {
-    return policies::validateJws(jws, context(at));
+Result<policies::ValidationReport> Verifier::jws(const signer::JwsFacts& facts,
+                                                 std::string_view jws, std::time_t at) const {
+    return policies::validateJws(facts, jws, context(at));
 }
 
 Result<policies::ValidationReport> Verifier::xml(std::string_view xml, std::time_t at) const {

@@ -442,25 +442,22 @@ Result<ValidationReport> reportOf(const signer::SignatureFacts& f, const std::st
 
 }  // namespace
 
-Result<ValidationReport> validateJws(std::string_view jws, const ValidationContext& ctx) {
-    auto j = signer::verifyJws(jws);
-    if (!j) {
-        return j.error();
-    }
+Result<ValidationReport> validateJws(const signer::JwsFacts& facts, std::string_view jws,
+                                     const ValidationContext& ctx) {
     signer::SignatureFacts f;
     // A JWS signs its signing input directly: there is no separate content digest.
-    f.digestMatches = j->signatureValid;
-    f.signatureValid = j->signatureValid;
-    f.hasSigningCertificateAttribute = j->hasSigningCertificateReference;
-    f.signingCertificateBound = j->signingCertificateBound;
-    f.signerSubject = j->signerSubject;
-    f.signerCertDer = j->certificateDer;
-    f.certificatesDer = j->chainDer;
-    f.certificatesDer.insert(f.certificatesDer.begin(), j->certificateDer);
-    f.claimedSigningTime = j->signingTime;
-    const std::string bits = j->alg.size() > 2 ? j->alg.substr(2) : "";
+    f.digestMatches = facts.signatureValid;
+    f.signatureValid = facts.signatureValid;
+    f.hasSigningCertificateAttribute = facts.hasSigningCertificateReference;
+    f.signingCertificateBound = facts.signingCertificateBound;
+    f.signerSubject = facts.signerSubject;
+    f.signerCertDer = facts.certificateDer;
+    f.certificatesDer = facts.chainDer;
+    f.certificatesDer.insert(f.certificatesDer.begin(), facts.certificateDer);
+    f.claimedSigningTime = facts.signingTime;
+    const std::string bits = facts.alg.size() > 2 ? facts.alg.substr(2) : "";
     f.digestAlgorithm = "SHA-" + bits;
-    f.errors = j->errors;
+    f.errors = facts.errors;
     return reportOf(f, "JAdES-BASELINE-B", std::string(jws), ctx);
 }
 

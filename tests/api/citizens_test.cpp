@@ -30,25 +30,6 @@ std::string totpNow(const std::string& base32) {
     return code;
 }
 
-// The OCSP status of CERT from the demo's responder, as `openssl ocsp` reads it.
-std::string ocspStatus(Env& env, const std::string& certPem) {
-    const std::string dir = tempDir("citizen-ocsp");
-    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
-    writeFile(dir + "/chain.pem", readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
-    EXPECT_EQ(
-        run("openssl ocsp -issuer " + issuing + " -cert " + certPem + " -reqout " + dir + "/q.req"),
-        0);
-    EXPECT_EQ(env.request("POST", "/ocsp", "", dir + "/q.req", "application/ocsp-request",
-                          dir + "/r.resp")
-                  .status,
-              200);
-    std::string out;
-    run("openssl ocsp -respin " + dir + "/r.resp -issuer " + issuing + " -cert " + certPem +
-            " -CAfile " + dir + "/chain.pem -no_nonce 2>&1",
-        &out);
-    return out;
-}
-
 TEST(Citizens, EnrolSignUnderSadAndRevoke) {
     auto& env = Env::get();
     ASSERT_TRUE(env.cfg.citizens.has_value()) << "the demo enrols citizens";

@@ -74,23 +74,31 @@ std::string signHashBody(const std::string& id, const std::string& sad, const st
            "\"1.2.840.113549.1.1.11\"}";
 }
 
-// The OCSP status of CERTPEM from the demo's responder, as `openssl ocsp` reads it.
-std::string ocspStatus(Env& env, const std::string& certPem) {
-    const std::string dir = tempDir("csc-ocsp");
-    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
-    writeFile(dir + "/chain.pem", readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
-    EXPECT_EQ(
-        run("openssl ocsp -issuer " + issuing + " -cert " + certPem + " -reqout " + dir + "/q.req"),
-        0);
-    EXPECT_EQ(env.request("POST", "/ocsp", "", dir + "/q.req", "application/ocsp-request",
-                          dir + "/r.resp")
-                  .status,
-              200);
-    std::string out;
-    run("openssl ocsp -respin " + dir + "/r.resp -issuer " + issuing + " -cert " + certPem +
-            " -CAfile " + dir + "/chain.pem -no_nonce 2>&1",
-        &out);
-    return out;
+// A citizen enrolled by the demo portal, the initial PIN already changed to NEWPIN; an empty id
+// (and a failure recorded) when that did not work.
+struct Enrolled {
+    std::string id;
+    std::string totpSecret;  // base32, from the otpauth URI
+};
+Enrolled enrolWithPin(Env& env, const std::string& enrolment, const std::string& newPin) {
+    const std::string portal = env.keys["portal"];
+    auto r = post(env, "/api/v1/citizens", portal, enrolment);
+    EXPECT_EQ(r.status, 201) << r.body;
+    if (r.status != 201) {
+        return {};
+    }
+    Enrolled e{r.json()->getValue<std::string>("credentialID"), ""};
+    std::smatch m;
+    const std::string uri = r.json()->getValue<std::string>("otpauthUri");
+    EXPECT_TRUE(std::regex_search(uri, m, std::regex("[?&]secret=([A-Z2-7]+)"))) << uri;
+    e.totpSecret = m.empty() ? "" : m[1].str();
+    const int changed = post(env, "/api/v1/citizens/pin", portal,
+                             "{\"credentialID\":\"" + e.id + "\",\"oldPin\":\"" +
+                                 r.json()->getValue<std::string>("initialPin") +
+                                 "\",\"newPin\":\"" + newPin + "\"}")
+                            .status;
+    EXPECT_EQ(changed, 200);
+    return changed == 200 && !e.totpSecret.empty() ? e : Enrolled{};
 }
 
 TEST(Csc, EnrolAuthorizeSignHashAndTheAttacks) {
@@ -311,20 +319,14 @@ TEST(Csc, CitizenSignsAPdfFormUnderASad) {
     auto& env = Env::get();
     const std::string portal = env.keys["portal"];
     const std::string dir = tempDir("csc-pdf");
-    auto r = post(env, "/api/v1/citizens", portal,
-                  "{\"identityNumber\":\"036190007788\",\"fullName\":\"Phạm Thu Hà\","
-                  "\"province\":\"Nam Định\",\"contact\":\"0912345678\"}");
-    ASSERT_EQ(r.status, 201) << r.body;
-    const std::string id = r.json()->getValue<std::string>("credentialID");
-    std::smatch m;
-    const std::string uri = r.json()->getValue<std::string>("otpauthUri");
-    ASSERT_TRUE(std::regex_search(uri, m, std::regex("[?&]secret=([A-Z2-7]+)")));
-    const std::string secret = m[1];
-    ASSERT_EQ(post(env, "/api/v1/citizens/pin", portal,
-                   "{\"credentialID\":\"" + id + "\",\"oldPin\":\"" +
-                       r.json()->getValue<std::string>("initialPin") + "\",\"newPin\":\"205813\"}")
-                  .status,
-              200);
+    const Enrolled citizen =
+        enrolWithPin(env,
+                     "{\"identityNumber\":\"036190007788\",\"fullName\":\"Phạm Thu Hà\","
+                     "\"province\":\"Nam Định\",\"contact\":\"0912345678\"}",
+                     "205813");
+    ASSERT_FALSE(citizen.id.empty());
+    const std::string& id = citizen.id;
+    const std::string& secret = citizen.totpSecret;
     const std::string form = samplePdf();
     auto a = post(env, "/csc/v2/credentials/authorize", portal,
                   authorizeBody(id, "205813", oathCode(secret, 0), {sha256(readFile(form))}));
@@ -370,20 +372,14 @@ TEST(Csc, CitizenSignsAPdfFormUnderASad) {
 TEST(Csc, ASadExpiresAndCitizensSurviveARestart) {
     auto& env = Env::get();
     const std::string portal = env.keys["portal"];
-    auto r = post(env, "/api/v1/citizens", portal,
-                  "{\"identityNumber\":\"027301009911\",\"fullName\":\"Đỗ Văn Quý\","
-                  "\"province\":\"Bắc Ninh\",\"contact\":\"quy@example.vn\"}");
-    ASSERT_EQ(r.status, 201) << r.body;
-    const std::string id = r.json()->getValue<std::string>("credentialID");
-    std::smatch m;
-    const std::string uri = r.json()->getValue<std::string>("otpauthUri");
-    ASSERT_TRUE(std::regex_search(uri, m, std::regex("[?&]secret=([A-Z2-7]+)")));
-    const std::string secret = m[1];
-    ASSERT_EQ(post(env, "/api/v1/citizens/pin", portal,
-                   "{\"credentialID\":\"" + id + "\",\"oldPin\":\"" +
-                       r.json()->getValue<std::string>("initialPin") + "\",\"newPin\":\"640297\"}")
-                  .status,
-              200);
+    const Enrolled citizen =
+        enrolWithPin(env,
+                     "{\"identityNumber\":\"027301009911\",\"fullName\":\"Đỗ Văn Quý\","
+                     "\"province\":\"Bắc Ninh\",\"contact\":\"quy@example.vn\"}",
+                     "640297");
+    ASSERT_FALSE(citizen.id.empty());
+    const std::string& id = citizen.id;
+    const std::string& secret = citizen.totpSecret;
 
     const std::string conf = serveConf("csc-expiry");
     std::string text = readFile(conf);

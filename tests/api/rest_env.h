@@ -200,6 +200,26 @@ class Env {
     }
 };
 
+// The OCSP status of CERTPEM from the demo's responder (POST /ocsp), as `openssl ocsp` reads it:
+// "...: good", "...: revoked", ...
+inline std::string ocspStatus(Env& env, const std::string& certPem) {
+    const std::string dir = tempDir("ocsp-status");
+    const std::string issuing = env.dir + "/pki/issuing-ca.pem";
+    writeFile(dir + "/chain.pem", readFile(env.dir + "/pki/root-ca.pem") + readFile(issuing));
+    EXPECT_EQ(
+        run("openssl ocsp -issuer " + issuing + " -cert " + certPem + " -reqout " + dir + "/q.req"),
+        0);
+    EXPECT_EQ(env.request("POST", "/ocsp", "", dir + "/q.req", "application/ocsp-request",
+                          dir + "/r.resp")
+                  .status,
+              200);
+    std::string out;
+    run("openssl ocsp -respin " + dir + "/r.resp -issuer " + issuing + " -cert " + certPem +
+            " -CAfile " + dir + "/chain.pem -no_nonce 2>&1",
+        &out);
+    return out;
+}
+
 inline std::string samplePdf() {
     return corpusDir() + "/pdf/unsigned/dss-sample.pdf";
 }

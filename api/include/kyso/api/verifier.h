@@ -25,7 +25,8 @@ class Verifier {
                                            std::time_t at = 0) const;
 
     // A sealed receipt: a JWS, or an XML document with an enveloped XAdES signature.
-    Result<policies::ValidationReport> jws(std::string_view jws, std::time_t at = 0) const;
+    Result<policies::ValidationReport> jws(const signer::JwsFacts& facts, std::string_view jws,
+                                           std::time_t at = 0) const;
     Result<policies::ValidationReport> xml(std::string_view xml, std::time_t at = 0) const;
 
   private:

@@ -13,6 +13,7 @@
 #include "kyso/ca-bridge/revocation.h"
 #include "kyso/hsm/result.h"
 #include "kyso/policies/signing_policy.h"
+#include "kyso/signer/jws.h"
 #include "kyso/signer/pdf_signatures.h"
 
 namespace kyso::policies {
@@ -97,10 +98,11 @@ Result<ValidationReport> validatePdf(const std::string& path, const ValidationCo
 Result<ValidationReport> validateCms(const std::string& cms, const std::string& dataPath,
                                      const ValidationContext& ctx);
 
-// The report of a sealed receipt: a JWS (JAdES, JSON or compact serialization) or an XML
-// document with an enveloped XAdES signature. Errors: "jws.invalid", "jws.alg_unsupported",
-// "jws.crit_unsupported", "xml.invalid" (nothing to check).
-Result<ValidationReport> validateJws(std::string_view jws, const ValidationContext& ctx);
+// The report of a sealed receipt: a JWS (JAdES) from what signer::verifyJws found in it (the
+// caller has the facts already: it reads the payload too), or an XML document with an
+// enveloped XAdES signature (error "xml.invalid": nothing to check).
+Result<ValidationReport> validateJws(const signer::JwsFacts& facts, std::string_view jws,
+                                     const ValidationContext& ctx);
 Result<ValidationReport> validateXml(std::string_view xml, const ValidationContext& ctx);
 
 // "NONE", ... as in the report; false for an unknown name.
