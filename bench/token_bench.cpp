@@ -1,5 +1,6 @@
-// kyso_token_bench: the baseline of the REST row of bench/run. Signs SHA-256 digests with an RSA
-// key on the token (PKCS#1 v1.5) through kyso::hsm::Token, from T threads for a fixed time, and
+// kyso_token_bench: the baseline of the REST rows of bench/run. Signs SHA-256 digests with a key
+// on the token (RSA PKCS#1 v1.5, or ECDSA for an EC key) through kyso::hsm::Token, from T threads
+// for a fixed time, and
 // prints how many signatures per second the token gave. No PDF, no CMS, no HTTP: only the token.
 //
 //   kyso_token_bench --dir DEMO_DIR [--key officer-1] [--threads 1,2] [--seconds 5]
@@ -86,9 +87,10 @@ bool verifies(const kyso::hsm::KeyInfo& key, const std::string& digest, const st
         return false;
     }
     EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pub, nullptr);
+    const bool rsa = key.type == kyso::hsm::KeyType::Rsa;
     bool ok =
         ctx && EVP_PKEY_verify_init(ctx) > 0 &&
-        EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0 &&
+        (!rsa || EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0) &&
         EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) > 0 &&
         EVP_PKEY_verify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
                         reinterpret_cast<const unsigned char*>(digest.data()), digest.size()) == 1;
@@ -132,9 +134,11 @@ int main(int argc, char** argv) {
         d.assign(reinterpret_cast<char*>(md), n);
     }
 
+    const kyso::hsm::SignScheme scheme = key->type == kyso::hsm::KeyType::Rsa
+                                             ? kyso::hsm::SignScheme::RsaPkcs1v15
+                                             : kyso::hsm::SignScheme::Ecdsa;
     {
-        auto sig = (*token)->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15,
-                                  kyso::hsm::HashAlg::Sha256, digests[0]);
+        auto sig = (*token)->sign(*key, scheme, kyso::hsm::HashAlg::Sha256, digests[0]);
         if (!sig || !verifies(*key, digests[0], *sig)) {
             std::cerr << "token_bench: the first signature did not verify\n";
             return 70;
@@ -146,7 +150,7 @@ int main(int argc, char** argv) {
         const kyso::bench::TimedRun run =
             kyso::bench::runFor(t, o.seconds, [&](unsigned thread, unsigned long n) {
                 return (*token)
-                    ->sign(*key, kyso::hsm::SignScheme::RsaPkcs1v15, kyso::hsm::HashAlg::Sha256,
+                    ->sign(*key, scheme, kyso::hsm::HashAlg::Sha256,
                            digests[(thread * 31 + n) % digests.size()])
                     .ok();
             });

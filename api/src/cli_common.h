@@ -28,7 +28,7 @@ constexpr int kExitConfig = 78;
 
 inline const char* kUsage =
     "usage:\n"
-    "  kyso demo init --dir DIR [--listen HOST:PORT]\n"
+    "  kyso demo init --dir DIR [--listen HOST:PORT] [--key-type RSA-2048|P-256]\n"
     "  kyso serve --config FILE\n"
     "  kyso sign pdf --config FILE --key ID_OR_PKCS11_URI --in IN --out OUT\n"
     "                [--reason TEXT] [--location TEXT] [--contact-info TEXT] [--field NAME]\n"
@@ -116,6 +116,9 @@ inline int exitCodeFor(const Error& e) {
     }
     if (c.rfind("io.", 0) == 0) {
         return kExitIo;
+    }
+    if (c == "demo.key_type") {
+        return kExitUsage;
     }
     return kExitSoftware;
 }

@@ -69,6 +69,14 @@ struct Demo {
     Result<hsm::KeyInfo> ensureKey(const std::string& label, hsm::KeyType type, unsigned bits) {
         auto k = token->findKey(hsm::KeyRef{label, std::nullopt});
         if (k) {
+            if (k->type != type || k->bits != bits) {
+                return Error::make(
+                    "demo.key_type",
+                    "the token already holds key '" + label + "' of another type (" +
+                        (k->type == hsm::KeyType::Rsa ? "RSA-" + std::to_string(k->bits)
+                                                      : k->curve) +
+                        "); use a new --dir for another --key-type");
+            }
             return k;
         }
         if (k.error().code != "key.not_found") {
@@ -80,6 +88,7 @@ struct Demo {
         hsm::KeySpec spec;
         spec.type = type;
         spec.rsaBits = bits;
+        spec.curve = "P-" + std::to_string(bits);
         spec.label = label;
         auto generated = token->generateKey(spec);
         if (generated) {
@@ -139,10 +148,12 @@ struct Demo {
     }
 
     // Key and certificate of `label`, made if missing; `issuer` null means self-signed.
-    Result<hsm::Credential> ensureCredential(const std::string& label, unsigned rsaBits,
+    // `bits`: the RSA modulus size, or with type Ec the curve's (256: P-256).
+    Result<hsm::Credential> ensureCredential(const std::string& label, unsigned bits,
                                              ca::CertificateProfile profile,
-                                             const hsm::Credential* issuer) {
-        auto key = ensureKey(label, hsm::KeyType::Rsa, rsaBits);
+                                             const hsm::Credential* issuer,
+                                             hsm::KeyType type = hsm::KeyType::Rsa) {
+        auto key = ensureKey(label, type, bits);
         if (!key) {
             return key.error();
         }
@@ -228,6 +239,15 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
     if (options.dir.empty()) {
         return Error::make("request.invalid", "demo init needs --dir");
     }
+    // The signing credentials' key type; the CAs and the audit key stay RSA.
+    if (options.keyType != "RSA-2048" && options.keyType != "P-256") {
+        return Error::make("demo.key_type",
+                           "--key-type must be RSA-2048 or P-256, not '" + options.keyType + "'");
+    }
+    const hsm::KeyType signingType =
+        options.keyType == "P-256" ? hsm::KeyType::Ec : hsm::KeyType::Rsa;
+    const unsigned signingBits = signingType == hsm::KeyType::Ec ? 256 : 2048;
+
     Demo d{options, log, fs::absolute(options.dir).lexically_normal().string(), nullptr, nullptr};
     std::error_code ec;
     for (const char* sub : {"", "/tokens", "/secrets", "/pki", "/tls", "/spool"}) {
@@ -338,39 +358,39 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         p.validDays = validDays;
         return p;
     };
-    auto officer = d.ensureCredential("officer-1", 2048,
+    auto officer = d.ensureCredential("officer-1", signingBits,
                                       signingProfile({{"C", "VN"},
                                                       {"ST", "Hà Nội"},
                                                       {"O", "Sở Thông tin và Truyền thông"},
                                                       {"title", "Giám đốc Sở"},
                                                       {"CN", "Nguyễn Văn An"}},
                                                      730),
-                                      &*issuing);
+                                      &*issuing, signingType);
     if (!officer) {
         return officer.error();
     }
     // The agency's e-seal (Decree 30/2020, Art. 5): the registry office applies it after the
     // officer's signature; its certificate names the agency.
     auto seal =
-        d.ensureCredential("agency-seal", 2048,
+        d.ensureCredential("agency-seal", signingBits,
                            signingProfile({{"C", "VN"},
                                            {"ST", "Hà Nam"},
                                            {"O", "Sở Thông tin và Truyền thông"},
                                            {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam"}},
                                           1825),
-                           &*issuing);
+                           &*issuing, signingType);
     if (!seal) {
         return seal.error();
     }
     // The agency's receipt e-seal (issue 8): seals the payment receipts portals ask for.
     auto receiptSeal = d.ensureCredential(
-        "receipt-seal", 2048,
+        "receipt-seal", signingBits,
         signingProfile({{"C", "VN"},
                         {"ST", "Hà Nam"},
                         {"O", "Sở Thông tin và Truyền thông"},
                         {"CN", "Sở Thông tin và Truyền thông tỉnh Hà Nam - Biên lai điện tử"}},
                        1825),
-        &*issuing);
+        &*issuing, signingType);
     if (!receiptSeal) {
         return receiptSeal.error();
     }
@@ -397,7 +417,7 @@ Status demoInit(const DemoOptions& options, std::ostream& log) {
         signingProfile({{"C", "VN"}, {"O", "kyso demo"}, {"CN", "kyso Demo TSA"}}, 1825);
     tsaProf.extendedKeyUsage = {"timeStamping"};
     tsaProf.extendedKeyUsageCritical = true;  // RFC 3161 2.3
-    auto tsa = d.ensureCredential("tsa", 2048, tsaProf, &*issuing);
+    auto tsa = d.ensureCredential("tsa", signingBits, tsaProf, &*issuing, signingType);
     if (!tsa) {
         return tsa.error();
     }

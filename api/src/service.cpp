@@ -44,6 +44,7 @@
 #include <mutex>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "activation.h"
 #include "audit_json.h"
@@ -108,6 +109,9 @@ Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& 
     return std::unique_ptr<signer::Timestamper>(
         new signer::LocalTimestamper(tsa, std::move(*anchors)));
 }
+
+// How often the service checks its token in the background (Impl::probeToken).
+constexpr std::chrono::seconds kTokenProbeInterval{1};
 
 // The label of the token's AES key that seals citizens' TOTP keys in the database.
 constexpr const char* kCitizenSecretsKey = "kyso-citizen-secrets";
@@ -372,6 +376,24 @@ struct Service::Impl {
     std::unique_ptr<Poco::Net::TCPServer> server;
     Poco::Net::HTTPRequestHandlerFactory::Ptr handlers;
 
+    // The token probe: every kTokenProbeInterval, Token::ready() checks a session, so a token
+    // that went away is noticed, and one that came back is logged in again (a lost connection
+    // is re-made by the next probe), without a request having to fail first. Token never retries
+    // a PIN the token rejected, so neither does the probe.
+    std::thread tokenProbe;
+    std::mutex probeMu;
+    std::condition_variable probeCv;
+    bool probeStop = false;
+
+    void probeToken() {
+        std::unique_lock lk(probeMu);
+        while (!probeCv.wait_for(lk, kTokenProbeInterval, [this] { return probeStop; })) {
+            lk.unlock();
+            (void)token.ready();
+            lk.lock();
+        }
+    }
+
     // Requests inside handle(): stop() waits for them before the token may go away.
     std::mutex flightMu;
     std::condition_variable flightCv;
@@ -460,6 +482,9 @@ struct Service::Impl {
         metrics.operation(e.credential, e.type, e.outcome);
         auto r = audit->append(std::move(e));
         if (!r) {
+            // The cause (e.g. "database or disk is full") is for the operator, not the client.
+            logJson("error", "audit append failed: the result is withheld",
+                    {{"requestId", x.requestId}, {"error", r.error().detail}});
             sendProblem(x, {"audit.unavailable",
                             "the audit log cannot be written: the result is withheld"});
             return false;
@@ -761,31 +786,39 @@ struct Service::Impl {
         }
         r.principal = *who;
         const std::int64_t declared = x.req.getContentLength64();
-        if (!policyAllows(x, r, declared > 0 ? static_cast<std::uint64_t>(declared) : 0)) {
-            return std::nullopt;
-        }
-        if (cfg.signing.ratePerMinute > 0 &&
-            !rateLimiter.allow(who->name, cfg.signing.ratePerMinute)) {
-            x.resp.set("Retry-After", "60");
-            record({"policy.denial", who->name, r.cred->id, "denied",
-                    auditDetail(
-                        {{"rule", "rate-limit"}, {"operation", policies::operationName(op)}})});
-            sendProblem(x,
-                        {"rate.limited", "more than " + std::to_string(cfg.signing.ratePerMinute) +
-                                             " signing requests a minute (rule rate-limit)"});
+        if (!policyAllows(x, r, declared > 0 ? static_cast<std::uint64_t>(declared) : 0) ||
+            !withinRate(x, *who, r.cred->id, op)) {
             return std::nullopt;
         }
         return r;
     }
 
+    // [policy] ratePerMinute: false (429 sent, denial audited) when WHO is over it.
+    bool withinRate(Exchange& x, const policies::Principal& who, const std::string& credId,
+                    policies::Operation op) {
+        if (cfg.signing.ratePerMinute == 0 ||
+            rateLimiter.allow(who.name, cfg.signing.ratePerMinute)) {
+            return true;
+        }
+        x.resp.set("Retry-After", "60");
+        record({"policy.denial", who.name, credId, "denied",
+                auditDetail({{"rule", "rate-limit"}, {"operation", policies::operationName(op)}})});
+        sendProblem(x, {"rate.limited", "more than " + std::to_string(cfg.signing.ratePerMinute) +
+                                            " signing requests a minute (rule rate-limit)"});
+        return false;
+    }
+
     // The signing policy ([policy] file) for this request: document size, level, key and hash.
-    bool policyAllows(Exchange& x, const SignRequest& r, std::uint64_t documentBytes) {
+    // `hash`: the digest algorithm when the request chooses it (sign/hash), else the
+    // credential's.
+    bool policyAllows(Exchange& x, const SignRequest& r, std::uint64_t documentBytes,
+                      std::optional<hsm::HashAlg> hash = std::nullopt) {
         policies::SigningRequestFacts facts;
         facts.documentBytes = documentBytes;
         facts.level = r.level;
         facts.keyType = r.cred->key.type == hsm::KeyType::Rsa ? "RSA" : "EC";
         facts.keyBits = r.cred->key.bits;
-        facts.hash = hsm::hashName(r.cred->hash);
+        facts.hash = hsm::hashName(hash.value_or(r.cred->hash));
         const policies::Decision d = policies::checkSigningRequest(cfg.signing, facts);
         if (d.allowed) {
             return true;
@@ -1065,6 +1098,125 @@ struct Service::Impl {
         sendSpooled(x, *spool->out, cms->outputSize,
                     opts.detached ? "application/pkcs7-signature"
                                   : "application/pkcs7-mime; smime-type=signed-data");
+    }
+
+    // POST /api/v1/sign/hash {credential, hashAlgorithm, signAlgorithm, hashes: [base64]}: one
+    // raw signature per precomputed digest, in order ({signatures: [base64]}). Up to
+    // kMaxHashesPerRequest digests per request, all signed or none returned; one audit entry
+    // names the count and the SHA-256 of the digests concatenated. Citizens sign hashes through
+    // the CSC API with their SAD (SCAL2), not here.
+    static constexpr std::size_t kMaxHashesPerRequest = 500;
+
+    void signHash(Exchange& x) {
+        auto who = authenticate(x);
+        if (!who) {
+            return;
+        }
+        auto body = readJsonBody(x);
+        if (!body) {
+            return;
+        }
+        static const std::set<std::string> known = {"credential", "hashAlgorithm", "signAlgorithm",
+                                                    "hashes"};
+        for (const auto& [k, v] : **body) {
+            if (!known.count(k)) {
+                return sendProblem(x, {"request.invalid", "unknown member '" + k + "'"});
+            }
+        }
+        const std::string credId = stringField(*body, "credential");
+        if (credId.empty()) {
+            return sendProblem(x, {"request.invalid", "'credential' is required"});
+        }
+        const hsm::Credential* cred = authorizeUse(x, *who, credId, policies::Operation::SignHash);
+        if (cred == nullptr) {
+            return;
+        }
+        if (cred->kind == "citizen") {
+            return sendProblem(x, {"auth.denied",
+                                   "a citizen's credential signs hashes only through "
+                                   "/csc/v2/signatures/signHash with the citizen's SAD"});
+        }
+        const std::string hashName = stringField(*body, "hashAlgorithm");
+        static const std::map<std::string, hsm::HashAlg> hashes = {
+            {"SHA-256", hsm::HashAlg::Sha256},
+            {"SHA-384", hsm::HashAlg::Sha384},
+            {"SHA-512", hsm::HashAlg::Sha512},
+            {"2.16.840.1.101.3.4.2.1", hsm::HashAlg::Sha256},
+            {"2.16.840.1.101.3.4.2.2", hsm::HashAlg::Sha384},
+            {"2.16.840.1.101.3.4.2.3", hsm::HashAlg::Sha512}};
+        auto h = hashes.find(hashName);
+        if (h == hashes.end()) {
+            return sendProblem(x, {"request.invalid",
+                                   "hashAlgorithm must be SHA-256, SHA-384 or SHA-512 (name or "
+                                   "OID)"});
+        }
+        // The scheme: the credential's own when signAlgorithm is absent.
+        const bool rsa = cred->key.type == hsm::KeyType::Rsa;
+        const std::string algName = stringField(*body, "signAlgorithm");
+        std::optional<hsm::SignScheme> scheme;
+        if (algName.empty()) {
+            scheme = cred->scheme;
+        } else if (rsa && (algName == "RSASSA-PKCS1-v1_5" || algName == "1.2.840.113549.1.1.1")) {
+            scheme = hsm::SignScheme::RsaPkcs1v15;
+        } else if (rsa && (algName == "RSASSA-PSS" || algName == "1.2.840.113549.1.1.10")) {
+            scheme = hsm::SignScheme::RsaPss;
+        } else if (!rsa && (algName == "ECDSA" || algName == "1.2.840.10045.2.1")) {
+            scheme = hsm::SignScheme::Ecdsa;
+        }
+        if (!scheme) {
+            return sendProblem(
+                x, {"request.invalid",
+                    rsa ? "signAlgorithm must be RSASSA-PKCS1-v1_5 or RSASSA-PSS for this RSA key"
+                        : "signAlgorithm must be ECDSA for this EC key"});
+        }
+        Poco::JSON::Array::Ptr arr = (*body)->getArray("hashes");
+        if (arr.isNull() || arr->size() == 0 || arr->size() > kMaxHashesPerRequest) {
+            return sendProblem(x, {"request.invalid", "hashes must be an array of 1 to " +
+                                                          std::to_string(kMaxHashesPerRequest) +
+                                                          " base64 digests"});
+        }
+        std::vector<std::string> digests;
+        digests.reserve(arr->size());
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            const Poco::Dynamic::Var v = arr->get(static_cast<unsigned>(i));
+            auto d = v.isString() ? unbase64(v.extract<std::string>()) : std::nullopt;
+            if (!d || d->size() != hsm::digestLength(h->second)) {
+                return sendProblem(x, {"request.invalid",
+                                       "hashes[" + std::to_string(i) + "] is not the base64 of a " +
+                                           hsm::hashName(h->second) + " digest"});
+            }
+            digests.push_back(std::move(*d));
+        }
+        SignRequest r;
+        r.principal = *who;
+        r.cred = cred;
+        r.level = "B-B";
+        r.op = policies::Operation::SignHash;
+        if (!policyAllows(x, r, 0, h->second) ||
+            !withinRate(x, *who, cred->id, policies::Operation::SignHash)) {
+            return;
+        }
+        Poco::JSON::Array sigs;
+        std::string all;
+        for (const auto& d : digests) {
+            auto sig = cred->token->sign(cred->key, *scheme, h->second, d);
+            if (!sig) {
+                record({"sign.hash", who->name, cred->id, "failed",
+                        auditDetail({{"code", sig.error().code}})});
+                return sendError(x, sig.error());
+            }
+            sigs.add(base64(*sig));
+            all += d;
+        }
+        if (!audited(x, {"sign.hash", who->name, cred->id, "ok",
+                         auditDetail({{"signatures", std::to_string(digests.size())},
+                                      {"hashAlgorithm", hsm::hashName(h->second)},
+                                      {"hashes.sha256", sha256Hex(all)}})})) {
+            return;
+        }
+        Poco::JSON::Object o;
+        o.set("signatures", sigs);
+        sendJson(x, 200, o);
     }
 
     // The validation report of a PDF (application/pdf), of a CMS with its content
@@ -2350,6 +2502,7 @@ struct Service::Impl {
             {"GET", "/api/v1/audit", &Impl::auditEntries},
             {"POST", "/api/v1/sign/pdf", &Impl::signPdf},
             {"POST", "/api/v1/sign/cms", &Impl::signCms},
+            {"POST", "/api/v1/sign/hash", &Impl::signHash},
             {"POST", "/api/v1/verify", &Impl::verify},
             {"POST", "/tsa", &Impl::timestamp},
             {"POST", "/ocsp", &Impl::ocsp},
@@ -2707,6 +2860,7 @@ Status Service::start() {
         m_impl->server = std::make_unique<Poco::Net::TCPServer>(
             new ConnectionFactory(httpParams, m_impl->handlers), *m_impl->pool, socket, httpParams);
         m_impl->server->start();
+        m_impl->tokenProbe = std::thread([impl = m_impl.get()] { impl->probeToken(); });
     } catch (const Poco::Exception& e) {
         return Error::make("server.start", "cannot start the HTTPS server: " + e.displayText());
     }
@@ -2714,6 +2868,14 @@ Status Service::start() {
 }
 
 void Service::stop() {
+    if (m_impl->tokenProbe.joinable()) {
+        {
+            std::lock_guard lk(m_impl->probeMu);
+            m_impl->probeStop = true;
+        }
+        m_impl->probeCv.notify_all();
+        m_impl->tokenProbe.join();
+    }
     if (!m_impl->server) {
         return;
     }

@@ -10,9 +10,13 @@
 #include <botan/hex.h>
 #include <botan/system_rng.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
+#include <utility>
 
 #include "kyso/hsm/secret.h"
 #include "report_json.h"
@@ -79,9 +83,35 @@ bool argon2idCheck(std::string_view secret, const std::string& hash) {
     }
 }
 
+namespace {
+
+// A connection to PATH with the store's settings.
+std::unique_ptr<Poco::Data::Session> connect(const std::string& path) {
+    auto session = std::make_unique<Poco::Data::Session>("SQLite", path);
+    auto& s = *session;
+    s << "PRAGMA journal_mode=WAL", now;
+    s << "PRAGMA synchronous=FULL", now;
+    s << "PRAGMA busy_timeout=5000", now;
+    // The citizens' tables reference each other; SQLite checks that only when asked to.
+    s << "PRAGMA foreign_keys=ON", now;
+    return session;
+}
+
+}  // namespace
+
 struct Store::Impl {
     std::mutex mu;  // Poco::Data sessions are not thread-safe
+    std::string path;
     std::unique_ptr<Poco::Data::Session> session;
+    // Set when a write failed (a full disk, an unwritable file, an I/O error, the write lock not
+    // granted in time), cleared by the next write that commits. While it is set, writable()
+    // proves the database with a write that commits: on a full disk SQLite still grants the
+    // write lock, so taking it proves nothing.
+    std::atomic<bool> writeFailed{false};
+    // SQLite opened the file read-only (it could not be opened for writing) or said it is
+    // read-only: the next write opens the connection again, so that a file made writable again
+    // is written without a restart. An open connection never re-opens its file by itself.
+    bool reopen = false;
 
     struct Cached {
         std::string secretHash;
@@ -90,7 +120,64 @@ struct Store::Impl {
     };
     std::mutex cacheMu;
     std::map<std::string, Cached> cache;
+    // (key id, SHA-256 of the secret) pairs whose Argon2id check is running (under cacheMu): one
+    // check of the same key at a time, so that when a busy key's cache entry expires the threads
+    // that present it wait for one check (19 MiB, tens of ms) instead of all running their own
+    // at once. A different secret for the same id (a wrong one) is checked on its own and never
+    // makes the right one wait.
+    std::set<std::pair<std::string, std::string>> checking;
+    std::condition_variable checked;
 };
+
+namespace {
+
+// What a failed write leaves behind (the caller holds impl.mu): writable() then needs a write
+// that commits, and a connection SQLite says is read-only is opened again before the next write.
+void noteWriteFailure(Store::Impl& impl, const std::exception& e) {
+    impl.writeFailed = true;
+    if (dynamic_cast<const Poco::Data::SQLite::ReadOnlyException*>(&e) != nullptr) {
+        impl.reopen = true;
+    }
+}
+
+// Rolls back what is open. SQLite rolls a transaction back by itself on SQLITE_FULL and
+// SQLITE_IOERR, and then ROLLBACK says that no transaction is active: nothing to do either way.
+void rollbackQuietly(Poco::Data::Session& s) {
+    try {
+        s << "ROLLBACK", now;
+    } catch (const Poco::Exception&) {
+    }
+}
+
+// BEGIN IMMEDIATE (the caller holds impl.mu), on a connection opened again first if it was
+// found read-only. A transaction that an earlier failure left open (a ROLLBACK that failed) would
+// refuse every later BEGIN: it is rolled back and BEGIN tried once more, so the connection never
+// stays wedged. Throws what SQLite reports.
+void beginWrite(Store::Impl& impl) {
+    if (impl.reopen) {
+        // On failure the old connection stays (reads keep working) and the next write tries again.
+        impl.session = connect(impl.path);
+        impl.reopen = false;
+    }
+    auto& s = *impl.session;
+    try {
+        s << "BEGIN IMMEDIATE", now;
+    } catch (const Poco::Exception& e) {
+        if (e.displayText().find("within a transaction") == std::string::npos) {
+            throw;
+        }
+        rollbackQuietly(s);
+        s << "BEGIN IMMEDIATE", now;
+    }
+}
+
+// COMMIT; a write that commits ends the failure that writable() reports.
+void commitWrite(Store::Impl& impl) {
+    *impl.session << "COMMIT", now;
+    impl.writeFailed = false;
+}
+
+}  // namespace
 
 Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Store::~Store() = default;
@@ -99,14 +186,14 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
     static std::once_flag once;
     std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
     auto impl = std::make_unique<Impl>();
+    impl->path = path;
     try {
-        impl->session = std::make_unique<Poco::Data::Session>("SQLite", path);
+        impl->session = connect(path);
         auto& s = *impl->session;
-        s << "PRAGMA journal_mode=WAL", now;
-        s << "PRAGMA synchronous=FULL", now;
-        s << "PRAGMA busy_timeout=5000", now;
-        // The citizens' tables reference each other; SQLite checks that only when asked to.
-        s << "PRAGMA foreign_keys=ON", now;
+        // What writable() writes to prove the database takes writes again.
+        s << "CREATE TABLE IF NOT EXISTS write_probe (id INTEGER PRIMARY KEY CHECK (id = 1),"
+             " at INTEGER NOT NULL)",
+            now;
         s << "CREATE TABLE IF NOT EXISTS api_keys ("
              " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,"
              " hash TEXT NOT NULL, created TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)",
@@ -257,17 +344,39 @@ std::optional<policies::Principal> Store::authenticate(std::string_view key) {
     const std::string id(key.substr(5, 16));
     const std::string_view secret = key.substr(22);
     const std::string secretHash = sha256(secret);
-    const auto nowT = std::chrono::steady_clock::now();
+    auto nowT = std::chrono::steady_clock::now();
     {
-        std::lock_guard lk(m_impl->cacheMu);
-        auto it = m_impl->cache.find(id);
-        if (it != m_impl->cache.end() && it->second.until > nowT) {
-            if (hsm::constantTimeEquals(it->second.secretHash, secretHash)) {
-                return it->second.principal;
+        std::unique_lock lk(m_impl->cacheMu);
+        for (;;) {
+            auto it = m_impl->cache.find(id);
+            if (it != m_impl->cache.end() && it->second.until > nowT) {
+                if (hsm::constantTimeEquals(it->second.secretHash, secretHash)) {
+                    return it->second.principal;
+                }
+                return std::nullopt;
             }
-            return std::nullopt;
+            if (m_impl->checking.emplace(id, secretHash).second) {
+                break;  // this thread checks the key
+            }
+            // Another thread is checking the same key: when it is done, its result is in the
+            // cache if the key was right; if it was not, this thread finds no entry and checks.
+            m_impl->checked.wait(lk);
+            nowT = std::chrono::steady_clock::now();
         }
     }
+    // Ends this thread's check of the key on every return below and wakes the waiting threads.
+    struct CheckDone {
+        Impl& impl;
+        const std::string& id;
+        const std::string& secretHash;
+        ~CheckDone() {
+            {
+                std::lock_guard lk(impl.cacheMu);
+                impl.checking.erase({id, secretHash});
+            }
+            impl.checked.notify_all();
+        }
+    } done{*m_impl, id, secretHash};
     std::vector<std::string> names, roles, hashes;
     {
         std::lock_guard lk(m_impl->mu);
@@ -317,23 +426,21 @@ class BlockSerials final : public signer::SerialSource {
   private:
     Status reserve() {
         std::lock_guard lk(m_impl.mu);
-        auto& s = *m_impl.session;
         try {
-            s << "BEGIN IMMEDIATE", now;
+            beginWrite(m_impl);
+            auto& s = *m_impl.session;
             std::string name = m_name;
             s << "INSERT OR IGNORE INTO counters (name, next) VALUES (?, 1)", use(name), now;
             Poco::Int64 start = 0;
             s << "SELECT next FROM counters WHERE name = ?", use(name), into(start), now;
             Poco::Int64 end = start + static_cast<Poco::Int64>(m_block);
             s << "UPDATE counters SET next = ? WHERE name = ?", use(end), use(name), now;
-            s << "COMMIT", now;
+            commitWrite(m_impl);
             m_next = static_cast<std::uint64_t>(start);
             m_end = static_cast<std::uint64_t>(end);
         } catch (const Poco::Exception& e) {
-            try {
-                s << "ROLLBACK", now;
-            } catch (const Poco::Exception&) {
-            }
+            noteWriteFailure(m_impl, e);
+            rollbackQuietly(*m_impl.session);
             return Error::make("db.unavailable",
                                "cannot reserve serial numbers: " + e.displayText());
         }
@@ -467,8 +574,11 @@ class SqliteRevocationCache final : public ca::RevocationCache {
             *m_impl.session << "INSERT OR REPLACE INTO revocation_cache (key, der, valid_until) "
                                "VALUES (?, ?, ?)",
                 use(k), use(b64), use(t), now;
-        } catch (const Poco::Exception&) {
-            // A cache that cannot be written only costs a fetch next time.
+        } catch (const Poco::Exception& e) {
+            // A cache that cannot be written (a full disk, a read-only file) only costs a fetch
+            // next time: verification goes on without it.
+            std::lock_guard lk(m_impl.mu);
+            noteWriteFailure(m_impl, e);
         }
     }
 
@@ -484,9 +594,9 @@ std::unique_ptr<ca::RevocationCache> Store::revocationCache() {
 
 Status Store::appendAudit(const AuditBuilder& build) {
     std::lock_guard lk(m_impl->mu);
-    auto& s = *m_impl->session;
     try {
-        s << "BEGIN IMMEDIATE", now;
+        beginWrite(*m_impl);
+        auto& s = *m_impl->session;
         std::vector<Poco::Int64> seqs;
         std::vector<std::string> hashes;
         s << "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", into(seqs), into(hashes), now;
@@ -499,18 +609,13 @@ Status Store::appendAudit(const AuditBuilder& build) {
                 use(seq), use(r.time), use(r.type), use(r.principal), use(r.credential),
                 use(r.outcome), use(r.detail), use(r.prevHash), use(r.hash), now;
         }
-        s << "COMMIT", now;
+        commitWrite(*m_impl);
     } catch (const Poco::Exception& e) {
-        try {
-            s << "ROLLBACK", now;
-        } catch (const Poco::Exception&) {
-        }
+        noteWriteFailure(*m_impl, e);
+        rollbackQuietly(*m_impl->session);
         return Error::make("db.unavailable", "cannot append to the audit log: " + e.displayText());
     } catch (const std::exception& e) {
-        try {
-            s << "ROLLBACK", now;
-        } catch (const Poco::Exception&) {
-        }
+        rollbackQuietly(*m_impl->session);
         return Error::make("db.unavailable",
                            std::string("cannot append to the audit log: ") + e.what());
     }
@@ -549,9 +654,16 @@ Status Store::addAuditCheckpoint(const AuditCheckpoint& c) {
         std::string time = c.time;
         std::string sig = c.signature;
         std::lock_guard lk(m_impl->mu);
-        *m_impl->session << "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time, signature)"
-                            " VALUES (?, ?, ?, ?)",
-            use(seq), use(hash), use(time), use(sig), now;
+        try {
+            *m_impl->session
+                << "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, time, signature)"
+                   " VALUES (?, ?, ?, ?)",
+                use(seq), use(hash), use(time), use(sig), now;
+        } catch (const Poco::Exception& e) {
+            noteWriteFailure(*m_impl, e);
+            throw;
+        }
+        m_impl->writeFailed = false;
     } catch (const Poco::Exception& e) {
         return Error::make("db.unavailable", "cannot store the checkpoint: " + e.displayText());
     }
@@ -572,12 +684,23 @@ std::vector<AuditCheckpoint> Store::auditCheckpoints() {
 }
 
 bool Store::writable() {
+    std::lock_guard lk(m_impl->mu);
     try {
-        std::lock_guard lk(m_impl->mu);
-        *m_impl->session << "BEGIN IMMEDIATE", now;
-        *m_impl->session << "ROLLBACK", now;
+        beginWrite(*m_impl);
+        if (m_impl->writeFailed) {
+            // A write failed since the last commit: only a write that commits shows that the
+            // disk has room and the files can be written again.
+            Poco::Int64 at = static_cast<Poco::Int64>(std::time(nullptr));
+            *m_impl->session << "INSERT OR REPLACE INTO write_probe (id, at) VALUES (1, ?)",
+                use(at), now;
+            commitWrite(*m_impl);
+        } else {
+            *m_impl->session << "ROLLBACK", now;
+        }
         return true;
-    } catch (const Poco::Exception&) {
+    } catch (const Poco::Exception& e) {
+        noteWriteFailure(*m_impl, e);
+        rollbackQuietly(*m_impl->session);
         return false;
     }
 }
@@ -594,31 +717,27 @@ using Poco::Data::Session;
 template <typename T, typename F>
 Result<T> inTransaction(Store::Impl& impl, const char* what, F&& body) {
     std::lock_guard lk(impl.mu);
-    Session& s = *impl.session;
-    const auto rollback = [&s] {
-        try {
-            s << "ROLLBACK", now;
-        } catch (const Poco::Exception&) {
-            // Nothing was committed; SQLite drops the transaction with the connection.
-        }
-    };
+    const auto rollback = [&impl] { rollbackQuietly(*impl.session); };
     const auto failure = [what](const std::string& why) {
         return Error::make("db.unavailable", std::string("cannot ") + what + ": " + why);
     };
     try {
-        s << "BEGIN IMMEDIATE", now;
+        beginWrite(impl);
     } catch (const Poco::Exception& e) {
+        noteWriteFailure(impl, e);
         return failure(e.displayText());
     }
+    Session& s = *impl.session;
     try {
         Result<T> r = body(s);
         if (!r.ok()) {
             rollback();
             return r;
         }
-        s << "COMMIT", now;
+        commitWrite(impl);
         return r;
     } catch (const Poco::Exception& e) {
+        noteWriteFailure(impl, e);
         rollback();
         return failure(e.displayText());
     } catch (const std::exception& e) {

@@ -513,6 +513,12 @@ struct Token::Impl {
         fl = module->functions();
         auto found = module->findToken(cfg);
         if (!found) {
+            // A token that was there and is gone (pulled out, reader unplugged) is unavailable
+            // until it comes back; "token.not_found" is for one never found at open.
+            if (recovering && found.error().code == "token.not_found") {
+                return Error::make("token.unavailable",
+                                   found.error().detail + ": the token is not present");
+            }
             return found.error();
         }
         info = *found;

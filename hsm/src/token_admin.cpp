@@ -84,7 +84,16 @@ Status initToken(const std::string& modulePath, const std::string& label, const 
     if (free == nullptr) {
         return Error::make("token.not_found", "no uninitialised token slot is available");
     }
-    if (::PKCS11_init_token(free->token, soPin.c_str(), label.c_str()) != 0) {
+    // C_InitToken reads exactly 32 bytes of label (CK_UTF8CHAR[32], blank-padded, PKCS#11 v2.40
+    // section 5.6) and libp11 passes our pointer through: a shorter C string would be over-read.
+    if (label.empty() || label.size() > 32) {
+        return Error::make("token.error", "a token label has 1 to 32 bytes");
+    }
+    char padded[33];
+    std::memset(padded, ' ', 32);
+    std::memcpy(padded, label.data(), label.size());
+    padded[32] = '\0';
+    if (::PKCS11_init_token(free->token, soPin.c_str(), padded) != 0) {
         return Error::make("token.error", "C_InitToken failed");
     }
     // Initialising a token renumbers SoftHSM2's slots: find it again by its old slot's token.

@@ -27,6 +27,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // JSON
 
+struct JsonMember;
+
 struct JsonValue {
     enum class Kind { Null, Bool, Int, String, Array, Object };
     Kind kind = Kind::Null;
@@ -34,17 +36,26 @@ struct JsonValue {
     std::int64_t integer = 0;
     std::string string;  // UTF-8, escapes decoded
     std::vector<JsonValue> items;
-    std::vector<std::pair<std::string, JsonValue>> members;  // in input order until sorted
+    std::vector<JsonMember> members;  // in input order until sorted
 
-    const JsonValue* member(std::string_view name) const {
-        for (const auto& [k, v] : members) {
-            if (k == name) {
-                return &v;
-            }
-        }
-        return nullptr;
-    }
+    const JsonValue* member(std::string_view name) const;
 };
+
+// An object member, named like the std::pair it replaces: clang (with libstdc++ 12) cannot
+// instantiate std::pair<std::string, JsonValue> inside the recursive JsonValue.
+struct JsonMember {
+    std::string first;
+    JsonValue second;
+};
+
+const JsonValue* JsonValue::member(std::string_view name) const {
+    for (const auto& [k, v] : members) {
+        if (k == name) {
+            return &v;
+        }
+    }
+    return nullptr;
+}
 
 // ECMAScript's Number.MAX_SAFE_INTEGER: beyond it an integer has no exact ES representation,
 // so two different receipts could canonicalize alike.
@@ -216,7 +227,7 @@ class JsonParser {
             if (!value) {
                 return std::nullopt;
             }
-            v.members.emplace_back(std::move(*name), std::move(*value));
+            v.members.push_back(JsonMember{std::move(*name), std::move(*value)});
             skipSpace();
             if (m_pos < m_in.size() && m_in[m_pos] == ',') {
                 ++m_pos;
@@ -513,7 +524,7 @@ void writeCanonical(std::string& out, const JsonValue& v) {
         case JsonValue::Kind::Object: {
             // RFC 8785 §3.2.3: sort by UTF-16 code units, not by code points or UTF-8 bytes
             // (they differ for characters above U+FFFF against U+E000..U+FFFF).
-            std::vector<std::pair<std::u16string, const std::pair<std::string, JsonValue>*>> sorted;
+            std::vector<std::pair<std::u16string, const JsonMember*>> sorted;
             for (const auto& m : v.members) {
                 sorted.emplace_back(utf16Of(m.first), &m);
             }

@@ -470,7 +470,9 @@ TEST_F(Activation, MalformedRequestsAreRefusedBeforeTheSecretsAndCostNothing) {
     ASSERT_TRUE(sad.ok()) << sad.error().code << ": " << sad.error().detail;
     EXPECT_EQ(m_act->consume(c.id, sad->value.view(), digest("SHA-512", "y"))->hashAlgorithm,
               "2.16.840.1.101.3.4.2.3");
-    rq = request(c.id, kPin, code(c.base32, 1), {digest("SHA-384", "x")});
+    // rq keeps string_views of the PIN and code: the code must outlive it (not a temporary).
+    const std::string next = code(c.base32, 1);
+    rq = request(c.id, kPin, next, {digest("SHA-384", "x")});
     rq.hashAlgorithm = "SHA-384";
     sad = m_act->authorize(rq, r);
     ASSERT_TRUE(sad.ok()) << sad.error().code;

@@ -68,6 +68,10 @@ TEST(Authorization, EveryRoleAgainstEveryEndpoint) {
          "application/pdf", all(401, 403, 200, 200, 403)},
         {"POST", "/api/v1/sign/cms", "/api/v1/sign/cms?credential=officer-1&level=B-B",
          dir + "/data", "text/plain", all(401, 403, 200, 403, 403)},
+        {"POST", "/api/v1/sign/hash", "/api/v1/sign/hash",
+         json("{\"credential\":\"officer-1\",\"hashAlgorithm\":\"SHA-256\",\"hashes\":["
+              "\"3q2+7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]}"),
+         "application/json", all(401, 403, 200, 403, 403)},
         {"POST", "/api/v1/verify", "/api/v1/verify", signedPdf, "application/pdf",
          all(401, 200, 200, 200, 200)},
         // The TSA, the OCSP responder and the CA objects are public, as their URLs are.

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +80,40 @@ struct Response {
     }
 };
 
+// One HTTPS request with curl to BASEURL + PATH, trusting CAFILE; the API key goes through a
+// header file, not argv.
+inline Response curlRequest(const std::string& caFile, const std::string& baseUrl,
+                            const std::string& method, const std::string& path,
+                            const std::string& bearer = "", const std::string& bodyFile = "",
+                            const std::string& contentType = "application/pdf",
+                            const std::string& outFile = "", const std::string& curlArgs = "") {
+    const std::string tmp = tempDir("curl");
+    std::string cmd = "curl -sS --max-time 120 --cacert " + shellQuote(caFile) + " -X " + method +
+                      " -D " + tmp + "/h -o " +
+                      (outFile.empty() ? tmp + "/b" : shellQuote(outFile)) + " -w '%{http_code}' ";
+    if (!bearer.empty()) {
+        // The key goes through a header file, not argv of a long-lived process.
+        writeFile(tmp + "/auth", "Authorization: Bearer " + bearer + "\n");
+        cmd += "-H @" + tmp + "/auth ";
+    }
+    if (!bodyFile.empty()) {
+        cmd += "-H " + shellQuote("Content-Type: " + contentType) + " --data-binary @" +
+               shellQuote(bodyFile) + " ";
+    }
+    cmd += curlArgs + shellQuote(baseUrl + path);
+    std::string out;
+    run(cmd, &out);
+    Response r;
+    try {
+        r.status = std::stoi(out.substr(out.size() >= 3 ? out.size() - 3 : 0));
+    } catch (const std::exception&) {
+        r.status = -1;
+    }
+    r.headers = readFile(tmp + "/h");
+    r.body = outFile.empty() ? readFile(tmp + "/b") : "";
+    return r;
+}
+
 // The demo, loaded and served in this process; one per test binary.
 class Env {
   public:
@@ -122,32 +157,8 @@ class Env {
                      const std::string& bearer = "", const std::string& bodyFile = "",
                      const std::string& contentType = "application/pdf",
                      const std::string& outFile = "", const std::string& curlArgs = "") const {
-        const std::string tmp = tempDir("curl");
-        std::string cmd = "curl -sS --max-time 120 --cacert " +
-                          shellQuote(dir + "/pki/root-ca.pem") + " -X " + method + " -D " + tmp +
-                          "/h -o " + (outFile.empty() ? tmp + "/b" : shellQuote(outFile)) +
-                          " -w '%{http_code}' ";
-        if (!bearer.empty()) {
-            // The key goes through a header file, not argv of a long-lived process.
-            writeFile(tmp + "/auth", "Authorization: Bearer " + bearer + "\n");
-            cmd += "-H @" + tmp + "/auth ";
-        }
-        if (!bodyFile.empty()) {
-            cmd += "-H " + shellQuote("Content-Type: " + contentType) + " --data-binary @" +
-                   shellQuote(bodyFile) + " ";
-        }
-        cmd += curlArgs + shellQuote(url(path));
-        std::string out;
-        run(cmd, &out);
-        Response r;
-        try {
-            r.status = std::stoi(out.substr(out.size() >= 3 ? out.size() - 3 : 0));
-        } catch (const std::exception&) {
-            r.status = -1;
-        }
-        r.headers = readFile(tmp + "/h");
-        r.body = outFile.empty() ? readFile(tmp + "/b") : "";
-        return r;
+        return curlRequest(dir + "/pki/root-ca.pem", url(""), method, path, bearer, bodyFile,
+                           contentType, outFile, curlArgs);
     }
 
   private:
@@ -197,6 +208,10 @@ class Env {
         if (!started) {
             throw std::runtime_error("service: " + started.error().detail);
         }
+        // The Env lives until the process ends and is never destroyed: stop the service (its
+        // connection threads and its token probe) at exit, before the libraries' own exit
+        // handlers (SoftHSM2's) run under a thread still using the token.
+        std::atexit([] { Env::get().service->stop(); });
     }
 };
 
@@ -271,7 +286,8 @@ inline ServeProcess startServe(const std::string& confPath) {
                 static_cast<char*>(nullptr));
         ::_exit(127);
     }
-    for (int i = 0; i < 200 && s.port.empty() && s.pid > 0; ++i) {
+    // Up to 60 s, returning as soon as it listens: a sanitizer build on a busy machine is slow.
+    for (int i = 0; i < 1200 && s.port.empty() && s.pid > 0; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         const std::string l = readFile(s.log);
         const std::string mark = "listening on https://127.0.0.1:";

@@ -12,6 +12,9 @@ struct DemoOptions {
     std::string dir;
     std::string listen = "127.0.0.1:8443";
     std::string module = "/usr/lib/softhsm/libsofthsm2.so";
+    // The key type of the signing credentials (officer-1, agency-seal, receipt-seal, tsa):
+    // "RSA-2048" or "P-256" (ECDSA). The CAs and the audit key stay RSA.
+    std::string keyType = "RSA-2048";
 };
 
 // Creates, or completes, the demo under options.dir: a SoftHSM2 token "kyso-demo" with random

@@ -259,7 +259,13 @@ class Store {
     // Clears the lock and the failure counter. "citizen.unknown".
     Status unlockActivation(const std::string& credentialId);
 
-    // True when a write transaction can be started (for /readyz).
+    // True when the database takes writes (for /readyz): the write lock is granted within the
+    // busy timeout and, if a write failed since the last one that committed (a full disk, a
+    // read-only or immutable file, an I/O error), a small write commits now. So after such a
+    // fault it stays false until the database can really be written again, and turns true
+    // without a restart once it can. Every write path recovers the same way: a failed
+    // transaction is rolled back, and a connection SQLite found read-only is opened again
+    // before the next write.
     bool writable();
 
     // Durable serial numbers for `name` (e.g. "tsa"): blocks of `block` numbers are reserved by a
