@@ -75,9 +75,20 @@ struct State {
     Counts counts;
 };
 
+State* g_state = nullptr;
+
 State& state() {
-    static auto* s = new State();  // never destroyed: calls may come during process exit
+    static State* s = g_state = new State();
     return *s;
+}
+
+// When libp11 unloads the shim (dlclose when its last user goes; the hsm tests check that) or the
+// process ends, the state goes with it: a later load starts from a new State, continuing the
+// counters from the counts file. Nothing calls a PKCS#11 module after it was unloaded, and the
+// services under test stop their threads before they exit.
+__attribute__((destructor)) void freeState() {
+    delete g_state;
+    g_state = nullptr;
 }
 
 ck_rv_t parseRv(const std::string& s) {
