@@ -60,6 +60,7 @@
 #include "kyso/signer/jws.h"
 #include "kyso/signer/pades.h"
 #include "kyso/signer/xades.h"
+#include "local_ocsp.h"
 #include "log.h"
 #include "metrics.h"
 #include "qr.h"
@@ -1557,21 +1558,7 @@ struct Service::Impl {
             x.resp.setKeepAlive(false);
             return sendProblem(x, {"body.too_large", "an OCSP request is at most 16 KiB"});
         }
-        std::vector<const hsm::Credential*> cas;
-        for (const auto& cc : cfg.credentials) {
-            if (cc.kind == "ca" && creds.find(cc.id) != nullptr) {
-                cas.push_back(creds.find(cc.id));
-            }
-        }
-        if (cas.empty()) {
-            return sendProblem(x, {"route.not_found", "no CA is configured"});
-        }
-        auto reply = ca::respondOcsp(
-            body, cas,
-            [this](const std::string& caId, const std::string& serial) {
-                return store.certificateStatus(caId, serial);
-            },
-            kOcspValiditySeconds);
+        auto reply = answerOcsp(cfg, creds, store, body);
         if (!reply) {
             return sendError(x, reply.error());
         }
@@ -1581,7 +1568,6 @@ struct Service::Impl {
         x.resp.setContentLength64(static_cast<Poco::Int64>(reply->size()));
         x.resp.send() << *reply;
     }
-    static constexpr long kOcspValiditySeconds = 3600;
 
     // CRL numbers, increasing and never reused (RFC 5280 5.2.3), one source per CA.
     std::map<std::string, std::unique_ptr<signer::SerialSource>> crlNumberSources;

@@ -135,7 +135,7 @@ int cmdServe(const Args& a) {
         (void)timestamper->maxTokenSize(kyso::hsm::HashAlg::Sha256);
     }
     Poco::Net::initializeSSL();
-    auto verifier = kyso::api::Verifier::make(*cfg, store->get());
+    auto verifier = kyso::api::Verifier::make(*cfg, store->get(), &*creds);
     if (!verifier) {
         return fail(verifier.error(), kExitConfig);
     }

@@ -7,6 +7,7 @@
 #include "kyso/api/http_fetch.h"
 #include "kyso/ca-bridge/issuer.h"
 #include "kyso/ca-bridge/path.h"
+#include "local_ocsp.h"
 
 namespace kyso::api {
 
@@ -26,7 +27,8 @@ Result<std::vector<std::string>> pemFile(const std::string& path) {
 
 }  // namespace
 
-Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store) {
+Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store,
+                                                 const CredentialRegistry* creds) {
     std::unique_ptr<Verifier> v(new Verifier());
     const ValidationConfig& vc = cfg.validation;
     if (!vc.trustAnchors.empty()) {
@@ -51,9 +53,13 @@ Result<std::unique_ptr<Verifier>> Verifier::make(const Config& cfg, Store* store
     if (store != nullptr) {
         v->m_cache = store->revocationCache();
     }
+    ca::Fetch fetch = makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds);
+    if (creds != nullptr && store != nullptr) {
+        fetch = withLocalOcsp(cfg, *creds, *store, std::move(fetch));
+    }
     v->m_revocation = std::make_unique<ca::RevocationChecker>(
-        makeHttpFetch(vc.tlsCaFile, vc.timeoutSeconds), cfg.signing.validation.ocspMaxAgeSeconds,
-        v->m_cache.get(), v->m_pool.get());
+        std::move(fetch), cfg.signing.validation.ocspMaxAgeSeconds, v->m_cache.get(),
+        v->m_pool.get());
     return v;
 }
 

@@ -200,20 +200,29 @@ std::string sql(const std::string& db, const std::string& query) {
     return out;
 }
 
-// A database at DB with API keys of the demo's principals (names and roles); closed on return,
-// before a service opens it. The keys by name.
+// A database at DB with API keys of the demo's principals (names and roles) and the demo CA's
+// records of what it issued and revoked (the service answers its own CA's OCSP requests from its
+// database); closed on return, before a service opens it. The keys by name.
 std::map<std::string, std::string> makeDatabase(const std::string& db) {
     std::map<std::string, std::string> keys;
-    auto store = api::Store::open(db);
-    EXPECT_TRUE(store.ok()) << store.error().detail;
-    if (!store) {
-        return keys;
+    {
+        auto store = api::Store::open(db);
+        EXPECT_TRUE(store.ok()) << store.error().detail;
+        if (!store) {
+            return keys;
+        }
+        for (const auto& [name, role] : {std::pair{"officer-1", policies::Role::Officer},
+                                         std::pair{"portal", policies::Role::Portal},
+                                         std::pair{"admin", policies::Role::Admin}}) {
+            keys[name] = (*store)->createApiKey(name, role).value();
+        }
     }
-    for (const auto& [name, role] :
-         {std::pair{"officer-1", policies::Role::Officer},
-          std::pair{"portal", policies::Role::Portal}, std::pair{"admin", policies::Role::Admin}}) {
-        keys[name] = (*store)->createApiKey(name, role).value();
-    }
+    EXPECT_EQ(run("sqlite3 " + shellQuote(db) + " " +
+                  shellQuote("ATTACH '" + Env::get().dir +
+                             "/kyso.db' AS demo; INSERT INTO ca_issued SELECT * FROM "
+                             "demo.ca_issued; INSERT INTO ca_revoked SELECT * FROM "
+                             "demo.ca_revoked;")),
+              0);
     return keys;
 }
 

@@ -114,6 +114,20 @@ inline Response curlRequest(const std::string& caFile, const std::string& baseUr
     return r;
 }
 
+// The API key of principal NAME in the demo-credentials.json of a `kyso demo init` directory.
+inline std::string demoApiKey(const std::string& demoDir, const std::string& name) {
+    Poco::JSON::Parser p;
+    auto j = p.parse(readFile(demoDir + "/demo-credentials.json")).extract<Object::Ptr>();
+    auto arr = j->getArray("apiKeys");
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        auto k = arr->getObject(static_cast<unsigned>(i));
+        if (k->getValue<std::string>("name") == name) {
+            return k->getValue<std::string>("apiKey");
+        }
+    }
+    return "";
+}
+
 // The demo, loaded and served in this process; one per test binary.
 class Env {
   public:
@@ -199,7 +213,7 @@ class Env {
         }
         timestamper = std::move(api::makeLocalTimestamper(cfg, *tsa).value());
         Poco::Net::initializeSSL();
-        verifier = std::move(api::Verifier::make(cfg, store.get()).value());
+        verifier = std::move(api::Verifier::make(cfg, store.get(), &*creds).value());
         audit = std::make_unique<api::AuditLog>(*store, creds->find("audit"),
                                                 cfg.audit->checkpointEvery);
         service = std::make_unique<api::Service>(cfg, *token, *store, *creds, *verifier, *audit,

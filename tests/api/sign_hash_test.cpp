@@ -224,19 +224,6 @@ TEST(SignHash, RefusesBadRequestsWithoutSigning) {
     EXPECT_EQ(okSignHashEntries(env).size(), before);
 }
 
-std::string credentialsKey(const std::string& demoDir, const std::string& name) {
-    Poco::JSON::Parser p;
-    auto j = p.parse(readFile(demoDir + "/demo-credentials.json")).extract<Object::Ptr>();
-    auto arr = j->getArray("apiKeys");
-    for (std::size_t i = 0; i < arr->size(); ++i) {
-        auto k = arr->getObject(static_cast<unsigned>(i));
-        if (k->getValue<std::string>("name") == name) {
-            return k->getValue<std::string>("apiKey");
-        }
-    }
-    return "";
-}
-
 TEST(SignHash, EcdsaP256DemoSignsHashesPdfsAndTimestamps) {
     const std::string dir = tempDir("demo-p256");
     const std::string listen = "127.0.0.1:" + std::to_string(freePort());
@@ -266,7 +253,7 @@ TEST(SignHash, EcdsaP256DemoSignsHashesPdfsAndTimestamps) {
     ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
     const std::string base = "https://" + listen;
     const std::string ca = dir + "/pki/root-ca.pem";
-    const std::string officer = credentialsKey(dir, "officer-1");
+    const std::string officer = demoApiKey(dir, "officer-1");
     ASSERT_FALSE(officer.empty());
 
     const std::vector<std::string> digests = {randomDigest(32), randomDigest(32), randomDigest(32)};
@@ -291,7 +278,7 @@ TEST(SignHash, EcdsaP256DemoSignsHashesPdfsAndTimestamps) {
     ASSERT_EQ(r.status, 200) << readFile(pdf);
     ASSERT_EQ(run("pdfsig " + pdf + " 2>&1", &out), 0) << out;
     EXPECT_NE(out.find("Signature is Valid."), std::string::npos) << out;
-    r = curlRequest(ca, base, "POST", "/api/v1/verify", credentialsKey(dir, "portal"), pdf);
+    r = curlRequest(ca, base, "POST", "/api/v1/verify", demoApiKey(dir, "portal"), pdf);
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json()->getValue<std::string>("indication"), "TOTAL_PASSED") << r.body;
 

@@ -4,7 +4,9 @@
 #include <Poco/JSON/Array.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <fstream>
 #include <functional>
@@ -625,6 +627,57 @@ TEST(Verify, CliExitCodes) {
         65)
         << out;
     EXPECT_EQ(run(kyso + " verify --config " + shellQuote(conf), &out), 64) << out;
+}
+
+// The service verifying certificates of its own embedded CA answers their OCSP requests in
+// process. Over HTTP to itself, with every worker thread busy verifying, the requests would wait
+// for a thread none of them frees (until the fetch timed out). A demo of its own (its
+// certificates name its port) served by `kyso serve` with 2 threads: 6 verifications at once,
+// all TOTAL_PASSED, and no request to its /ocsp or /ca/ in its access log.
+TEST(Verify, OwnCertificatesAreCheckedInProcessWithEveryThreadBusy) {
+    const std::string dir = tempDir("verify-busy");
+    const std::string demo = dir + "/demo";
+    const std::string listen = "127.0.0.1:" + std::to_string(freePort());
+    std::string out;
+    ASSERT_EQ(
+        run(std::string(KYSO_BINARY) + " demo init --dir " + demo + " --listen " + listen + " 2>&1",
+            &out),
+        0)
+        << out;
+    std::string conf = readFile(demo + "/kyso.conf");
+    const auto at = conf.find("threads = 8");
+    ASSERT_NE(at, std::string::npos) << conf;
+    conf.replace(at, 11, "threads = 2");
+    writeFile(demo + "/kyso.conf", conf);
+    ServeProcess serve = startServe(demo + "/kyso.conf");
+    ASSERT_FALSE(serve.port.empty()) << readFile(serve.log);
+    const std::string base = "https://" + listen;
+    const std::string ca = demo + "/pki/root-ca.pem";
+    const std::string pdf = dir + "/signed.pdf";
+    ASSERT_EQ(curlRequest(ca, base, "POST", "/api/v1/sign/pdf?credential=officer-1&level=B-T",
+                          demoApiKey(demo, "officer-1"), samplePdf(), "application/pdf", pdf)
+                  .status,
+              200)
+        << readFile(pdf);
+    writeFile(dir + "/auth", "Authorization: Bearer " + demoApiKey(demo, "portal") + "\n");
+    const std::string cmd =
+        "seq 6 | xargs -P 6 -I{} curl -sS --max-time 60 --cacert " + shellQuote(ca) + " -H @" +
+        dir + "/auth" + " -H 'Content-Type: application/pdf' --data-binary @" + shellQuote(pdf) +
+        " -o " + dir + "/report-{}.json -w '%{http_code}\\n' " + base + "/api/v1/verify";
+    std::string codes;
+    EXPECT_EQ(run(cmd, &codes), 0) << codes;
+    for (int i = 1; i <= 6; ++i) {
+        const std::string report = readFile(dir + "/report-" + std::to_string(i) + ".json");
+        EXPECT_NE(report.find("\"indication\":\"TOTAL_PASSED\""), std::string::npos)
+            << i << ": " << report;
+    }
+    EXPECT_EQ(codes, "200\n200\n200\n200\n200\n200\n");
+    const std::string log = readFile(serve.log);
+    EXPECT_EQ(log.find("\"path\":\"/ocsp\""), std::string::npos) << log;
+    EXPECT_EQ(log.find("\"path\":\"/ca/"), std::string::npos) << log;
+    ::kill(serve.pid, SIGTERM);
+    int status = 0;
+    ::waitpid(serve.pid, &status, 0);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kyso/api/config.h"
+#include "kyso/api/credentials.h"
 #include "kyso/api/store.h"
 #include "kyso/policies/validation.h"
 
@@ -15,9 +16,12 @@ namespace kyso::api {
 
 class Verifier {
   public:
-    // `store` (borrowed; null: a cache in memory) keeps CRLs and OCSP statuses. Errors:
+    // `store` (borrowed; null: a cache in memory) keeps CRLs and OCSP statuses. With `creds`
+    // (borrowed, as `cfg`) and a store, the embedded CA's own OCSP URL is answered in process
+    // (the service verifying its own certificates; api/src/local_ocsp.h). Errors:
     // "config.invalid" (unreadable trust anchors or intermediates).
-    static Result<std::unique_ptr<Verifier>> make(const Config& cfg, Store* store);
+    static Result<std::unique_ptr<Verifier>> make(const Config& cfg, Store* store,
+                                                  const CredentialRegistry* creds = nullptr);
 
     // `at`: the validation time (0: now).
     Result<policies::ValidationReport> pdf(const std::string& path, std::time_t at = 0) const;
