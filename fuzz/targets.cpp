@@ -290,12 +290,15 @@ int fuzzOcspRequest(const std::uint8_t* data, std::size_t size) {
     return whole ? 0 : broken("ocsp_request", "the answer is not one DER OCSPResponse");
 }
 
-int fuzzOcspResponse(const std::uint8_t* data, std::size_t size) {
+// The revocation checker on our leaf, with the input as the only answer it gets: from URL (the
+// leaf's OCSP responder or its CRL distribution point); nothing else answers.
+int checkRevocationAnswer(const char* name, const char* url, const std::uint8_t* data,
+                          std::size_t size) {
     Env& e = env();
     const std::string der = bytes(data, size);
     ca::RevocationChecker checker(
-        [&](const std::string& url, const std::string&, const std::string&) -> Result<std::string> {
-            if (url == kOcspUrl) {
+        [&](const std::string& u, const std::string&, const std::string&) -> Result<std::string> {
+            if (u == url) {
                 return der;
             }
             return Error::make("net.unreachable", "offline");
@@ -303,23 +306,15 @@ int fuzzOcspResponse(const std::uint8_t* data, std::size_t size) {
         7 * 86400, nullptr, &e.pool);
     const auto status = checker.check(e.leafDer, e.ca.certificateDer, std::time(nullptr));
     g_outcome = status.status;
-    return checkRevocation("ocsp_response", status);
+    return checkRevocation(name, status);
+}
+
+int fuzzOcspResponse(const std::uint8_t* data, std::size_t size) {
+    return checkRevocationAnswer("ocsp_response", kOcspUrl, data, size);
 }
 
 int fuzzCrl(const std::uint8_t* data, std::size_t size) {
-    Env& e = env();
-    const std::string der = bytes(data, size);
-    ca::RevocationChecker checker(
-        [&](const std::string& url, const std::string&, const std::string&) -> Result<std::string> {
-            if (url == kCrlUrl) {
-                return der;
-            }
-            return Error::make("net.unreachable", "offline");
-        },
-        7 * 86400, nullptr, &e.pool);
-    const auto status = checker.check(e.leafDer, e.ca.certificateDer, std::time(nullptr));
-    g_outcome = status.status;
-    return checkRevocation("crl", status);
+    return checkRevocationAnswer("crl", kCrlUrl, data, size);
 }
 
 int fuzzCertificate(const std::uint8_t* data, std::size_t size) {

@@ -111,6 +111,16 @@ Result<std::unique_ptr<signer::Timestamper>> makeLocalTimestamper(const Config& 
         new signer::LocalTimestamper(tsa, std::move(*anchors)));
 }
 
+// SHA-256/384/512 by OID (as the CSC API names them) or, with `names`, also by name ("SHA-256").
+static std::optional<hsm::HashAlg> sha2Of(std::string_view id, bool names) {
+    for (hsm::HashAlg h : {hsm::HashAlg::Sha256, hsm::HashAlg::Sha384, hsm::HashAlg::Sha512}) {
+        if (id == hsm::hashOid(h) || (names && id == hsm::hashName(h))) {
+            return h;
+        }
+    }
+    return std::nullopt;
+}
+
 // How often the service checks its token in the background (Impl::probeToken).
 constexpr std::chrono::seconds kTokenProbeInterval{1};
 
@@ -1137,16 +1147,8 @@ struct Service::Impl {
                                    "a citizen's credential signs hashes only through "
                                    "/csc/v2/signatures/signHash with the citizen's SAD"});
         }
-        const std::string hashName = stringField(*body, "hashAlgorithm");
-        static const std::map<std::string, hsm::HashAlg> hashes = {
-            {"SHA-256", hsm::HashAlg::Sha256},
-            {"SHA-384", hsm::HashAlg::Sha384},
-            {"SHA-512", hsm::HashAlg::Sha512},
-            {"2.16.840.1.101.3.4.2.1", hsm::HashAlg::Sha256},
-            {"2.16.840.1.101.3.4.2.2", hsm::HashAlg::Sha384},
-            {"2.16.840.1.101.3.4.2.3", hsm::HashAlg::Sha512}};
-        auto h = hashes.find(hashName);
-        if (h == hashes.end()) {
+        const auto hash = sha2Of(stringField(*body, "hashAlgorithm"), true);
+        if (!hash) {
             return sendProblem(x, {"request.invalid",
                                    "hashAlgorithm must be SHA-256, SHA-384 or SHA-512 (name or "
                                    "OID)"});
@@ -1181,10 +1183,10 @@ struct Service::Impl {
         for (std::size_t i = 0; i < arr->size(); ++i) {
             const Poco::Dynamic::Var v = arr->get(static_cast<unsigned>(i));
             auto d = v.isString() ? unbase64(v.extract<std::string>()) : std::nullopt;
-            if (!d || d->size() != hsm::digestLength(h->second)) {
-                return sendProblem(x, {"request.invalid",
-                                       "hashes[" + std::to_string(i) + "] is not the base64 of a " +
-                                           hsm::hashName(h->second) + " digest"});
+            if (!d || d->size() != hsm::digestLength(*hash)) {
+                return sendProblem(x, {"request.invalid", "hashes[" + std::to_string(i) +
+                                                              "] is not the base64 of a " +
+                                                              hsm::hashName(*hash) + " digest"});
             }
             digests.push_back(std::move(*d));
         }
@@ -1193,14 +1195,14 @@ struct Service::Impl {
         r.cred = cred;
         r.level = "B-B";
         r.op = policies::Operation::SignHash;
-        if (!policyAllows(x, r, 0, h->second) ||
+        if (!policyAllows(x, r, 0, *hash) ||
             !withinRate(x, *who, cred->id, policies::Operation::SignHash)) {
             return;
         }
         Poco::JSON::Array sigs;
         std::string all;
         for (const auto& d : digests) {
-            auto sig = cred->token->sign(cred->key, *scheme, h->second, d);
+            auto sig = cred->token->sign(cred->key, *scheme, *hash, d);
             if (!sig) {
                 record({"sign.hash", who->name, cred->id, "failed",
                         auditDetail({{"code", sig.error().code}})});
@@ -1211,7 +1213,7 @@ struct Service::Impl {
         }
         if (!audited(x, {"sign.hash", who->name, cred->id, "ok",
                          auditDetail({{"signatures", std::to_string(digests.size())},
-                                      {"hashAlgorithm", hsm::hashName(h->second)},
+                                      {"hashAlgorithm", hsm::hashName(*hash)},
                                       {"hashes.sha256", sha256Hex(all)}})})) {
             return;
         }
@@ -2132,9 +2134,7 @@ struct Service::Impl {
                 return sendCscError(x, use.error());
             }
             const hsm::HashAlg alg =
-                use->hashAlgorithm == "2.16.840.1.101.3.4.2.3"   ? hsm::HashAlg::Sha512
-                : use->hashAlgorithm == "2.16.840.1.101.3.4.2.2" ? hsm::HashAlg::Sha384
-                                                                 : hsm::HashAlg::Sha256;
+                sha2Of(use->hashAlgorithm, false).value_or(hsm::HashAlg::Sha256);
             auto sig = c->token->sign(c->key, c->scheme, alg, h);
             if (!sig) {
                 record({"csc.signHash", who.name, id, "failed",
@@ -2168,11 +2168,7 @@ struct Service::Impl {
         }
         const std::string oid = stringField(*body, "hashAlgorithmOID");
         const auto hash = unbase64(stringField(*body, "hash"));
-        const std::optional<hsm::HashAlg> alg =
-            oid == "2.16.840.1.101.3.4.2.1"   ? std::optional(hsm::HashAlg::Sha256)
-            : oid == "2.16.840.1.101.3.4.2.2" ? std::optional(hsm::HashAlg::Sha384)
-            : oid == "2.16.840.1.101.3.4.2.3" ? std::optional(hsm::HashAlg::Sha512)
-                                              : std::nullopt;
+        const std::optional<hsm::HashAlg> alg = sha2Of(oid, false);
         if (!hash || !alg || hash->size() != hsm::digestLength(*alg)) {
             return sendCscError(x, Error::make("csc.invalid_request",
                                                "hash must be base64 of a digest of "

@@ -55,6 +55,18 @@ const char* hashName(HashAlg h) noexcept {
     return "";
 }
 
+const char* hashOid(HashAlg h) noexcept {
+    switch (h) {
+        case HashAlg::Sha256:
+            return "2.16.840.1.101.3.4.2.1";
+        case HashAlg::Sha384:
+            return "2.16.840.1.101.3.4.2.2";
+        case HashAlg::Sha512:
+            return "2.16.840.1.101.3.4.2.3";
+    }
+    return "";
+}
+
 std::optional<HashAlg> parseHashAlg(std::string_view name) noexcept {
     std::string n;
     for (char c : name) {

@@ -35,6 +35,8 @@ enum class SignScheme { RsaPkcs1v15, RsaPss, Ecdsa };
 std::size_t digestLength(HashAlg h) noexcept;
 // "SHA-256", "SHA-384", "SHA-512".
 const char* hashName(HashAlg h) noexcept;
+// The algorithm's OID in dotted form (NIST: "2.16.840.1.101.3.4.2.1" for SHA-256, ...).
+const char* hashOid(HashAlg h) noexcept;
 // Parses "SHA-256"/"sha256"/... ; empty on an unknown name.
 std::optional<HashAlg> parseHashAlg(std::string_view name) noexcept;
 
