@@ -1,4 +1,4 @@
-// The `kyso` executable: one command with subcommands (see ../shared/spec/contract.md). It
+// The `kyso` executable: one command with subcommands (docs/API.md). It
 // signs locally itself and hands the service commands (serve, demo init, apikey) to its sibling
 // `kyso-service`, so that a signature on an officer's desktop does not pay for loading the HTTP,
 // database and password-hashing libraries (docs/PERFORMANCE.md, row a). Secrets come from files

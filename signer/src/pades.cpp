@@ -333,11 +333,12 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         }
     }
     QPDFObjectHandle trailer = pdf.getTrailer();
-    if (trailer.hasKey("/XRefStm")) {
-        return Error::make("pdf.hybrid_xref",
-                           "hybrid-reference documents (/XRefStm) are not signed: readers "
-                           "disagree on which objects they contain");
-    }
+    // A hybrid-reference file (a classic table whose trailer has /XRefStm: what Word writes) is
+    // signed like any classic file: the update is a classic table whose trailer has no /XRefStm
+    // and whose /Prev is the original's last section. Every reader then meets the new objects
+    // first, and a reader that follows /XRefStm still finds, through /Prev, the stream that lists
+    // the objects kept in object streams (ISO 32000-1, 7.5.8.4). The /Size below counts them.
+    result.hybridXref = trailer.hasKey("/XRefStm");
 
     const std::uint64_t origSize = facts->size;
     QPDFObjectHandle root;

@@ -1021,6 +1021,91 @@ class Analyzer {
 
 }  // namespace
 
+namespace {
+
+// The object numbers whose cross-reference entries differ between two views of a document,
+// among the objects both views have.
+std::set<Og> disagreements(const XRef& a, const XRef& b) {
+    std::set<Og> out;
+    for (const auto& [og, entry] : a) {
+        const auto it = b.find(og);
+        if (it != b.end() && !sameEntry(entry, it->second)) {
+            out.insert(og);
+        }
+    }
+    return out;
+}
+
+// Processes bytes as a reader that ignores /XRefStm (a PDF 1.4 reader of a hybrid file) would.
+void openIgnoringXRefStm(QPDF& doc, const char* description, const char* data, std::size_t size) {
+    doc.setSuppressWarnings(true);
+    doc.setIgnoreXRefStreams(true);
+    doc.processMemoryFile(description, data, size);
+}
+
+// Hybrid-reference files (ISO 32000-1, 7.5.8.4): a reader that follows /XRefStm and one that
+// ignores it may resolve an object differently (pyHanko's "hybrid sneaky edit": a later trailer's
+// /XRefStm moves an object of the signed revision, unseen by the other kind of reader). The
+// revisions are compared once more as a reader that ignores /XRefStm sees them, the worse verdict
+// stands, and any object that the two kinds of reader now resolve differently (and did not in the
+// signed revision) is a modification.
+void compareAsLegacyReader(const MappedFile& whole, const MappedFile& signedBytes, QPDF& finalDoc,
+                           QPDF& signedDoc, ModificationReport& report) {
+    QPDF legacyFinal;
+    QPDF legacySigned;
+    try {
+        openIgnoringXRefStm(legacyFinal, "document", whole.data(), whole.size());
+        openIgnoringXRefStm(legacySigned, "signed revision", signedBytes.data(),
+                            signedBytes.size());
+    } catch (const std::exception& e) {
+        report.level = Modification::Other;
+        report.validationDataOnly = false;
+        report.notes.push_back(
+            std::string("a reader that ignores /XRefStm cannot read the document: ") + e.what());
+        return;
+    }
+    const std::set<Og> before = disagreements(signedDoc.getXRefTable(), legacySigned.getXRefTable());
+    std::string listed;
+    int count = 0;
+    for (const Og& og : disagreements(finalDoc.getXRefTable(), legacyFinal.getXRefTable())) {
+        if (before.count(og) == 0) {
+            if (count++ < static_cast<int>(kListedObjects)) {
+                listed += (listed.empty() ? "" : ", ") + og.unparse(' ');
+            }
+        }
+    }
+    if (count > 0) {
+        report.level = Modification::Other;
+        report.validationDataOnly = false;
+        report.notes.push_back(
+            "readers that follow /XRefStm and readers that ignore it see different objects (" +
+            listed + (count > static_cast<int>(kListedObjects) ? ", ..." : "") +
+            "): a hybrid-reference update that shows each kind of reader other content");
+    }
+    ModificationReport legacy;
+    Analyzer(legacySigned, legacyFinal, legacy).run();
+    if (legacy.level > report.level) {
+        report.level = legacy.level;
+    }
+    report.validationDataOnly = report.validationDataOnly && legacy.validationDataOnly;
+    report.incomplete = report.incomplete || legacy.incomplete;
+    for (const auto& n : legacy.notes) {
+        const std::string note = "as a reader that ignores /XRefStm sees it: " + n;
+        if (std::find(report.notes.begin(), report.notes.end(), n) == report.notes.end() &&
+            std::find(report.notes.begin(), report.notes.end(), note) == report.notes.end()) {
+            report.notes.push_back(note);
+        }
+    }
+}
+
+bool mentionsXRefStm(const MappedFile& f) {
+    static const char kKey[] = "/XRefStm";
+    return f.data() != nullptr &&
+           ::memmem(f.data(), f.size(), kKey, sizeof kKey - 1) != nullptr;
+}
+
+}  // namespace
+
 ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path,
                                          long long signedEnd) {
     ModificationReport report;
@@ -1052,6 +1137,10 @@ ModificationReport classifyModifications(QPDF& finalDoc, const std::string& path
             }
         }
         Analyzer(signedDoc, finalDoc, report).run();
+        const MappedFile whole(path);
+        if (mentionsXRefStm(whole)) {
+            compareAsLegacyReader(whole, bytes, finalDoc, signedDoc, report);
+        }
     } catch (const std::exception& e) {
         fail(std::string("the modifications could not be analysed: ") + e.what());
     } catch (...) {

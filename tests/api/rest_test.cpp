@@ -187,9 +187,10 @@ TEST(Rest, DocumentErrorsAreProblems) {
     expectProblem(
         env.request("POST", path, key, corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf"), 422,
         "pdf.encrypted");
-    expectProblem(
-        env.request("POST", path, key, corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref.pdf"),
-        422, "pdf.hybrid_xref");
+    // A permission-protected document whose permissions forbid filling in forms or signing.
+    expectProblem(env.request("POST", path, key,
+                              corpusDir() + "/pdf/unsigned/dss-protected-edition_protected_none.pdf"),
+                  422, "pdf.encrypted");
     expectProblem(env.request("POST", path, key, samplePdf(), "text/plain"), 415,
                   "content_type.unsupported");
     // Damaged documents: the detail says what, but names no path of the service (its spool
@@ -206,6 +207,18 @@ TEST(Rest, DocumentErrorsAreProblems) {
     }
     // The spool directory holds nothing afterwards: no half-written file stays behind.
     EXPECT_TRUE(fs::is_empty(env.cfg.spoolDir));
+}
+
+TEST(Rest, WordHybridDocumentIsSigned) {
+    auto& env = Env::get();
+    const std::string out = tempDir("hybrid-rest") + "/signed.pdf";
+    auto r = env.request("POST", "/api/v1/sign/pdf?credential=officer-1", env.keys["officer-1"],
+                         testDataDir() + "/pdf/hybrid-word.pdf", "application/pdf", out);
+    ASSERT_EQ(r.status, 200) << readFile(out);
+    std::string pdfsig;
+    run("pdfsig " + shellQuote(out), &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
 }
 
 TEST(Rest, BodyOverTheLimitIsRefused) {

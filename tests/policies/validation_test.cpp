@@ -1,4 +1,4 @@
-// The validation policy over documents signed by other products (../shared/corpus/pdf/signed):
+// The validation policy over documents signed by other products (tests/data/corpus/pdf/signed):
 // without their trust anchors nothing may pass, every file gives a report, and the known facts
 // of the corpus README hold in the report.
 #include "kyso/policies/validation.h"

@@ -1,6 +1,7 @@
 // PAdES B-B: every output is checked by tools we did not write (poppler pdfsig, qpdf --check,
 // openssl cms -verify over the /ByteRange bytes), and the original must be a prefix.
 #include "kyso/signer/pades.h"
+#include "kyso/signer/pdf_signatures.h"
 
 #include <gtest/gtest.h>
 
@@ -348,7 +349,7 @@ TEST(Pades, RefusesCertifiedNoChangesDocuments) {
 TEST(Pades, CorpusIsSignedOrRefusedWithAReason) {
     const std::string dir = corpusDir() + "/pdf/unsigned";
     ASSERT_TRUE(fs::is_directory(dir)) << dir;
-    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref",
+    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.permissions",
                                             "pdf.damaged",   "pdf.certified_no_changes",
                                             "pdf.truncated", "pdf.not_pdf"};
     int signedCount = 0;
@@ -405,7 +406,7 @@ std::vector<std::string> verdicts(const std::string& path) {
 TEST(Pades, SigningSignedDocumentsFromOtherProductsKeepsTheirVerdicts) {
     const std::string dir = corpusDir() + "/pdf/signed";
     ASSERT_TRUE(fs::is_directory(dir)) << dir;
-    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.hybrid_xref", "pdf.damaged",
+    const std::set<std::string> refusals = {"pdf.encrypted", "pdf.permissions", "pdf.damaged",
                                             "pdf.certified_no_changes"};
     int signedCount = 0;
     for (const auto& path : sortedFiles(dir)) {
@@ -434,6 +435,97 @@ TEST(Pades, SigningSignedDocumentsFromOtherProductsKeepsTheirVerdicts) {
     }
     std::printf("signed corpus: %d signed again\n", signedCount);
     EXPECT_GT(signedCount, 20);
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+// Hybrid-reference files (a classic table whose trailer has /XRefStm), as Word writes them: our
+// own (tests/data/pdf/make-hybrid.py, with a page, the fonts and the Info only in an object
+// stream) and pyHanko's. The update must leave every reader with the same document.
+namespace kyso::test {
+namespace {
+
+std::string toolOutput(const std::string& command) {
+    std::string out;
+    EXPECT_EQ(run(command, &out), 0) << command << "\n" << out;
+    return out;
+}
+
+// pdffonts' table without its header: one line per font (name, type, encoding, object).
+std::string fontsOf(const std::string& path) {
+    const std::string out = toolOutput("pdffonts " + shellQuote(path) + " 2>&1");
+    const auto p = out.find("---\n");
+    return p == std::string::npos ? out : out.substr(out.find('\n', p) + 1);
+}
+
+TEST(PadesHybrid, WordStyleHybridFilesAreSignedForEveryReader) {
+    const std::vector<std::string> files = {
+        testDataDir() + "/pdf/hybrid-single.pdf", testDataDir() + "/pdf/hybrid-word.pdf",
+        corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref.pdf",
+        corpusDir() + "/pdf/unsigned/ph-minimal-hybrid-xref-mswordstyle.pdf"};
+    for (const auto& in : files) {
+        SCOPED_TRACE(in);
+        const std::string out = tempDir("hybrid") + "/signed.pdf";
+        signer::PadesOptions o;
+        o.reason = "Phê duyệt";
+        auto r = signer::signPdf(in, out, rsaCredential(), o);
+        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+        EXPECT_TRUE(r->hybridXref);
+        Check c = pdfsig(out);
+        EXPECT_EQ(c.signatures, 1) << c.pdfsigOutput;
+        EXPECT_EQ(c.valid, 1) << c.pdfsigOutput;
+        EXPECT_TRUE(c.lastTotal) << c.pdfsigOutput;
+        expectQpdfClean(in, out);
+        expectPrefix(in, out);
+        expectCmsVerifies(out);
+        // The new section is a classic table with no /XRefStm of its own (it would be stale).
+        const std::string bytes = readFile(out);
+        const std::string update = bytes.substr(fs::file_size(in));
+        EXPECT_EQ(update.find("/XRefStm"), std::string::npos) << update.substr(update.size() - 300);
+        EXPECT_NE(update.find("\nxref\n"), std::string::npos);
+        // Text, fonts and pages as before, for poppler (which follows /XRefStm) ...
+        EXPECT_EQ(toolOutput("pdftotext " + shellQuote(out) + " - 2>&1"),
+                  toolOutput("pdftotext " + shellQuote(in) + " - 2>&1"));
+        EXPECT_EQ(fontsOf(out), fontsOf(in));
+        EXPECT_EQ(toolOutput("qpdf --show-npages " + shellQuote(out)),
+                  toolOutput("qpdf --show-npages " + shellQuote(in)));
+        // ... and for a reader that ignores it: qpdf --ignore-xref-streams sees our signature
+        // field and the same pages it saw in the original.
+        const std::string legacyIn =
+            toolOutput("qpdf --ignore-xref-streams --show-npages " + shellQuote(in) + " 2>&1");
+        const std::string legacyOut =
+            toolOutput("qpdf --ignore-xref-streams --show-npages " + shellQuote(out) + " 2>&1");
+        EXPECT_EQ(legacyOut, legacyIn);
+        // Our verifier: intact, covering the whole file, nothing changed after it.
+        auto sigs = signer::readPdfSignatures(out);
+        ASSERT_TRUE(sigs.ok()) << sigs.error().detail;
+        ASSERT_EQ(sigs->size(), 1u);
+        EXPECT_TRUE((*sigs)[0].digestMatches);
+        EXPECT_TRUE((*sigs)[0].signatureValid);
+        EXPECT_EQ((*sigs)[0].coverage, signer::Coverage::EntireFile);
+        EXPECT_EQ((*sigs)[0].modifications, signer::Modification::None);
+        // And a second signature on top of the first: both valid.
+        const std::string twice = tempDir("hybrid2") + "/twice.pdf";
+        ASSERT_TRUE(signer::signPdf(out, twice, rsaCredential(), o).ok());
+        Check c2 = pdfsig(twice);
+        EXPECT_EQ(c2.valid, 2) << c2.pdfsigOutput;
+        expectQpdfClean(in, twice);
+    }
+}
+
+TEST(PadesHybrid, TheTestFilesAreWhatTheirScriptMakes) {
+    const std::string dir = tempDir("hybrid-gen");
+    ASSERT_EQ(run("python3 " + shellQuote(testDataDir() + "/pdf/make-hybrid.py") + " " + dir), 0);
+    for (const char* name : {"hybrid-single.pdf", "hybrid-word.pdf"}) {
+        SCOPED_TRACE(name);
+        EXPECT_EQ(readFile(dir + "/" + name), readFile(testDataDir() + "/pdf/" + name));
+        // Only the stream knows page 2 and the fonts: a reader that ignores it loses them, which
+        // is what makes these files a test of the update keeping the stream reachable.
+        std::string out;
+        run("pdffonts " + shellQuote(dir + "/" + name) + " 2>&1", &out);
+        EXPECT_NE(out.find("Times-Roman"), std::string::npos) << out;
+    }
 }
 
 }  // namespace

@@ -541,5 +541,113 @@ TEST(PdfModifications, OurSecondSignatureOverTheUnsignedCorpusIsSignaturesOnly) 
     EXPECT_GE(checked, 25);
 }
 
+
+// Hybrid-reference attacks (pyHanko's "hybrid sneaky edit"): updates after the signature that
+// show a reader following /XRefStm and a reader ignoring it different content. Each must be
+// OTHER, whichever kind of reader our own analysis is.
+
+// Appends an update and returns the file's bytes before it.
+std::string appendAndKeep(const std::string& path, const PdfUpdate& u) {
+    const std::string before = readFile(path);
+    writeFile(path, withPdfUpdate(before, u));
+    return before;
+}
+
+TEST(PdfModifications, HybridSneakyEditSeenOnlyByReadersFollowingXRefStmIsOther) {
+    Signed s = signedBasic("hybrid-sneaky");
+    PdfInfo info = readPdfInfo(s.path);
+    const int content = info.contents[0];
+    // 1: forged page content written as object `content`, listed in no table.
+    PdfUpdate forged;
+    forged.unlisted.push_back({content, 0, pdfStream("BT /F1 24 Tf 72 720 Td (Forged) Tj ET")});
+    const long long forgedAt = unlistedOffsets(appendAndKeep(s.path, forged), forged)[0];
+    // 2: an info update that also writes a cross-reference stream moving `content` there.
+    PdfUpdate info2;
+    const int stm = info.size + 1;
+    info2.objects.push_back({info.size, 0, "<< /Title (Hello) >>"});
+    info2.objects.push_back({stm, 0,
+                             pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, forgedAt, 0}},
+                                               stm + 1)});
+    const std::string beforeStm = appendAndKeep(s.path, info2);
+    const long long stmAt = static_cast<long long>(
+        readFile(s.path).find(std::to_string(stm) + " 0 obj\n", beforeStm.size()));
+    // 3: an empty hybrid section whose /XRefStm is that stream.
+    PdfUpdate hybrid;
+    hybrid.xrefStm = stmAt;
+    appendPdfUpdate(s.path, hybrid);
+    // qpdf, a reader that follows /XRefStm, now shows the forged text; one that ignores it not.
+    std::string modern;
+    run("qpdf --show-object=" + std::to_string(content) + " --filtered-stream-data " +
+            shellQuote(s.path),
+        &modern);
+    EXPECT_NE(modern.find("Forged"), std::string::npos) << modern;
+    std::string legacy;
+    run("qpdf --ignore-xref-streams --show-object=" + std::to_string(content) +
+            " --filtered-stream-data " + shellQuote(s.path),
+        &legacy);
+    EXPECT_EQ(legacy.find("Forged"), std::string::npos) << legacy;
+
+    ModificationReport r = classify(s.path, s.signedEnd);
+    EXPECT_LEVEL(r, Modification::Other);
+    EXPECT_FALSE(r.validationDataOnly);
+    EXPECT_TRUE(hasNote(r, "see different objects")) << notesOf(r);
+    // And through the verifier: the signature is intact but the document was modified.
+    auto sigs = signer::readPdfSignatures(s.path);
+    ASSERT_TRUE(sigs.ok());
+    ASSERT_EQ(sigs->size(), 1u);
+    EXPECT_TRUE((*sigs)[0].digestMatches);
+    EXPECT_EQ((*sigs)[0].modifications, Modification::Other);
+}
+
+TEST(PdfModifications, HybridEditSeenOnlyByReadersIgnoringXRefStmIsOther) {
+    Signed s = signedBasic("hybrid-legacy");
+    PdfInfo info = readPdfInfo(s.path);
+    const int content = info.contents[0];
+    const long long original = pdfObjectOffset(s.path, content, 0, s.signedEnd);
+    ASSERT_GT(original, 0);
+    // 1: forged content, listed in a classic table: every reader sees it...
+    PdfUpdate forged;
+    forged.objects.push_back({content, 0, pdfStream("BT /F1 24 Tf 72 720 Td (Forged) Tj ET")});
+    appendPdfUpdate(s.path, forged);
+    // 2: ... until a stream puts the signed definition back for readers that follow /XRefStm.
+    PdfUpdate restore;
+    const int stm = info.size;
+    restore.objects.push_back(
+        {stm, 0, pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, original, 0}}, stm + 1)});
+    const std::string before = appendAndKeep(s.path, restore);
+    const long long stmAt = static_cast<long long>(
+        readFile(s.path).find(std::to_string(stm) + " 0 obj\n", before.size()));
+    PdfUpdate hybrid;
+    hybrid.xrefStm = stmAt;
+    appendPdfUpdate(s.path, hybrid);
+    std::string modern;
+    run("qpdf --show-object=" + std::to_string(content) + " --filtered-stream-data " +
+            shellQuote(s.path),
+        &modern);
+    EXPECT_EQ(modern.find("Forged"), std::string::npos) << modern;
+    std::string legacy;
+    run("qpdf --ignore-xref-streams --show-object=" + std::to_string(content) +
+            " --filtered-stream-data " + shellQuote(s.path),
+        &legacy);
+    EXPECT_NE(legacy.find("Forged"), std::string::npos) << legacy;
+
+    ModificationReport r = classify(s.path, s.signedEnd);
+    EXPECT_LEVEL(r, Modification::Other);
+    EXPECT_TRUE(hasNote(r, "ignores /XRefStm")) << notesOf(r);
+    EXPECT_TRUE(hasNote(r, "page 1: content changed")) << notesOf(r);
+}
+
+TEST(PdfModifications, AnHonestHybridUpdateIsNotFlagged) {
+    // A second signature over a hybrid-reference document we signed: no reader disagrees.
+    const std::string once = workDir() + "/hybrid-honest-1.pdf";
+    sign(testDataDir() + "/pdf/hybrid-word.pdf", once);
+    const std::string twice = workDir() + "/hybrid-honest-2.pdf";
+    sign(once, twice);
+    ModificationReport r = classify(twice, fileSize(once));
+    EXPECT_LEVEL(r, Modification::SignaturesOnly);
+    EXPECT_FALSE(hasNote(r, "XRefStm")) << notesOf(r);
+    EXPECT_LEVEL(classify(once, fileSize(once)), Modification::None);
+}
+
 }  // namespace
 }  // namespace kyso::test

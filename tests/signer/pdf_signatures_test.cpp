@@ -1,4 +1,4 @@
-// Reading signatures from PDFs made by other products (../shared/corpus/pdf/signed) and by us:
+// Reading signatures from PDFs made by other products (tests/data/corpus/pdf/signed) and by us:
 // count, coverage and integrity, and the known facts of the corpus README.
 #include "kyso/signer/pdf_signatures.h"
 

@@ -84,6 +84,10 @@ std::string withPdfUpdate(const std::string& pdf, const PdfUpdate& update) {
     }
     // (number, generation, offset) for every entry, in writing order.
     std::vector<PdfXrefPointer> entries;
+    for (const auto& o : update.unlisted) {
+        out +=
+            std::to_string(o.num) + " " + std::to_string(o.gen) + " obj\n" + o.body + "\nendobj\n";
+    }
     for (const auto& o : update.objects) {
         entries.push_back({o.num, o.gen, static_cast<long long>(out.size())});
         out +=
@@ -92,9 +96,15 @@ std::string withPdfUpdate(const std::string& pdf, const PdfUpdate& update) {
     entries.insert(entries.end(), update.pointers.begin(), update.pointers.end());
     const long long xrefAt = static_cast<long long>(out.size());
     out += "xref\n";
+    if (entries.empty()) {
+        out += "0 0\n";
+    }
     for (const auto& e : entries) {
         out += std::to_string(e.num) + " 1\n" + xrefLine(e.offset, e.gen);
         size = std::max<long long>(size, e.num + 1);
+    }
+    for (const auto& o : update.unlisted) {
+        size = std::max<long long>(size, o.num + 1);
     }
     out += "trailer\n<< /Size " + std::to_string(size);
     out += " /Root " + (update.root.empty() ? trailer.getKey("/Root").unparse() : update.root);
@@ -103,9 +113,43 @@ std::string withPdfUpdate(const std::string& pdf, const PdfUpdate& update) {
             out += std::string(" ") + key + " " + trailer.getKey(key).unparse();
         }
     }
+    if (update.xrefStm >= 0) {
+        out += " /XRefStm " + std::to_string(update.xrefStm);
+    }
     out += " /Prev " + std::to_string(prevXref) + " >>\nstartxref\n" + std::to_string(xrefAt) +
            "\n%%EOF\n";
     return out;
+}
+
+std::vector<long long> unlistedOffsets(const std::string& pdf, const PdfUpdate& update) {
+    // The same layout as withPdfUpdate: an end-of-line if needed, then the unlisted objects.
+    long long at = static_cast<long long>(pdf.size());
+    if (pdf.empty() || (pdf.back() != '\n' && pdf.back() != '\r')) {
+        ++at;
+    }
+    std::vector<long long> offsets;
+    for (const auto& o : update.unlisted) {
+        offsets.push_back(at);
+        at += static_cast<long long>(std::to_string(o.num).size() + std::to_string(o.gen).size() +
+                                     6 + o.body.size() + 8);
+    }
+    return offsets;
+}
+
+std::string pdfXrefStreamBody(const std::vector<PdfXrefStreamRow>& rows, int size) {
+    std::string data;
+    std::string index;
+    for (const auto& r : rows) {
+        data.push_back(static_cast<char>(r.type));
+        for (int b = 3; b >= 0; --b) {
+            data.push_back(static_cast<char>((r.field2 >> (8 * b)) & 0xff));
+        }
+        data.push_back(static_cast<char>((r.field3 >> 8) & 0xff));
+        data.push_back(static_cast<char>(r.field3 & 0xff));
+        index += (index.empty() ? "" : " ") + std::to_string(r.num) + " 1";
+    }
+    return pdfStream(data, "/Type /XRef /Size " + std::to_string(size) + " /W [1 4 2] /Index [" +
+                               index + "]");
 }
 
 void appendPdfUpdate(const std::string& path, const PdfUpdate& update) {

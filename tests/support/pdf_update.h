@@ -40,7 +40,30 @@ struct PdfUpdate {
     std::vector<PdfXrefPointer> pointers;
     // "N G R": the trailer's new /Root. Empty keeps the previous trailer's /Root.
     std::string root;
+    // Objects written before `objects` but listed in no cross-reference table: bytes that only
+    // a cross-reference stream written later can point at (hybrid-reference attacks).
+    std::vector<PdfObject> unlisted;
+    // When >= 0, the trailer's /XRefStm (the offset of a cross-reference stream): the section
+    // becomes a hybrid-reference one. An update with no objects and no pointers writes an empty
+    // table "xref 0 0", as Word does.
+    long long xrefStm = -1;
 };
+
+// One row of a cross-reference stream: type 0 (free), 1 (offset `field2`, generation
+// `field3`) or 2 (in object stream `field2` at index `field3`).
+struct PdfXrefStreamRow {
+    int num = 0;
+    int type = 1;
+    long long field2 = 0;
+    int field3 = 0;
+};
+
+// The body of an uncompressed cross-reference stream object (/Type /XRef, /W [1 4 2], one
+// /Index pair per row, /Size `size`) listing `rows`.
+std::string pdfXrefStreamBody(const std::vector<PdfXrefStreamRow>& rows, int size);
+
+// Where withPdfUpdate(pdf, update) writes each object of `update.unlisted` ("N G obj").
+std::vector<long long> unlistedOffsets(const std::string& pdf, const PdfUpdate& update);
 
 // `pdf` with `update` appended as one incremental update: the objects in the given order, a
 // classic cross-reference table with one subsection per object (and per pointer), and a trailer

@@ -243,7 +243,11 @@ std::string corpusDir() {
     if (env != nullptr) {
         return env;
     }
-    return std::string(KYSO_SOURCE_DIR) + "/../shared/corpus";
+    return testDataDir() + "/corpus";
+}
+
+std::string testDataDir() {
+    return std::string(KYSO_SOURCE_DIR) + "/tests/data";
 }
 
 }  // namespace kyso::test

@@ -45,7 +45,10 @@ std::string readFile(const std::string& path);
 void writeFile(const std::string& path, const std::string& data);
 std::string shellQuote(const std::string& s);
 
-// Where the third-party corpus lives (../shared/corpus relative to the source tree).
+// Where the third-party corpus lives (tests/data/corpus in the source tree; KYSO_CORPUS_DIR
+// overrides it).
 std::string corpusDir();
+// The project's own test inputs (tests/data in the source tree).
+std::string testDataDir();
 
 }  // namespace kyso::test

@@ -45,6 +45,7 @@ struct PadesResult {
     std::uint64_t outputSize = 0;
     std::uint64_t contentsBytes = 0;  // bytes reserved for /Contents (binary, before hex)
     bool xrefStream = false;          // the update kept the original's cross-reference stream
+    bool hybridXref = false;          // the original is a hybrid-reference file (/XRefStm)
     // A visible signature: its page (1-based), its rectangle and its image's, as displayed.
     int page = 0;
     std::optional<PdfRect> rect;
@@ -54,7 +55,6 @@ struct PadesResult {
 // Signs IN into OUT (OUT may equal IN). Errors, each with a stable code:
 //   pdf.empty, pdf.not_pdf, pdf.truncated   the input is not a complete PDF file
 //   pdf.encrypted                           encrypted or permission-protected with encryption
-//   pdf.hybrid_xref                         hybrid-reference file (classic table + /XRefStm)
 //   pdf.damaged                             qpdf had to repair it, or cannot read it
 //   pdf.certified_no_changes                DocMDP P=1: no changes allowed
 //   pdf.field_not_found, pdf.field_signed,  the requested field is missing, already signed,
