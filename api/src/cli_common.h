@@ -34,6 +34,7 @@ inline const char* kUsage =
     "                [--reason TEXT] [--location TEXT] [--contact-info TEXT] [--field NAME]\n"
     "                [--page N] [--level B-B] [--seal SEAL_ID] [--visible true]\n"
     "                [--rect X,Y,W,H] [--layout L] [--font-size N] [--image false] [--text T]\n"
+    "                [--document-password-file FILE|env:NAME]  (a PDF that needs a password)\n"
     "  kyso sign cms --config FILE --key ID_OR_PKCS11_URI --in IN --out OUT\n"
     "                [--attached true|false] [--level B-B]\n"
     "  kyso verify --config FILE IN [--data DETACHED] [--at YYYY-MM-DDTHH:MM:SSZ]\n"

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "kyso/api/credentials.h"
 #include "kyso/signer/cms.h"
@@ -82,6 +83,16 @@ int signPdf(const Args& a, const api::Config& cfg, const hsm::Credential& cred,
         o.fieldName = a.options.at("field");
     }
     o.page = vis->page.value_or(1);
+    // The password of a document that needs one to open: from a file (or env:NAME), never argv.
+    std::optional<hsm::Secret> documentPassword;
+    if (a.options.count("document-password-file")) {
+        auto pw = hsm::readSecret(a.options.at("document-password-file"));
+        if (!pw) {
+            return fail(pw.error(), kExitUsage);
+        }
+        documentPassword = std::move(*pw);
+        o.password = &*documentPassword;
+    }
     if (visible) {
         o.appearance = api::appearanceFor(cfg, cred, *vis, when, &o.page);
         if (o.fieldName && !vis->rect) {
@@ -103,6 +114,7 @@ int signPdf(const Args& a, const api::Config& cfg, const hsm::Credential& cred,
         so.reason = o.reason;
         so.location = o.location;
         so.page = r->page > 0 ? r->page : o.page;
+        so.password = o.password;
         if (visible) {
             api::VisibleRequest sv;
             sv.page = so.page;
@@ -153,7 +165,7 @@ int cmdSign(const std::string& sub, const Args& a, const TimestamperFactory& mak
     }
     if (pdf ? !onlyKnown(a, {"config", "key", "in", "out", "reason", "location", "contact-info",
                              "field", "page", "level", "visible", "rect", "layout", "text",
-                             "font-size", "image", "seal"})
+                             "font-size", "image", "seal", "document-password-file"})
             : !onlyKnown(a, {"config", "key", "in", "out", "attached", "level"})) {
         return kExitUsage;
     }

@@ -951,6 +951,12 @@ struct Service::Impl {
             opts.fieldName = q["field"];
         }
         opts.page = vis->page.value_or(1);
+        // A document that needs a password to open: the password in a header (never in the URL,
+        // never logged or audited).
+        hsm::Secret documentPassword(x.req.get("Kyso-Document-Password", ""));
+        if (x.req.has("Kyso-Document-Password")) {
+            opts.password = &documentPassword;
+        }
         if (visible) {
             opts.appearance = appearanceFor(cfg, *r->cred, *vis, when, &opts.page);
             if (opts.fieldName && !vis->rect) {
@@ -1015,6 +1021,7 @@ struct Service::Impl {
             sealOpts.reason = opts.reason;
             sealOpts.location = opts.location;
             sealOpts.page = first->page > 0 ? first->page : opts.page;
+            sealOpts.password = opts.password;
             if (visible) {
                 VisibleRequest sealVis;
                 sealVis.page = sealOpts.page;

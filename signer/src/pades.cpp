@@ -31,6 +31,7 @@
 #include "kyso/hsm/ossl_ptr.h"
 #include "kyso/signer/cms.h"
 #include "output_file.h"
+#include "pdf_encrypt.h"
 #include "pdf_util.h"
 
 namespace kyso::signer {
@@ -133,6 +134,46 @@ Error damaged(const std::string& why) {
     return Error::make("pdf.damaged", why);
 }
 
+// The permissions of an encrypted document that was opened without its owner password (ISO
+// 32000-1, table 22): filling in an existing signature field needs bit 6 ("fill in form fields")
+// or, from revision 3, bit 9 ("fill in existing form fields, including signature fields"); a new
+// signature field needs bit 6 and bit 4 ("create or modify form fields, including signature
+// fields"). The owner password lifts every restriction.
+Status checkPermissions(QPDF& pdf, bool existingField) {
+    int r = 0;
+    int p = 0;
+    if (!pdf.isEncrypted(r, p) || pdf.ownerPasswordMatched()) {
+        return Ok{};
+    }
+    auto bit = [p](int n) { return (static_cast<unsigned>(p) & (1u << (n - 1))) != 0; };
+    const bool fill = bit(6) || (r >= 3 && bit(9));
+    if (existingField) {
+        if (!fill) {
+            return Error::make("pdf.permissions",
+                               "the document's permissions do not allow filling in form fields "
+                               "or signing (not granted: bit 6, fill in form fields; bit 9, fill "
+                               "in existing form fields and sign)");
+        }
+        return Ok{};
+    }
+    if (!bit(6) || !bit(4)) {
+        std::string missing;
+        if (!bit(4)) {
+            missing = "bit 4, modify the document";
+        }
+        if (!bit(6)) {
+            missing += std::string(missing.empty() ? "" : "; ") +
+                       "bit 6, add annotations and fill in form fields";
+        }
+        return Error::make(
+            "pdf.permissions",
+            "the document's permissions do not allow adding a signature field (not granted: " +
+                missing + ")" +
+                (fill ? "; it may be signed into an existing empty signature field (field=)" : ""));
+    }
+    return Ok{};
+}
+
 // DocMDP P=1 in /Perms: the author certified the document and allowed no change at all.
 bool certifiedNoChanges(QPDFObjectHandle root) {
     QPDFObjectHandle perms = root.getKey("/Perms");
@@ -161,9 +202,14 @@ bool certifiedNoChanges(QPDFObjectHandle root) {
     return false;
 }
 
+// The signature dictionary (object NUM). In an encrypted document its strings are encrypted,
+// except /Contents (ISO 32000-1, 7.6.1).
 std::string sigDictionary(const PadesOptions& o, std::size_t contentsHexLen,
                           std::chrono::system_clock::time_point when, std::size_t* byteRangeOffset,
-                          std::size_t* contentsOffset) {
+                          std::size_t* contentsOffset, const UpdateEncryptor* enc, int num) {
+    auto text = [&](const std::string& utf8) {
+        return enc != nullptr ? enc->string(num, pdfTextBytes(utf8)) : pdfTextString(utf8);
+    };
     std::string s = "<<\n/Type /Sig\n/Filter /Adobe.PPKLite\n/SubFilter /ETSI.CAdES.detached\n";
     s += "/ByteRange [";
     *byteRangeOffset = s.size();
@@ -172,15 +218,16 @@ std::string sigDictionary(const PadesOptions& o, std::size_t contentsHexLen,
     s += "]\n/Contents ";
     *contentsOffset = s.size();
     s += '<' + std::string(contentsHexLen, '0') + '>';
-    s += "\n/M " + pdfDateString(when);
+    const std::string date = pdfDateString(when);
+    s += "\n/M " + (enc != nullptr ? enc->string(num, date.substr(1, date.size() - 2)) : date);
     if (!o.reason.empty()) {
-        s += "\n/Reason " + pdfTextString(o.reason);
+        s += "\n/Reason " + text(o.reason);
     }
     if (!o.location.empty()) {
-        s += "\n/Location " + pdfTextString(o.location);
+        s += "\n/Location " + text(o.location);
     }
     if (!o.contactInfo.empty()) {
-        s += "\n/ContactInfo " + pdfTextString(o.contactInfo);
+        s += "\n/ContactInfo " + text(o.contactInfo);
     }
     s += "\n>>";
     return s;
@@ -311,18 +358,36 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         if (f == nullptr) {
             return Error::make("io.read", "cannot open the document");
         }
-        pdf.processFile("document", f, true);
+        pdf.processFile("document", f, true,
+                        options.password != nullptr ? options.password->c_str() : nullptr);
     } catch (const QPDFExc& e) {
         if (e.getErrorCode() == qpdf_e_password) {
-            return Error::make("pdf.encrypted", "the document is encrypted with a password");
+            return Error::make("pdf.encrypted",
+                               options.password != nullptr
+                                   ? "the password given does not open the document"
+                                   : "the document needs a password to open; send it with the "
+                                     "request (see docs/API.md), never in a URL");
         }
         return damaged(std::string("qpdf cannot read the document: ") + e.getMessageDetail());
     } catch (const std::exception& e) {
         return damaged(std::string("qpdf cannot read the document: ") + e.what());
     }
-    if (pdf.isEncrypted()) {
-        return Error::make("pdf.encrypted", "encrypted documents are not signed");
+    std::optional<UpdateEncryptor> encryptor;
+    try {
+        auto enc = UpdateEncryptor::of(pdf);
+        if (!enc) {
+            return enc.error();
+        }
+        encryptor = std::move(*enc);
+        if (encryptor) {
+            if (auto st = checkPermissions(pdf, options.fieldName.has_value()); !st) {
+                return st.error();
+            }
+        }
+    } catch (const std::exception& e) {
+        return damaged(std::string("qpdf cannot read the document's encryption: ") + e.what());
     }
+    result.encrypted = encryptor.has_value();
     // Opening warnings: a reconstructed cross-reference table means readers may see different
     // objects than the chain our /Prev continues; refuse. Other opening warnings (a /Size larger
     // than needed, whitespace before "xref") leave the chain intact and are tolerated.
@@ -555,6 +620,16 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         return damaged("the document catalog is not an indirect object");
     }
 
+    if (encryptor) {
+        try {
+            for (auto& o : objects) {
+                o.body = encryptor->object(o.num, o.body);
+            }
+        } catch (const std::exception& e) {
+            return damaged(std::string("the update cannot be encrypted: ") + e.what());
+        }
+    }
+
     // /Contents holds the CMS in hex; its size is fixed before signing, from a full-size build.
     auto maxCms = maxCadesSize(credential, options.timestamper);
     if (!maxCms) {
@@ -572,7 +647,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         std::size_t brRel = 0;
         std::size_t ctRel = 0;
         const auto when = options.signingTime.value_or(std::chrono::system_clock::now());
-        std::string sig = sigDictionary(options, hexLen, when, &brRel, &ctRel);
+        std::string sig = sigDictionary(options, hexLen, when, &brRel, &ctRel,
+                                        encryptor ? &*encryptor : nullptr, sigNum);
         offsets[sigNum] = update.size();
         const std::string head = std::to_string(sigNum) + " 0 obj\n";
         byteRangeAt = update.size() + head.size() + brRel;
@@ -594,6 +670,10 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     }
     if (trailer.hasKey("/ID")) {
         trailerKeys += "\n/ID " + trailer.getKey("/ID").unparse();
+    }
+    if (encryptor) {
+        // The update is encrypted like the rest: readers need the same security handler.
+        trailerKeys += "\n/Encrypt " + trailer.getKey("/Encrypt").unparse();
     }
     trailerKeys += "\n/Prev " + std::to_string(facts->startxref);
 

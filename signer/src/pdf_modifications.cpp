@@ -1064,7 +1064,8 @@ void compareAsLegacyReader(const MappedFile& whole, const MappedFile& signedByte
             std::string("a reader that ignores /XRefStm cannot read the document: ") + e.what());
         return;
     }
-    const std::set<Og> before = disagreements(signedDoc.getXRefTable(), legacySigned.getXRefTable());
+    const std::set<Og> before =
+        disagreements(signedDoc.getXRefTable(), legacySigned.getXRefTable());
     std::string listed;
     int count = 0;
     for (const Og& og : disagreements(finalDoc.getXRefTable(), legacyFinal.getXRefTable())) {
@@ -1100,8 +1101,7 @@ void compareAsLegacyReader(const MappedFile& whole, const MappedFile& signedByte
 
 bool mentionsXRefStm(const MappedFile& f) {
     static const char kKey[] = "/XRefStm";
-    return f.data() != nullptr &&
-           ::memmem(f.data(), f.size(), kKey, sizeof kKey - 1) != nullptr;
+    return f.data() != nullptr && ::memmem(f.data(), f.size(), kKey, sizeof kKey - 1) != nullptr;
 }
 
 }  // namespace

@@ -46,15 +46,42 @@ std::u32string decodeUtf8(std::string_view s) {
 
 }  // namespace
 
-std::string pdfTextString(std::string_view utf8) {
-    bool ascii = true;
-    for (unsigned char c : utf8) {
+namespace {
+
+bool printableAscii(std::string_view s) {
+    for (unsigned char c : s) {
         if (c < 0x20 || c > 0x7e) {
-            ascii = false;
-            break;
+            return false;
         }
     }
-    if (ascii) {
+    return true;
+}
+
+}  // namespace
+
+std::string pdfTextBytes(std::string_view utf8) {
+    if (printableAscii(utf8)) {
+        return std::string(utf8);
+    }
+    std::string out = "\xFE\xFF";
+    auto put16 = [&](unsigned v) {
+        out.push_back(static_cast<char>((v >> 8) & 0xff));
+        out.push_back(static_cast<char>(v & 0xff));
+    };
+    for (char32_t cp : decodeUtf8(utf8)) {
+        if (cp >= 0x10000) {
+            const unsigned v = static_cast<unsigned>(cp) - 0x10000;
+            put16(0xD800 + (v >> 10));
+            put16(0xDC00 + (v & 0x3FF));
+        } else {
+            put16(static_cast<unsigned>(cp));
+        }
+    }
+    return out;
+}
+
+std::string pdfTextString(std::string_view utf8) {
+    if (printableAscii(utf8)) {
         std::string out = "(";
         for (char c : utf8) {
             if (c == '(' || c == ')' || c == '\\') {
@@ -65,20 +92,10 @@ std::string pdfTextString(std::string_view utf8) {
         return out + ")";
     }
     static const char* hex = "0123456789ABCDEF";
-    std::string out = "<FEFF";
-    auto put16 = [&](unsigned v) {
-        for (int shift = 12; shift >= 0; shift -= 4) {
-            out.push_back(hex[(v >> shift) & 15]);
-        }
-    };
-    for (char32_t cp : decodeUtf8(utf8)) {
-        if (cp >= 0x10000) {
-            const unsigned v = static_cast<unsigned>(cp) - 0x10000;
-            put16(0xD800 + (v >> 10));
-            put16(0xDC00 + (v & 0x3FF));
-        } else {
-            put16(static_cast<unsigned>(cp));
-        }
+    std::string out = "<";
+    for (unsigned char c : pdfTextBytes(utf8)) {
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
     }
     return out + ">";
 }

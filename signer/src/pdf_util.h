@@ -11,6 +11,9 @@ namespace kyso::signer {
 // A PDF text string: a literal "(...)" for printable ASCII, otherwise UTF-16BE with a BOM in
 // hex, so Vietnamese names survive every reader (ISO 32000-1, 7.9.2.2).
 std::string pdfTextString(std::string_view utf8);
+// The bytes of that text string (ASCII, or a UTF-16BE BOM and UTF-16BE), for a writer that
+// encrypts them.
+std::string pdfTextBytes(std::string_view utf8);
 
 // A PDF date "(D:YYYYMMDDHHmmSS+07'00')" in Vietnam time (UTC+07:00, no daylight saving).
 std::string pdfDateString(std::chrono::system_clock::time_point t);

@@ -188,9 +188,10 @@ TEST(Rest, DocumentErrorsAreProblems) {
         env.request("POST", path, key, corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf"), 422,
         "pdf.encrypted");
     // A permission-protected document whose permissions forbid filling in forms or signing.
-    expectProblem(env.request("POST", path, key,
-                              corpusDir() + "/pdf/unsigned/dss-protected-edition_protected_none.pdf"),
-                  422, "pdf.encrypted");
+    expectProblem(
+        env.request("POST", path, key,
+                    corpusDir() + "/pdf/unsigned/dss-protected-edition_protected_none.pdf"),
+        422, "pdf.permissions");
     expectProblem(env.request("POST", path, key, samplePdf(), "text/plain"), 415,
                   "content_type.unsupported");
     // Damaged documents: the detail says what, but names no path of the service (its spool
@@ -219,6 +220,32 @@ TEST(Rest, WordHybridDocumentIsSigned) {
     run("pdfsig " + shellQuote(out), &pdfsig);
     EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
     EXPECT_NE(pdfsig.find("Total document signed"), std::string::npos) << pdfsig;
+}
+
+TEST(Rest, PasswordProtectedDocumentIsSignedWithThePasswordInAHeader) {
+    auto& env = Env::get();
+    const std::string in = corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf";
+    const std::string path = "/api/v1/sign/pdf?credential=officer-1";
+    const std::string out = tempDir("password-rest") + "/signed.pdf";
+    // Without the password, and with a wrong one: pdf.encrypted, and the detail never echoes it.
+    expectProblem(env.request("POST", path, env.keys["officer-1"], in), 422, "pdf.encrypted");
+    auto wrong = env.request("POST", path, env.keys["officer-1"], in, "application/pdf", "",
+                             "-H 'Kyso-Document-Password: wrong-guess' ");
+    expectProblem(wrong, 422, "pdf.encrypted");
+    EXPECT_EQ(wrong.body.find("wrong-guess"), std::string::npos) << wrong.body;
+    auto r = env.request("POST", path, env.keys["officer-1"], in, "application/pdf", out,
+                         "-H 'Kyso-Document-Password: usersecret' ");
+    ASSERT_EQ(r.status, 200) << readFile(out);
+    std::string pdfsig;
+    run("pdfsig -upw usersecret " + shellQuote(out), &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
+    std::string check;
+    EXPECT_EQ(run("qpdf --password=usersecret --check " + shellQuote(out), &check), 0) << check;
+    // The audit trail records the signature, never the password.
+    auto audit = env.request("GET", "/api/v1/audit?limit=1000", env.keys["admin"]);
+    ASSERT_EQ(audit.status, 200);
+    EXPECT_EQ(audit.body.find("usersecret"), std::string::npos);
+    EXPECT_EQ(audit.body.find("wrong-guess"), std::string::npos);
 }
 
 TEST(Rest, BodyOverTheLimitIsRefused) {
@@ -450,6 +477,20 @@ TEST(Cli, RefusesPinsOnTheCommandLineAndReportsErrors) {
         << log;
     EXPECT_NE(log.find("pdf.encrypted"), std::string::npos) << log;
     EXPECT_FALSE(fs::exists(out));
+    // The document's password comes from a file, and is never echoed.
+    const std::string pw = tempDir("cli-password") + "/pw";
+    writeFile(pw, "usersecret\n");
+    EXPECT_EQ(
+        run(std::string(KYSO_BINARY) + " sign pdf --config " + conf + " --key officer-1 --in " +
+                shellQuote(corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf") + " --out " +
+                shellQuote(out) + " --document-password-file " + pw + " 2>&1",
+            &log),
+        0)
+        << log;
+    EXPECT_EQ(log.find("usersecret"), std::string::npos) << log;
+    std::string pdfsig;
+    run("pdfsig -upw usersecret " + shellQuote(out), &pdfsig);
+    EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
 }
 
 TEST(Cli, DemoInitIsIdempotent) {

@@ -1,7 +1,6 @@
 // PAdES B-B: every output is checked by tools we did not write (poppler pdfsig, qpdf --check,
 // openssl cms -verify over the /ByteRange bytes), and the original must be a prefix.
 #include "kyso/signer/pades.h"
-#include "kyso/signer/pdf_signatures.h"
 
 #include <gtest/gtest.h>
 
@@ -10,6 +9,7 @@
 #include <regex>
 #include <set>
 
+#include "kyso/signer/pdf_signatures.h"
 #include "test_env.h"
 
 namespace kyso::test {
@@ -525,6 +525,219 @@ TEST(PadesHybrid, TheTestFilesAreWhatTheirScriptMakes) {
         std::string out;
         run("pdffonts " + shellQuote(dir + "/" + name) + " 2>&1", &out);
         EXPECT_NE(out.find("Times-Roman"), std::string::npos) << out;
+    }
+}
+
+}  // namespace
+}  // namespace kyso::test
+
+// Encrypted documents: permission-protected ones (empty user password, what portals publish) are
+// signed when their permissions allow it, with the update encrypted by the document's key;
+// documents that need a password to open are signed only with that password.
+namespace kyso::test {
+namespace {
+
+// qpdf's and pdfsig's options for a document password ('' for none).
+std::string qpdfPassword(const std::string& pw) {
+    return pw.empty() ? "" : "--password=" + shellQuote(pw) + " ";
+}
+
+// qpdf --show-encryption without its warnings (some inputs have a /Size one too large).
+std::string encryptionOf(const std::string& path, const std::string& password) {
+    std::string out;
+    EXPECT_LE(run("qpdf " + qpdfPassword(password) + "--show-encryption " + shellQuote(path), &out),
+              3)
+        << out;
+    std::string kept;
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("WARNING", 0) != 0 &&
+            line.find("succeeded with warnings") == std::string::npos) {
+            kept += line + "\n";
+        }
+    }
+    EXPECT_NE(kept.find("R = "), std::string::npos) << out;
+    return kept;
+}
+
+// The signature dictionaries' strings as qpdf decrypts them (JSON v2: "u:" for text strings).
+std::string decryptedObjects(const std::string& path, const std::string& password = "") {
+    return toolOutput("qpdf " + qpdfPassword(password) + "--json=2 --json-key=qpdf " +
+                      shellQuote(path));
+}
+
+// Every outside check of a signed encrypted document, against its unsigned original.
+void expectEncryptedSigned(const std::string& in, const std::string& out, int signatures,
+                           const std::string& password = "") {
+    // qpdf: clean, and the same security handler and permissions as before.
+    std::string check;
+    EXPECT_EQ(run("qpdf " + qpdfPassword(password) + "--check " + shellQuote(out), &check), 0)
+        << check;
+    EXPECT_EQ(check.find("WARNING"), std::string::npos) << check;
+    EXPECT_EQ(encryptionOf(out, password), encryptionOf(in, password));
+    // pdfsig (poppler decrypts the document, and reads /Contents unencrypted).
+    std::string sig;
+    run("pdfsig -nocert " + (password.empty() ? "" : "-upw " + shellQuote(password) + " ") +
+            shellQuote(out),
+        &sig);
+    std::size_t valid = 0;
+    for (auto p = sig.find("Signature is Valid."); p != std::string::npos;
+         p = sig.find("Signature is Valid.", p + 1)) {
+        ++valid;
+    }
+    EXPECT_EQ(valid, static_cast<std::size_t>(signatures)) << sig;
+    EXPECT_NE(sig.rfind("Total document signed"), std::string::npos) << sig;
+    expectPrefix(in, out);
+    expectCmsVerifies(out);
+    // Our verifier, for documents that open without a password.
+    if (password.empty()) {
+        auto sigs = signer::readPdfSignatures(out);
+        ASSERT_TRUE(sigs.ok()) << sigs.error().detail;
+        ASSERT_FALSE(sigs->empty());
+        EXPECT_TRUE(sigs->back().digestMatches);
+        EXPECT_TRUE(sigs->back().signatureValid);
+        EXPECT_EQ(sigs->back().modifications, signer::Modification::None);
+    }
+}
+
+signer::PadesOptions encryptedOptions() {
+    signer::PadesOptions o;
+    o.reason = "Phê duyệt hồ sơ";
+    o.location = "Hà Nội";
+    o.durable = false;
+    return o;
+}
+
+TEST(PadesEncrypted, PermissionProtectedDocumentsAreSignedWithTheirOwnEncryption) {
+    const std::string dir = tempDir("encrypted");
+    const std::string plain = corpusDir() + "/pdf/unsigned/ph-minimal.pdf";
+    // AES-256 (R6), AES-128 (R4) and RC4-128 (R3), each with an empty user password and printing
+    // or copying restricted: signing a new field is allowed.
+    const std::vector<std::pair<std::string, std::string>> made = {
+        {"aes256", "256 --print=none --extract=n"},
+        {"aes128", "128 --use-aes=y --print=none"},
+        {"rc4", "128 --use-aes=n --print=low"}};
+    for (const auto& [name, args] : made) {
+        SCOPED_TRACE(name);
+        const std::string in = dir + "/" + name + ".pdf";
+        ASSERT_EQ(run("qpdf --allow-weak-crypto --encrypt '' kyso-owner " + args + " -- " + plain +
+                      " " + in),
+                  0);
+        const std::string out = dir + "/" + name + "-signed.pdf";
+        auto r = signer::signPdf(in, out, rsaCredential(), encryptedOptions());
+        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+        EXPECT_TRUE(r->encrypted);
+        expectEncryptedSigned(in, out, 1);
+        // The /Reason and /Location (Vietnamese, encrypted) decrypt to what was written, and
+        // no string of ours is in the file in plain.
+        const std::string objects = decryptedObjects(out);
+        EXPECT_NE(objects.find("\"u:Phê duyệt hồ sơ\""), std::string::npos);
+        EXPECT_NE(objects.find("\"u:Hà Nội\""), std::string::npos);
+        EXPECT_NE(objects.find("\"u:Signature1\""), std::string::npos);
+        const std::string update = readFile(out).substr(fs::file_size(in));
+        EXPECT_EQ(update.find("(Signature1)"), std::string::npos);
+        EXPECT_EQ(update.find("(D:"), std::string::npos);
+        // Signed again: both signatures valid, the first one's revision untouched.
+        const std::string twice = dir + "/" + name + "-twice.pdf";
+        ASSERT_TRUE(signer::signPdf(out, twice, rsaCredential(), encryptedOptions()).ok());
+        expectEncryptedSigned(in, twice, 2);
+    }
+}
+
+TEST(PadesEncrypted, PermissionsThatForbidSigningAreRefusedNamingThem) {
+    const std::string dir = tempDir("encrypted-perms");
+    // Form filling only (bit 9, R6): no new signature field, but an existing empty one.
+    const std::string withField = corpusDir() + "/pdf/unsigned/ph-minimal-with-field.pdf";
+    const std::string in = dir + "/form-only.pdf";
+    ASSERT_EQ(run("qpdf --encrypt '' kyso-owner 256 --modify=form -- " + withField + " " + in), 0);
+    auto refused = signer::signPdf(in, dir + "/out.pdf", rsaCredential(), encryptedOptions());
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, "pdf.permissions");
+    EXPECT_NE(refused.error().detail.find("bit 4"), std::string::npos) << refused.error().detail;
+    EXPECT_NE(refused.error().detail.find("existing empty signature field"), std::string::npos);
+    EXPECT_FALSE(fs::exists(dir + "/out.pdf"));
+    signer::PadesOptions o = encryptedOptions();
+    o.fieldName = "Sig1";
+    auto intoField = signer::signPdf(in, dir + "/field.pdf", rsaCredential(), o);
+    ASSERT_TRUE(intoField.ok()) << intoField.error().code << ": " << intoField.error().detail;
+    expectEncryptedSigned(in, dir + "/field.pdf", 1);
+
+    // Nothing allowed: refused whatever the field, and the detail says which permission.
+    const std::string none = dir + "/none.pdf";
+    ASSERT_EQ(run("qpdf --encrypt '' kyso-owner 256 --modify=none -- " + withField + " " + none),
+              0);
+    for (bool existing : {false, true}) {
+        signer::PadesOptions n = encryptedOptions();
+        if (existing) {
+            n.fieldName = "Sig1";
+        }
+        auto r = signer::signPdf(none, dir + "/none-out.pdf", rsaCredential(), n);
+        ASSERT_FALSE(r.ok());
+        EXPECT_EQ(r.error().code, "pdf.permissions");
+        EXPECT_NE(r.error().detail.find("bit"), std::string::npos) << r.error().detail;
+        EXPECT_FALSE(fs::exists(dir + "/none-out.pdf"));
+    }
+    // The owner password lifts the restrictions.
+    hsm::Secret owner("kyso-owner");
+    signer::PadesOptions withOwner = encryptedOptions();
+    withOwner.password = &owner;
+    auto r = signer::signPdf(none, dir + "/owner.pdf", rsaCredential(), withOwner);
+    ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+    expectEncryptedSigned(none, dir + "/owner.pdf", 1);
+}
+
+TEST(PadesEncrypted, DssProtectedCorpusFilesAreSignedOrRefusedForTheirPermissions) {
+    const std::string dir = corpusDir() + "/pdf/unsigned/";
+    const std::string out = tempDir("dss-protected") + "/out.pdf";
+    // Editing, forms and annotations forbidden.
+    auto none = signer::signPdf(dir + "dss-protected-edition_protected_none.pdf", out,
+                                rsaCredential(), encryptedOptions());
+    ASSERT_FALSE(none.ok());
+    EXPECT_EQ(none.error().code, "pdf.permissions");
+    EXPECT_NE(none.error().detail.find("bit"), std::string::npos) << none.error().detail;
+    // Forms and annotations allowed, "modify the document" not: no new field.
+    auto restricted = signer::signPdf(dir + "dss-protected-restricted_fields.pdf", out,
+                                      rsaCredential(), encryptedOptions());
+    ASSERT_FALSE(restricted.ok());
+    EXPECT_EQ(restricted.error().code, "pdf.permissions");
+    EXPECT_NE(restricted.error().detail.find("bit 4"), std::string::npos)
+        << restricted.error().detail;
+    EXPECT_FALSE(fs::exists(out));
+    // A user password is needed to open these two ("open_protected"): refused without it,
+    // signed with it (DSS's tests use a single space).
+    hsm::Secret password(" ");
+    for (const char* name :
+         {"dss-protected-open_protected.pdf", "dss-protected-protected_two_empty_fields.pdf"}) {
+        SCOPED_TRACE(name);
+        auto locked = signer::signPdf(dir + name, out, rsaCredential(), encryptedOptions());
+        ASSERT_FALSE(locked.ok());
+        EXPECT_EQ(locked.error().code, "pdf.encrypted");
+        EXPECT_FALSE(fs::exists(out));
+        hsm::Secret wrong("not the password");
+        signer::PadesOptions bad = encryptedOptions();
+        bad.password = &wrong;
+        auto refused = signer::signPdf(dir + name, out, rsaCredential(), bad);
+        ASSERT_FALSE(refused.ok());
+        EXPECT_EQ(refused.error().code, "pdf.encrypted");
+        EXPECT_EQ(refused.error().detail.find("not the password"), std::string::npos);
+        signer::PadesOptions o = encryptedOptions();
+        o.password = &password;
+        auto r = signer::signPdf(dir + name, out, rsaCredential(), o);
+        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+        expectEncryptedSigned(dir + name, out, 1, " ");
+        fs::remove(out);
+    }
+    // pyHanko's AES-256 and RC4 files, whose user password is "usersecret".
+    hsm::Secret user("usersecret");
+    for (const char* name : {"ph-minimal-aes256.pdf", "ph-minimal-rc4.pdf"}) {
+        SCOPED_TRACE(name);
+        signer::PadesOptions o = encryptedOptions();
+        o.password = &user;
+        auto r = signer::signPdf(dir + name, out, rsaCredential(), o);
+        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+        expectEncryptedSigned(dir + name, out, 1, "usersecret");
+        fs::remove(out);
     }
 }
 

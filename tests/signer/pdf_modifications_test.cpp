@@ -541,7 +541,6 @@ TEST(PdfModifications, OurSecondSignatureOverTheUnsignedCorpusIsSignaturesOnly) 
     EXPECT_GE(checked, 25);
 }
 
-
 // Hybrid-reference attacks (pyHanko's "hybrid sneaky edit"): updates after the signature that
 // show a reader following /XRefStm and a reader ignoring it different content. Each must be
 // OTHER, whichever kind of reader our own analysis is.
@@ -565,9 +564,8 @@ TEST(PdfModifications, HybridSneakyEditSeenOnlyByReadersFollowingXRefStmIsOther)
     PdfUpdate info2;
     const int stm = info.size + 1;
     info2.objects.push_back({info.size, 0, "<< /Title (Hello) >>"});
-    info2.objects.push_back({stm, 0,
-                             pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, forgedAt, 0}},
-                                               stm + 1)});
+    info2.objects.push_back(
+        {stm, 0, pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, forgedAt, 0}}, stm + 1)});
     const std::string beforeStm = appendAndKeep(s.path, info2);
     const long long stmAt = static_cast<long long>(
         readFile(s.path).find(std::to_string(stm) + " 0 obj\n", beforeStm.size()));

@@ -327,6 +327,31 @@ TEST(VisibleSignature, OfficerSignatureAndAgencySealOnAPlainPage) {
     EXPECT_NEAR(s.seal.imageRect->h, 36 / 25.4 * 72, 0.5);
 }
 
+TEST(VisibleSignature, PermissionProtectedDocumentIsSignedAndSealedWithItsEncryption) {
+    // What portals publish: AES-256, an empty user password, printing and copying restricted.
+    const std::string dir = tempDir("visible-protected");
+    writeFile(dir + "/plain.pdf", blankPdf());
+    ASSERT_EQ(run("qpdf --encrypt '' kyso-owner 256 --print=none --extract=n -- " + dir +
+                  "/plain.pdf " + dir + "/in.pdf"),
+              0);
+    const std::string before = tool("qpdf --show-encryption " + dir + "/in.pdf");
+    const Signed s = signAndSeal(dir + "/in.pdf", {300, 100, 240, 80}, "visible-protected-out");
+    ASSERT_TRUE(s.seal.rect.has_value());
+    EXPECT_TRUE(s.officer.encrypted && s.seal.encrypted);
+    // Every check of a plain document: pdfsig, qpdf, embedded fonts, the Vietnamese text (from
+    // encrypted strings and streams), and the pixels of the seal over the image.
+    expectSignedAndSealed(s);
+    expectPixels(s, render(s.path, 144));
+    // The encryption is unchanged: same handler, same permissions.
+    EXPECT_EQ(tool("qpdf --show-encryption " + shellQuote(s.path)), before);
+    // The update's strings and streams are encrypted: no plain text of ours in the bytes.
+    const std::string bytes = readFile(s.path);
+    const std::string update = bytes.substr(std::filesystem::file_size(dir + "/in.pdf"));
+    EXPECT_EQ(update.find("BT"), std::string::npos) << "an appearance stream is not encrypted";
+    EXPECT_EQ(update.find("(D:"), std::string::npos) << "a date string is not encrypted";
+    EXPECT_NE(update.find("/Encrypt"), std::string::npos) << "the trailer lost /Encrypt";
+}
+
 TEST(VisibleSignature, RotatedPageWithOffsetMediaBox) {
     for (int rotate : {90, 180, 270}) {
         SCOPED_TRACE(rotate);

@@ -148,8 +148,8 @@ std::string pdfXrefStreamBody(const std::vector<PdfXrefStreamRow>& rows, int siz
         data.push_back(static_cast<char>(r.field3 & 0xff));
         index += (index.empty() ? "" : " ") + std::to_string(r.num) + " 1";
     }
-    return pdfStream(data, "/Type /XRef /Size " + std::to_string(size) + " /W [1 4 2] /Index [" +
-                               index + "]");
+    return pdfStream(
+        data, "/Type /XRef /Size " + std::to_string(size) + " /W [1 4 2] /Index [" + index + "]");
 }
 
 void appendPdfUpdate(const std::string& path, const PdfUpdate& update) {

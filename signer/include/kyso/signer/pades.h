@@ -1,7 +1,9 @@
 // PAdES baseline B-B and B-T signatures on PDF files, as an incremental update.
 //
-// The input is read with qpdf; the update we append is written here. The input file is a
-// byte-for-byte prefix of the output; the output is written to a temporary file beside OUT and
+// The input is read with qpdf; the update we append is written here. Encrypted inputs
+// (permission-protected, or opened with options.password) get an update encrypted with the
+// document's key, except the signature's /Contents (ISO 32000-1, 7.6.1 and 12.8.1). The input file
+// is a byte-for-byte prefix of the output; the output is written to a temporary file beside OUT and
 // renamed into place only when complete, so a failure never leaves a partial file. Memory does
 // not grow with the file size: the original bytes are streamed through the digest.
 #pragma once
@@ -12,6 +14,7 @@
 #include <string>
 
 #include "kyso/hsm/credential.h"
+#include "kyso/hsm/secret.h"
 #include "kyso/signer/appearance.h"
 #include "kyso/signer/timestamper.h"
 
@@ -37,6 +40,10 @@ struct PadesOptions {
     bool durable = true;
     // B-T: timestamp the signature with this TSA (one call per signature); null gives B-B.
     Timestamper* timestamper = nullptr;
+    // The password of a document that needs one to open (its user or its owner password), or
+    // null. A permission-protected document (empty user password) needs none. Never logged, never
+    // in an error.
+    const hsm::Secret* password = nullptr;
 };
 
 struct PadesResult {
@@ -46,6 +53,7 @@ struct PadesResult {
     std::uint64_t contentsBytes = 0;  // bytes reserved for /Contents (binary, before hex)
     bool xrefStream = false;          // the update kept the original's cross-reference stream
     bool hybridXref = false;          // the original is a hybrid-reference file (/XRefStm)
+    bool encrypted = false;           // the update was encrypted with the document's key
     // A visible signature: its page (1-based), its rectangle and its image's, as displayed.
     int page = 0;
     std::optional<PdfRect> rect;
@@ -54,7 +62,11 @@ struct PadesResult {
 
 // Signs IN into OUT (OUT may equal IN). Errors, each with a stable code:
 //   pdf.empty, pdf.not_pdf, pdf.truncated   the input is not a complete PDF file
-//   pdf.encrypted                           encrypted or permission-protected with encryption
+//   pdf.encrypted                           the document needs a password to open and none (or
+//                                           a wrong one) was given, or its security handler is
+//                                           not the standard one
+//   pdf.permissions                         permission-protected: its permissions do not allow
+//                                           signing (the detail names the missing permission)
 //   pdf.damaged                             qpdf had to repair it, or cannot read it
 //   pdf.certified_no_changes                DocMDP P=1: no changes allowed
 //   pdf.field_not_found, pdf.field_signed,  the requested field is missing, already signed,
