@@ -269,7 +269,8 @@ PdfRect PageGeometry::toDisplayed(const PdfRect& u) const {
 
 Result<BuiltAppearance> buildAppearance(const Appearance& a, const PageGeometry& page,
                                         const std::optional<PdfRect>& fieldRect,
-                                        const ObjectNumbers& next, std::vector<PdfObject>* out) {
+                                        const ObjectNumbers& next, std::vector<PdfObject>* out,
+                                        bool hardMasks) {
     // The image, and its size when it is drawn at its real size.
     std::shared_ptr<const PreparedImage> image;
     double imageW = 0;
@@ -420,7 +421,7 @@ Result<BuiltAppearance> buildAppearance(const Appearance& a, const PageGeometry&
     std::string resources;
     std::string content;
     if (image && imageBox) {
-        const int imageNum = appendImageObjects(image->encoded, next, out);
+        const int imageNum = appendImageObjects(image->encoded, next, out, hardMasks);
         resources += "/XObject << /Im0 " + std::to_string(imageNum) + " 0 R >> ";
         content += "q " + pdfNumber(imageBox->w) + " 0 0 " + pdfNumber(imageBox->h) + " " +
                    pdfNumber(imageBox->x) + " " + pdfNumber(imageBox->y) + " cm /Im0 Do Q\n";

@@ -34,10 +34,12 @@ struct BuiltAppearance {
 };
 
 // Lays out APPEARANCE on a page of GEOMETRY, in its rect, its anchor, or FIELDRECT (an existing
-// field's /Rect in user space), and appends the objects to OUT, numbered by NEXT.
+// field's /Rect in user space), and appends the objects to OUT, numbered by NEXT. HARD_MASKS:
+// an image's transparency is a 1-bit /Mask, not a soft mask (for PDF/A-1 documents).
 Result<BuiltAppearance> buildAppearance(const Appearance& appearance, const PageGeometry& geometry,
                                         const std::optional<PdfRect>& fieldRect,
-                                        const ObjectNumbers& next, std::vector<PdfObject>* out);
+                                        const ObjectNumbers& next, std::vector<PdfObject>* out,
+                                        bool hardMasks = false);
 
 // The font used when an appearance names none (Liberation Serif: the metrics of Times New
 // Roman, which Vietnamese administrative documents use).

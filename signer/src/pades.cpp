@@ -18,6 +18,7 @@
 #include <ctime>
 #include <fstream>
 #include <map>
+#include <qpdf/Buffer.hh>
 #include <qpdf/QPDF.hh>
 #include <qpdf/QPDFAcroFormDocumentHelper.hh>
 #include <qpdf/QPDFExc.hh>
@@ -172,6 +173,32 @@ Status checkPermissions(QPDF& pdf, bool existingField) {
                 (fill ? "; it may be signed into an existing empty signature field (field=)" : ""));
     }
     return Ok{};
+}
+
+// The PDF/A part the document claims in its XMP metadata (pdfaid:part, ISO 19005), 0 for none.
+int pdfaPart(QPDFObjectHandle root) {
+    QPDFObjectHandle md = root.getKey("/Metadata");
+    if (!md.isStream()) {
+        return 0;
+    }
+    std::string xmp;
+    try {
+        std::shared_ptr<Buffer> data = md.getStreamData(qpdf_dl_generalized);
+        xmp.assign(reinterpret_cast<const char*>(data->getBuffer()), data->getSize());
+    } catch (const std::exception&) {
+        return 0;
+    }
+    // As an attribute (pdfaid:part="1") or an element (<pdfaid:part>1</pdfaid:part>).
+    const auto p = xmp.find("pdfaid:part");
+    if (p == std::string::npos) {
+        return 0;
+    }
+    for (std::size_t i = p + 11; i < xmp.size() && i < p + 16; ++i) {
+        if (std::isdigit(static_cast<unsigned char>(xmp[i]))) {
+            return xmp[i] - '0';
+        }
+    }
+    return 0;
 }
 
 // DocMDP P=1 in /Perms: the author certified the document and allowed no change at all.
@@ -415,6 +442,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     std::string fieldName;
     try {
         root = pdf.getRoot();
+        // PDF/A stays PDF/A: the catalog (and its /Metadata) is carried over, fonts are embedded,
+        // and for PDF/A-1, which forbids soft masks, images get a 1-bit mask instead.
+        result.pdfaPart = pdfaPart(root);
         pages = QPDFPageDocumentHelper(pdf).getAllPages();
         // From here on, any warning is about objects the update reads or rewrites (a page tree
         // that qpdf had to fix, a missing dictionary): refuse rather than rewrite them.
@@ -497,7 +527,7 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 auto built = buildAppearance(
                     *options.appearance, *geometry,
                     fieldRect && fieldRect->w > 0 && fieldRect->h > 0 ? fieldRect : std::nullopt,
-                    [&] { return nextNum++; }, &objects);
+                    [&] { return nextNum++; }, &objects, result.pdfaPart == 1);
                 if (!built) {
                     return built.error();
                 }
@@ -554,7 +584,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                     return geometry.error();
                 }
                 auto built = buildAppearance(
-                    appearance, *geometry, std::nullopt, [&] { return nextNum++; }, &objects);
+                    appearance, *geometry, std::nullopt, [&] { return nextNum++; }, &objects,
+                    result.pdfaPart == 1);
                 if (!built) {
                     return built.error();
                 }

@@ -477,12 +477,25 @@ EncodedImage encodeImage(const PngImage& image) {
     e.rgb = flateEncode(image.rgb);
     if (!image.alpha.empty()) {
         e.alpha = flateEncode(image.alpha);
+        const std::size_t rowBytes = (static_cast<std::size_t>(image.width) + 7) / 8;
+        std::string bits(rowBytes * static_cast<std::size_t>(image.height), '\0');
+        for (int y = 0; y < image.height; ++y) {
+            for (int x = 0; x < image.width; ++x) {
+                const auto a = static_cast<unsigned char>(
+                    image.alpha[static_cast<std::size_t>(y) * image.width + x]);
+                if (a < 128) {
+                    bits[static_cast<std::size_t>(y) * rowBytes + x / 8] |=
+                        static_cast<char>(0x80 >> (x % 8));
+                }
+            }
+        }
+        e.hardMask = flateEncode(bits);
     }
     return e;
 }
 
 int appendImageObjects(const EncodedImage& image, const ObjectNumbers& next,
-                       std::vector<PdfObject>* out) {
+                       std::vector<PdfObject>* out, bool hardMask) {
     const int imageNum = next();
     const std::string size =
         " /Width " + std::to_string(image.width) + " /Height " + std::to_string(image.height);
@@ -491,10 +504,16 @@ int appendImageObjects(const EncodedImage& image, const ObjectNumbers& next,
     int maskNum = 0;
     if (!image.alpha.empty()) {
         maskNum = next();
-        dict += " /SMask " + std::to_string(maskNum) + " 0 R";
+        dict += (hardMask ? " /Mask " : " /SMask ") + std::to_string(maskNum) + " 0 R";
     }
     out->push_back({imageNum, pdfStream(dict, image.rgb)});
-    if (maskNum != 0) {
+    if (maskNum != 0 && hardMask) {
+        // A stencil: sample 1 is masked out (ISO 32000-1, 8.9.6.3).
+        out->push_back({maskNum, pdfStream("/Type /XObject /Subtype /Image" + size +
+                                               " /ImageMask true /BitsPerComponent 1"
+                                               " /Filter /FlateDecode",
+                                           image.hardMask)});
+    } else if (maskNum != 0) {
         out->push_back({maskNum, pdfStream("/Type /XObject /Subtype /Image" + size +
                                                " /ColorSpace /DeviceGray /BitsPerComponent 8"
                                                " /Filter /FlateDecode",

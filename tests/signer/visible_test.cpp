@@ -352,6 +352,74 @@ TEST(VisibleSignature, PermissionProtectedDocumentIsSignedAndSealedWithItsEncryp
     EXPECT_NE(update.find("/Encrypt"), std::string::npos) << "the trailer lost /Encrypt";
 }
 
+// XMP metadata claiming PDF/A part PART, conformance B.
+std::string pdfaXmp(int part) {
+    return "<?xpacket begin=\"\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>"
+           "<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"><rdf:RDF "
+           "xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\"><rdf:Description "
+           "rdf:about=\"\" xmlns:pdfaid=\"http://www.aiim.org/pdfa/ns/id/\"><pdfaid:part>" +
+           std::to_string(part) +
+           "</pdfaid:part><pdfaid:conformance>B</pdfaid:conformance></rdf:Description>"
+           "</rdf:RDF></x:xmpmeta><?xpacket end=\"w\"?>";
+}
+
+// The PDF/A part claimed by the XMP of the document's reachable objects, as qpdf rewrites it
+// (only objects still reachable from the trailer are written).
+std::string pdfaPartOf(const std::string& path) {
+    std::string out;
+    run("qpdf --qdf --object-streams=disable " + shellQuote(path) +
+            " - | grep -a -o 'pdfaid:part[^0-9]\\{0,3\\}[0-9]' | head -1 | tr -dc 0-9",
+        &out);
+    return out;
+}
+
+TEST(VisibleSignature, PdfA1StaysPdfA1WithHardMasks) {
+    // A PDF/A-1b claim (pdfaid:part 1): the seal's transparency must not be a soft mask, which
+    // PDF/A-1 forbids, and must still leave the signature image visible around the seal.
+    const std::string dir = tempDir("visible-pdfa1");
+    const std::string in = dir + "/in.pdf";
+    writeFile(in, blankPdf());
+    PdfInfo info = readPdfInfo(in);
+    PdfUpdate u;
+    const int md = info.size;
+    u.objects.push_back({md, 0, pdfStream(pdfaXmp(1), "/Type /Metadata /Subtype /XML")});
+    u.objects.push_back(
+        {info.root, 0, pdfEditedDict(in, info.root, {{"/Metadata", std::to_string(md) + " 0 R"}})});
+    appendPdfUpdate(in, u);
+    EXPECT_EQ(pdfaPartOf(in), "1");
+    const Signed s = signAndSeal(in, {300, 100, 240, 80}, "visible-pdfa1-out");
+    ASSERT_TRUE(s.seal.rect.has_value());
+    EXPECT_EQ(s.officer.pdfaPart, 1);
+    expectSignedAndSealed(s);  // includes: every font embedded and subset
+    expectPixels(s, render(s.path, 144));
+    EXPECT_EQ(pdfaPartOf(s.path), "1");
+    const std::string update = readFile(s.path).substr(std::filesystem::file_size(in));
+    EXPECT_EQ(update.find("/SMask"), std::string::npos);
+    EXPECT_EQ(update.find("/Group"), std::string::npos);
+    EXPECT_NE(update.find("/ImageMask true"), std::string::npos);
+}
+
+TEST(VisibleSignature, PdfA2KeepsItsClaimAndSoftMasks) {
+    const std::string in = corpusDir() + "/pdf/unsigned/dss-pdfa2a-rgb.pdf";
+    ASSERT_EQ(pdfaPartOf(in), "2");
+    const Signed s = signAndSeal(in, {300, 100, 240, 80}, "visible-pdfa2-out");
+    ASSERT_TRUE(s.seal.rect.has_value());
+    EXPECT_EQ(s.officer.pdfaPart, 2);
+    EXPECT_EQ(pdfaPartOf(s.path), "2");
+    // PDF/A-2 allows soft masks: the seal keeps its smooth edge.
+    const std::string update = readFile(s.path).substr(std::filesystem::file_size(in));
+    EXPECT_NE(update.find("/SMask"), std::string::npos);
+    std::string fonts;
+    run("pdffonts " + shellQuote(s.path), &fonts);
+    std::istringstream lines(fonts);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (std::regex_search(line, std::regex("^[A-Z]{6}\\+"))) {
+            EXPECT_TRUE(std::regex_search(line, std::regex("\\s+yes\\s+yes\\s+yes"))) << line;
+        }
+    }
+}
+
 TEST(VisibleSignature, RotatedPageWithOffsetMediaBox) {
     for (int rotate : {90, 180, 270}) {
         SCOPED_TRACE(rotate);

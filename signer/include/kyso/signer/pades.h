@@ -54,6 +54,7 @@ struct PadesResult {
     bool xrefStream = false;          // the update kept the original's cross-reference stream
     bool hybridXref = false;          // the original is a hybrid-reference file (/XRefStm)
     bool encrypted = false;           // the update was encrypted with the document's key
+    int pdfaPart = 0;                 // the PDF/A part the input claims (pdfaid:part), 0: none
     // A visible signature: its page (1-based), its rectangle and its image's, as displayed.
     int page = 0;
     std::optional<PdfRect> rect;
