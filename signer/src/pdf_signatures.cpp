@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <qpdf/QPDF.hh>
 #include <qpdf/QPDFAcroFormDocumentHelper.hh>
+#include <qpdf/QPDFExc.hh>
 #include <qpdf/QPDFObjectHandle.hh>
 #include <set>
 #include <string_view>
@@ -305,6 +306,14 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
     try {
         // A neutral name in qpdf's messages: no path of ours in an error answer.
         pdf.processMemoryFile("document", mapped.data(), mapped.size());
+    } catch (const QPDFExc& e) {
+        if (e.getErrorCode() == qpdf_e_password) {
+            return Error::make("pdf.encrypted",
+                               "the document needs a password to open; only documents that open "
+                               "without one (permission-protected ones too) are verified");
+        }
+        return Error::make("pdf.damaged",
+                           std::string("the document structure cannot be read: ") + e.what());
     } catch (const std::exception& e) {
         return Error::make("pdf.damaged",
                            std::string("the document structure cannot be read: ") + e.what());

@@ -241,6 +241,25 @@ TEST(Rest, PasswordProtectedDocumentIsSignedWithThePasswordInAHeader) {
     EXPECT_NE(pdfsig.find("Signature is Valid."), std::string::npos) << pdfsig;
     std::string check;
     EXPECT_EQ(run("qpdf --password=usersecret --check " + shellQuote(out), &check), 0) << check;
+    // A portal verifies a permission-protected signed document (no password needed) as any other.
+    const std::string protectedIn = corpusDir() + "/pdf/unsigned/dss-protected-open_protected.pdf";
+    const std::string copy = tempDir("password-rest-verify") + "/p.pdf";
+    ASSERT_EQ(
+        run("qpdf --password=' ' --decrypt " + shellQuote(protectedIn) + " " + copy +
+            ".plain && qpdf --encrypt '' owner 256 --print=none -- " + copy + ".plain " + copy),
+        0);
+    const std::string protectedOut = tempDir("password-rest-verify2") + "/signed.pdf";
+    ASSERT_EQ(
+        env.request("POST", path, env.keys["officer-1"], copy, "application/pdf", protectedOut)
+            .status,
+        200);
+    auto v = env.request("POST", "/api/v1/verify", env.keys["portal"], protectedOut);
+    ASSERT_EQ(v.status, 200) << v.body;
+    auto report = v.json();
+    EXPECT_EQ(report->getValue<std::string>("indication"), "TOTAL_PASSED") << v.body;
+    // A document that needs a password is not verified, and says why.
+    expectProblem(env.request("POST", "/api/v1/verify", env.keys["portal"], out), 422,
+                  "pdf.encrypted");
     // The audit trail records the signature, never the password.
     auto audit = env.request("GET", "/api/v1/audit?limit=1000", env.keys["admin"]);
     ASSERT_EQ(audit.status, 200);

@@ -563,8 +563,12 @@ std::string encryptionOf(const std::string& path, const std::string& password) {
 
 // The signature dictionaries' strings as qpdf decrypts them (JSON v2: "u:" for text strings).
 std::string decryptedObjects(const std::string& path, const std::string& password = "") {
-    return toolOutput("qpdf " + qpdfPassword(password) + "--json=2 --json-key=qpdf " +
-                      shellQuote(path));
+    std::string out;
+    EXPECT_LE(run("qpdf " + qpdfPassword(password) + "--json=2 --json-key=qpdf " +
+                      shellQuote(path) + " 2>/dev/null",
+                  &out),
+              3);
+    return out;
 }
 
 // Every outside check of a signed encrypted document, against its unsigned original.
@@ -590,6 +594,24 @@ void expectEncryptedSigned(const std::string& in, const std::string& out, int si
     EXPECT_NE(sig.rfind("Total document signed"), std::string::npos) << sig;
     expectPrefix(in, out);
     expectCmsVerifies(out);
+    // Every string of the original still decrypts to the same text after the update, which
+    // rewrote some of the original's objects (catalog, AcroForm, page, field): not double
+    // encrypted, not left in plain where a reader decrypts.
+    static const std::regex str(R"("[ub]:[^"]*")");
+    auto stringsOf = [&](const std::string& path) {
+        std::set<std::string> found;
+        const std::string json = decryptedObjects(path, password);
+        for (std::sregex_iterator it(json.begin(), json.end(), str), end; it != end; ++it) {
+            found.insert(it->str());
+        }
+        return found;
+    };
+    const auto before = stringsOf(in);
+    const auto after = stringsOf(out);
+    EXPECT_FALSE(before.empty());
+    for (const auto& s : before) {
+        EXPECT_TRUE(after.count(s)) << s << " is no longer in the document";
+    }
     // Our verifier, for documents that open without a password.
     if (password.empty()) {
         auto sigs = signer::readPdfSignatures(out);

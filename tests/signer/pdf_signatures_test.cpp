@@ -101,6 +101,12 @@ TEST(PdfSignatures, FiveSignaturesAndADocumentTimestamp) {
     EXPECT_EQ(timestamps, 1);
 }
 
+TEST(PdfSignatures, ADocumentThatNeedsAPasswordIsEncryptedNotDamaged) {
+    auto r = signer::readPdfSignatures(corpusDir() + "/pdf/unsigned/ph-minimal-aes256.pdf");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, "pdf.encrypted") << r.error().detail;
+}
+
 TEST(PdfSignatures, OurSignatureIsIntactAndAFlippedByteIsCaught) {
     hsm::Credential c = makeCredential(openTestToken(), "read-back", hsm::KeyType::Rsa);
     const std::string dir = tempDir("readback");

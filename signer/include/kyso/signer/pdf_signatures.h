@@ -51,7 +51,8 @@ struct PdfSignature : SignatureFacts {
 
 // The signatures of the document at `path`, in field order. The file is read as a stream for the
 // digests; a damaged file still yields the signatures qpdf finds before the damage. Errors:
-// "io.read", "pdf.not_pdf", "pdf.damaged" when qpdf cannot read the structure at all, and
+// "io.read", "pdf.not_pdf", "pdf.damaged" when qpdf cannot read the structure at all,
+// "pdf.encrypted" when the document needs a password to open, and
 // "pdf.too_many_signatures" beyond 100 (the work per document is bounded).
 Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path);
 
