@@ -726,9 +726,18 @@ TEST(PadesEncrypted, DssProtectedCorpusFilesAreSignedOrRefusedForTheirPermission
     EXPECT_NE(restricted.error().detail.find("bit 4"), std::string::npos)
         << restricted.error().detail;
     EXPECT_FALSE(fs::exists(out));
+    // Signs NAME with the password PW and checks the result.
+    auto signsWith = [&](const std::string& name, const std::string& pw) {
+        hsm::Secret secret(pw);
+        signer::PadesOptions o = encryptedOptions();
+        o.password = &secret;
+        auto r = signer::signPdf(dir + name, out, rsaCredential(), o);
+        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
+        expectEncryptedSigned(dir + name, out, 1, pw);
+        fs::remove(out);
+    };
     // A user password is needed to open these two ("open_protected"): refused without it,
     // signed with it (DSS's tests use a single space).
-    hsm::Secret password(" ");
     for (const char* name :
          {"dss-protected-open_protected.pdf", "dss-protected-protected_two_empty_fields.pdf"}) {
         SCOPED_TRACE(name);
@@ -743,23 +752,12 @@ TEST(PadesEncrypted, DssProtectedCorpusFilesAreSignedOrRefusedForTheirPermission
         ASSERT_FALSE(refused.ok());
         EXPECT_EQ(refused.error().code, "pdf.encrypted");
         EXPECT_EQ(refused.error().detail.find("not the password"), std::string::npos);
-        signer::PadesOptions o = encryptedOptions();
-        o.password = &password;
-        auto r = signer::signPdf(dir + name, out, rsaCredential(), o);
-        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
-        expectEncryptedSigned(dir + name, out, 1, " ");
-        fs::remove(out);
+        signsWith(name, " ");
     }
     // pyHanko's AES-256 and RC4 files, whose user password is "usersecret".
-    hsm::Secret user("usersecret");
     for (const char* name : {"ph-minimal-aes256.pdf", "ph-minimal-rc4.pdf"}) {
         SCOPED_TRACE(name);
-        signer::PadesOptions o = encryptedOptions();
-        o.password = &user;
-        auto r = signer::signPdf(dir + name, out, rsaCredential(), o);
-        ASSERT_TRUE(r.ok()) << r.error().code << ": " << r.error().detail;
-        expectEncryptedSigned(dir + name, out, 1, "usersecret");
-        fs::remove(out);
+        signsWith(name, "usersecret");
     }
 }
 

@@ -552,6 +552,25 @@ std::string appendAndKeep(const std::string& path, const PdfUpdate& u) {
     return before;
 }
 
+// Appends `u`, which writes the cross-reference stream object `stm`, then an empty hybrid
+// section whose trailer's /XRefStm points at that stream.
+void appendWithHybridSection(const std::string& path, const PdfUpdate& u, int stm) {
+    const std::string before = appendAndKeep(path, u);
+    PdfUpdate hybrid;
+    hybrid.xrefStm = static_cast<long long>(
+        readFile(path).find(std::to_string(stm) + " 0 obj\n", before.size()));
+    appendPdfUpdate(path, hybrid);
+}
+
+// Object `num` (its decoded stream data) as qpdf shows it, following /XRefStm or ignoring it.
+std::string objectAsRead(const std::string& path, int num, bool ignoreXRefStm) {
+    std::string out;
+    run(std::string("qpdf ") + (ignoreXRefStm ? "--ignore-xref-streams " : "") +
+            "--show-object=" + std::to_string(num) + " --filtered-stream-data " + shellQuote(path),
+        &out);
+    return out;
+}
+
 TEST(PdfModifications, HybridSneakyEditSeenOnlyByReadersFollowingXRefStmIsOther) {
     Signed s = signedBasic("hybrid-sneaky");
     PdfInfo info = readPdfInfo(s.path);
@@ -566,24 +585,11 @@ TEST(PdfModifications, HybridSneakyEditSeenOnlyByReadersFollowingXRefStmIsOther)
     info2.objects.push_back({info.size, 0, "<< /Title (Hello) >>"});
     info2.objects.push_back(
         {stm, 0, pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, forgedAt, 0}}, stm + 1)});
-    const std::string beforeStm = appendAndKeep(s.path, info2);
-    const long long stmAt = static_cast<long long>(
-        readFile(s.path).find(std::to_string(stm) + " 0 obj\n", beforeStm.size()));
     // 3: an empty hybrid section whose /XRefStm is that stream.
-    PdfUpdate hybrid;
-    hybrid.xrefStm = stmAt;
-    appendPdfUpdate(s.path, hybrid);
+    appendWithHybridSection(s.path, info2, stm);
     // qpdf, a reader that follows /XRefStm, now shows the forged text; one that ignores it not.
-    std::string modern;
-    run("qpdf --show-object=" + std::to_string(content) + " --filtered-stream-data " +
-            shellQuote(s.path),
-        &modern);
-    EXPECT_NE(modern.find("Forged"), std::string::npos) << modern;
-    std::string legacy;
-    run("qpdf --ignore-xref-streams --show-object=" + std::to_string(content) +
-            " --filtered-stream-data " + shellQuote(s.path),
-        &legacy);
-    EXPECT_EQ(legacy.find("Forged"), std::string::npos) << legacy;
+    EXPECT_NE(objectAsRead(s.path, content, false).find("Forged"), std::string::npos);
+    EXPECT_EQ(objectAsRead(s.path, content, true).find("Forged"), std::string::npos);
 
     ModificationReport r = classify(s.path, s.signedEnd);
     EXPECT_LEVEL(r, Modification::Other);
@@ -612,22 +618,9 @@ TEST(PdfModifications, HybridEditSeenOnlyByReadersIgnoringXRefStmIsOther) {
     const int stm = info.size;
     restore.objects.push_back(
         {stm, 0, pdfXrefStreamBody({{0, 0, 0, 65535}, {content, 1, original, 0}}, stm + 1)});
-    const std::string before = appendAndKeep(s.path, restore);
-    const long long stmAt = static_cast<long long>(
-        readFile(s.path).find(std::to_string(stm) + " 0 obj\n", before.size()));
-    PdfUpdate hybrid;
-    hybrid.xrefStm = stmAt;
-    appendPdfUpdate(s.path, hybrid);
-    std::string modern;
-    run("qpdf --show-object=" + std::to_string(content) + " --filtered-stream-data " +
-            shellQuote(s.path),
-        &modern);
-    EXPECT_EQ(modern.find("Forged"), std::string::npos) << modern;
-    std::string legacy;
-    run("qpdf --ignore-xref-streams --show-object=" + std::to_string(content) +
-            " --filtered-stream-data " + shellQuote(s.path),
-        &legacy);
-    EXPECT_NE(legacy.find("Forged"), std::string::npos) << legacy;
+    appendWithHybridSection(s.path, restore, stm);
+    EXPECT_EQ(objectAsRead(s.path, content, false).find("Forged"), std::string::npos);
+    EXPECT_NE(objectAsRead(s.path, content, true).find("Forged"), std::string::npos);
 
     ModificationReport r = classify(s.path, s.signedEnd);
     EXPECT_LEVEL(r, Modification::Other);
