@@ -597,6 +597,14 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 result.rect = built->displayedRect;
                 result.imageRect = built->imageRect;
             }
+            if (!options.appearance && result.pdfaPart > 0) {
+                // PDF/A wants an appearance for every widget (ISO 19005-2, 6.3.3): an invisible
+                // signature gets an empty one, as Acrobat writes it.
+                const int formNum = nextNum++;
+                objects.push_back(
+                    {formNum, pdfStream("/Type /XObject /Subtype /Form /BBox [0 0 0 0]", "")});
+                ap = "\n/AP << /N " + std::to_string(formNum) + " 0 R >>";
+            }
             QPDFObjectHandle page = pages[static_cast<std::size_t>(pageIndex)].getObjectHandle();
             std::string widget = "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " +
                                  pdfTextString(fieldName) + "\n/V " + std::to_string(sigNum) +

@@ -399,6 +399,23 @@ TEST(VisibleSignature, PdfA1StaysPdfA1WithHardMasks) {
     EXPECT_NE(update.find("/ImageMask true"), std::string::npos);
 }
 
+TEST(VisibleSignature, InvisibleSignatureOnPdfAHasAnEmptyAppearance) {
+    const std::string in = corpusDir() + "/pdf/unsigned/dss-pdfa2a-rgb.pdf";
+    const std::string out = tempDir("pdfa-invisible") + "/signed.pdf";
+    auto r = signer::signPdf(in, out, officer(), {});
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    EXPECT_EQ(r->pdfaPart, 2);
+    EXPECT_EQ(pdfaPartOf(out), "2");
+    const std::string update = readFile(out).substr(std::filesystem::file_size(in));
+    EXPECT_NE(update.find("/AP << /N "), std::string::npos) << "a PDF/A widget needs /AP";
+    EXPECT_NE(tool("pdfsig " + shellQuote(out)).find("Signature is Valid."), std::string::npos);
+    // Not PDF/A: no appearance is added to an invisible signature.
+    const std::string plain = tempDir("pdf-invisible") + "/signed.pdf";
+    ASSERT_TRUE(
+        signer::signPdf(corpusDir() + "/pdf/unsigned/ph-minimal.pdf", plain, officer(), {}).ok());
+    EXPECT_EQ(readFile(plain).find("/AP << /N "), std::string::npos);
+}
+
 TEST(VisibleSignature, PdfA2KeepsItsClaimAndSoftMasks) {
     const std::string in = corpusDir() + "/pdf/unsigned/dss-pdfa2a-rgb.pdf";
     ASSERT_EQ(pdfaPartOf(in), "2");
