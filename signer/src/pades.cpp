@@ -405,7 +405,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         if (!enc) {
             return enc.error();
         }
-        encryptor = std::move(*enc);
+        if (*enc) {
+            encryptor.emplace(std::move(**enc));
+        }
         if (encryptor) {
             if (auto st = checkPermissions(pdf, options.fieldName.has_value()); !st) {
                 return st.error();

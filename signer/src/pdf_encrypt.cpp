@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kyso/hsm/secret.h"
+
 namespace kyso::signer {
 
 namespace {
@@ -180,6 +182,19 @@ Result<std::optional<UpdateEncryptor>> UpdateEncryptor::of(QPDF& pdf) {
         return Error::make("pdf.encrypted", "the document's encryption key is not available");
     }
     return std::optional<UpdateEncryptor>(std::move(e));
+}
+
+UpdateEncryptor::UpdateEncryptor(UpdateEncryptor&& other) noexcept
+    : m_key(other.m_key),
+      m_v(other.m_v),
+      m_r(other.m_r),
+      m_streams(other.m_streams),
+      m_strings(other.m_strings) {
+    hsm::secureWipe(other.m_key.data(), other.m_key.size());
+}
+
+UpdateEncryptor::~UpdateEncryptor() {
+    hsm::secureWipe(m_key.data(), m_key.size());
 }
 
 std::string UpdateEncryptor::encrypt(int num, const std::string& data,

@@ -28,6 +28,12 @@ class UpdateEncryptor {
 
     int revision() const { return m_r; }
 
+    // The document's key is wiped from memory with the encryptor.
+    UpdateEncryptor(UpdateEncryptor&& other) noexcept;
+    UpdateEncryptor& operator=(UpdateEncryptor&&) = delete;
+    UpdateEncryptor(const UpdateEncryptor&) = delete;
+    ~UpdateEncryptor();
+
   private:
     UpdateEncryptor() = default;
     std::string encrypt(int num, const std::string& data, QPDF::encryption_method_e m) const;
