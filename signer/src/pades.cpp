@@ -546,10 +546,11 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 result.rect = built->displayedRect;
                 result.imageRect = built->imageRect;
                 if (widget.getObjGen() != target.getObjGen()) {
-                    objects.push_back({widget.getObjectID(), serialize(widget)});
+                    objects.push_back(
+                        {widget.getObjectID(), serialize(widget), widget.getGeneration()});
                 }
             }
-            objects.push_back({target.getObjectID(), serialize(target)});
+            objects.push_back({target.getObjectID(), serialize(target), target.getGeneration()});
         }
 
         const int widgetNum = newField ? nextNum++ : 0;
@@ -618,12 +619,13 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
             QPDFObjectHandle annots = page.getKey("/Annots");
             if (annots.isArray() && annots.isIndirect()) {
                 annots.appendItem(placeholderRef(widgetNum));
-                objects.push_back({annots.getObjectID(), serialize(annots)});
+                objects.push_back(
+                    {annots.getObjectID(), serialize(annots), annots.getGeneration()});
             } else {
                 QPDFObjectHandle arr = annots.isArray() ? annots : QPDFObjectHandle::newArray();
                 arr.appendItem(placeholderRef(widgetNum));
                 page.replaceKey("/Annots", arr);
-                objects.push_back({page.getObjectID(), serialize(page)});
+                objects.push_back({page.getObjectID(), serialize(page), page.getGeneration()});
             }
         }
 
@@ -634,7 +636,8 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         if (newField) {
             if (fields.isInitialized() && fields.isArray() && fields.isIndirect()) {
                 fields.appendItem(placeholderRef(widgetNum));
-                objects.push_back({fields.getObjectID(), serialize(fields)});
+                objects.push_back(
+                    {fields.getObjectID(), serialize(fields), fields.getGeneration()});
             } else {
                 QPDFObjectHandle arr = fields.isInitialized() && fields.isArray()
                                            ? fields
@@ -644,10 +647,11 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
             }
         }
         if (acroForm.isDictionary() && acroForm.isIndirect()) {
-            objects.push_back({acroForm.getObjectID(), serialize(acroForm)});
+            objects.push_back(
+                {acroForm.getObjectID(), serialize(acroForm), acroForm.getGeneration()});
         } else {
             root.replaceKey("/AcroForm", form);
-            objects.push_back({root.getObjectID(), serialize(root)});
+            objects.push_back({root.getObjectID(), serialize(root), root.getGeneration()});
         }
     } catch (const std::exception& e) {
         return damaged(std::string("qpdf cannot read the document: ") + e.what());
@@ -664,7 +668,7 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
     if (encryptor) {
         try {
             for (auto& o : objects) {
-                o.body = encryptor->object(o.num, o.body);
+                o.body = encryptor->object(o.num, o.gen, o.body);
             }
         } catch (const std::exception& e) {
             return damaged(std::string("the update cannot be encrypted: ") + e.what());
@@ -697,11 +701,18 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
         update += head + sig + "\nendobj\n";
     }
     int maxNum = sigNum;
+    std::map<int, int> generations;  // the new objects' are 0
     for (const auto& o : objects) {
         offsets[o.num] = update.size();
-        update += std::to_string(o.num) + " 0 obj\n" + o.body + "\nendobj\n";
+        generations[o.num] = o.gen;
+        update +=
+            std::to_string(o.num) + " " + std::to_string(o.gen) + " obj\n" + o.body + "\nendobj\n";
         maxNum = std::max(maxNum, o.num);
     }
+    auto generationOf = [&generations](int num) {
+        const auto it = generations.find(num);
+        return it == generations.end() ? 0 : it->second;
+    };
 
     // What the trailer carries over.
     // unparse(), not serialize(): the trailer refers to these objects, it must not inline them.
@@ -749,7 +760,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 for (int b = w2 - 1; b >= 0; --b) {
                     data.push_back(static_cast<char>((off >> (8 * b)) & 0xff));
                 }
-                data.append(2, '\0');
+                const int gen = generationOf(n);
+                data.push_back(static_cast<char>((gen >> 8) & 0xff));
+                data.push_back(static_cast<char>(gen & 0xff));
             }
         }
         index.pop_back();
@@ -765,8 +778,9 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
             update += std::to_string(first) + " " + std::to_string(count) + "\n";
             for (int n = first; n < first + count; ++n) {
                 char line[32];
-                std::snprintf(line, sizeof line, "%010llu 00000 n\r\n",
-                              static_cast<unsigned long long>(origSize + offsets[n]));
+                std::snprintf(line, sizeof line, "%010llu %05d n\r\n",
+                              static_cast<unsigned long long>(origSize + offsets[n]),
+                              generationOf(n));
                 update += line;
             }
         }

@@ -197,7 +197,7 @@ UpdateEncryptor::~UpdateEncryptor() {
     hsm::secureWipe(m_key.data(), m_key.size());
 }
 
-std::string UpdateEncryptor::encrypt(int num, const std::string& data,
+std::string UpdateEncryptor::encrypt(int num, int gen, const std::string& data,
                                      QPDF::encryption_method_e m) const {
     switch (m) {
         case QPDF::e_none:
@@ -206,24 +206,24 @@ std::string UpdateEncryptor::encrypt(int num, const std::string& data,
             // AES-256 uses the file key itself for every object (ISO 32000-2, 7.6.3.3).
             return aesCbc(m_key, data);
         case QPDF::e_aes:
-            return aesCbc(QPDF::compute_data_key(m_key, num, 0, true, m_v, m_r), data);
+            return aesCbc(QPDF::compute_data_key(m_key, num, gen, true, m_v, m_r), data);
         case QPDF::e_rc4:
-            return rc4(QPDF::compute_data_key(m_key, num, 0, false, m_v, m_r), data);
+            return rc4(QPDF::compute_data_key(m_key, num, gen, false, m_v, m_r), data);
         default:
             throw std::runtime_error("unsupported encryption method");
     }
 }
 
 std::string UpdateEncryptor::string(int num, const std::string& raw) const {
-    return m_strings == QPDF::e_none ? hexString(raw) : hexString(encrypt(num, raw, m_strings));
+    return m_strings == QPDF::e_none ? hexString(raw) : hexString(encrypt(num, 0, raw, m_strings));
 }
 
-void UpdateEncryptor::encryptStrings(int num, QPDFObjectHandle h, int depth) const {
+void UpdateEncryptor::encryptStrings(int num, int gen, QPDFObjectHandle h, int depth) const {
     if (depth > kMaxDepth || h.isIndirect()) {
         return;
     }
     auto encrypted = [&](QPDFObjectHandle s) {
-        return QPDFObjectHandle::newString(encrypt(num, s.getStringValue(), m_strings));
+        return QPDFObjectHandle::newString(encrypt(num, gen, s.getStringValue(), m_strings));
     };
     if (h.isDictionary()) {
         for (const auto& key : h.getKeys()) {
@@ -231,7 +231,7 @@ void UpdateEncryptor::encryptStrings(int num, QPDFObjectHandle h, int depth) con
             if (v.isString() && !v.isIndirect()) {
                 h.replaceKey(key, encrypted(v));
             } else {
-                encryptStrings(num, v, depth + 1);
+                encryptStrings(num, gen, v, depth + 1);
             }
         }
     } else if (h.isArray()) {
@@ -240,13 +240,13 @@ void UpdateEncryptor::encryptStrings(int num, QPDFObjectHandle h, int depth) con
             if (v.isString() && !v.isIndirect()) {
                 h.setArrayItem(i, encrypted(v));
             } else {
-                encryptStrings(num, v, depth + 1);
+                encryptStrings(num, gen, v, depth + 1);
             }
         }
     }
 }
 
-std::string UpdateEncryptor::object(int num, const std::string& body) const {
+std::string UpdateEncryptor::object(int num, int gen, const std::string& body) const {
     // A stream as our writers make it (pdfStream): the dictionary, then the data.
     const bool isStream = body.size() > std::strlen(kStreamEnd) &&
                           body.compare(body.size() - std::strlen(kStreamEnd),
@@ -259,9 +259,9 @@ std::string UpdateEncryptor::object(int num, const std::string& body) const {
     QPDFObjectHandle h = QPDFObjectHandle::parse(referencesAsNames(dictText), "update object");
     if (m_strings != QPDF::e_none) {
         if (h.isString()) {
-            h = QPDFObjectHandle::newString(encrypt(num, h.getStringValue(), m_strings));
+            h = QPDFObjectHandle::newString(encrypt(num, gen, h.getStringValue(), m_strings));
         } else {
-            encryptStrings(num, h, 0);
+            encryptStrings(num, gen, h, 0);
         }
     }
     if (!isStream) {
@@ -270,7 +270,7 @@ std::string UpdateEncryptor::object(int num, const std::string& body) const {
     const std::size_t dataStart = dictEnd + std::strlen(kStreamStart);
     const std::string data =
         body.substr(dataStart, body.size() - std::strlen(kStreamEnd) - dataStart);
-    const std::string sealed = encrypt(num, data, m_streams);
+    const std::string sealed = encrypt(num, gen, data, m_streams);
     h.replaceKey("/Length", QPDFObjectHandle::newInteger(static_cast<long long>(sealed.size())));
     return namesAsReferences(h.unparse()) + "\nstream\n" + sealed + kStreamEnd;
 }

@@ -19,12 +19,12 @@ class UpdateEncryptor {
     // crypt filter).
     static Result<std::optional<UpdateEncryptor>> of(QPDF& pdf);
 
-    // STRING (raw bytes) of object NUM, encrypted, as a PDF hex string "<...>".
+    // STRING (raw bytes) of new object NUM (generation 0), encrypted, as a PDF hex string "<...>".
     std::string string(int num, const std::string& raw) const;
-    // The serialised body of object NUM (a dictionary, an array or any direct object, or a
+    // The serialised body of object NUM GEN (a dictionary, an array or any direct object, or a
     // stream "<<...>>\nstream\n...\nendstream") with every string and the stream data
     // encrypted; the stream dictionary's /Length follows. References are kept as they are.
-    std::string object(int num, const std::string& body) const;
+    std::string object(int num, int gen, const std::string& body) const;
 
     int revision() const { return m_r; }
 
@@ -36,8 +36,9 @@ class UpdateEncryptor {
 
   private:
     UpdateEncryptor() = default;
-    std::string encrypt(int num, const std::string& data, QPDF::encryption_method_e m) const;
-    void encryptStrings(int num, QPDFObjectHandle h, int depth) const;
+    std::string encrypt(int num, int gen, const std::string& data,
+                        QPDF::encryption_method_e m) const;
+    void encryptStrings(int num, int gen, QPDFObjectHandle h, int depth) const;
 
     std::string m_key;
     int m_v = 0;

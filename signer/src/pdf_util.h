@@ -23,6 +23,7 @@ std::string pdfDateString(std::chrono::system_clock::time_point t);
 struct PdfObject {
     int num;
     std::string body;
+    int gen = 0;  // an object of the original keeps its generation when the update rewrites it
 };
 
 // Hands out the next free object number of the update being written.

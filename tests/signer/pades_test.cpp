@@ -763,3 +763,52 @@ TEST(PadesEncrypted, DssProtectedCorpusFilesAreSignedOrRefusedForTheirPermission
 
 }  // namespace
 }  // namespace kyso::test
+
+namespace kyso::test {
+namespace {
+
+TEST(Pades, ObjectsOfAnOlderGenerationKeepTheirGenerationWhenRewritten) {
+    // Catalog and page at generation 1 (as a tool that reuses freed object numbers writes
+    // them): the update rewrites both and must write "1 1 obj", "3 1 obj", not generation 0.
+    const std::vector<std::pair<int, std::string>> objs = {
+        {1, "<< /Type /Catalog /Pages 2 0 R >>"},
+        {0, "<< /Type /Pages /Kids [3 1 R] /Count 1 >>"},
+        {1,
+         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+         "/Resources << /Font << /F1 5 0 R >> >> >>"},
+        {0, "<< /Length 34 >>\nstream\nBT /F1 24 Tf 72 720 Td (Hi) Tj ET\nendstream"},
+        {0, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"}};
+    std::string pdf = "%PDF-1.7\n%\xe2\xe3\xcf\xd3\n";
+    std::vector<std::size_t> offs;
+    for (std::size_t i = 0; i < objs.size(); ++i) {
+        offs.push_back(pdf.size());
+        pdf += std::to_string(i + 1) + " " + std::to_string(objs[i].first) + " obj\n" +
+               objs[i].second + "\nendobj\n";
+    }
+    const std::size_t xref = pdf.size();
+    pdf += "xref\n0 6\n0000000000 65535 f \n";
+    for (std::size_t i = 0; i < objs.size(); ++i) {
+        char line[32];
+        std::snprintf(line, sizeof line, "%010zu %05d n \n", offs[i], objs[i].first);
+        pdf += line;
+    }
+    pdf += "trailer\n<< /Size 6 /Root 1 1 R >>\nstartxref\n" + std::to_string(xref) + "\n%%EOF\n";
+    const std::string dir = tempDir("generation");
+    writeFile(dir + "/in.pdf", pdf);
+    std::string check;
+    ASSERT_EQ(run("qpdf --check " + dir + "/in.pdf", &check), 0) << check;
+    signAndCheck(dir + "/in.pdf", 1);
+    const std::string out = dir + "/out.pdf";
+    ASSERT_TRUE(signer::signPdf(dir + "/in.pdf", out, rsaCredential(), {}).ok());
+    const std::string update = readFile(out).substr(pdf.size());
+    EXPECT_NE(update.find("\n1 1 obj\n"), std::string::npos) << update.substr(0, 400);
+    EXPECT_NE(update.find("\n3 1 obj\n"), std::string::npos);
+    EXPECT_EQ(update.find("\n3 0 obj\n"), std::string::npos);
+    // qpdf reads the page with its new /Annots (the signature widget) at generation 1.
+    std::string page;
+    run("qpdf --show-object=3,1 " + shellQuote(out), &page);
+    EXPECT_NE(page.find("/Annots"), std::string::npos) << page;
+}
+
+}  // namespace
+}  // namespace kyso::test
