@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/secret.h"
 
 namespace kyso::signer {
@@ -24,15 +25,9 @@ constexpr int kMaxDepth = 64;
 constexpr const char* kStreamStart = ">>\nstream\n";
 constexpr const char* kStreamEnd = "\nendstream";
 
+// A PDF hex string.
 std::string hexString(const std::string& bin) {
-    static const char* digits = "0123456789ABCDEF";
-    std::string out = "<";
-    out.reserve(bin.size() * 2 + 2);
-    for (unsigned char c : bin) {
-        out.push_back(digits[c >> 4]);
-        out.push_back(digits[c & 15]);
-    }
-    return out + ">";
+    return "<" + hsm::hexOf(bin, true) + ">";
 }
 
 bool supported(QPDF::encryption_method_e m) {

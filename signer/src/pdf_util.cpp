@@ -8,6 +8,8 @@
 #include <ctime>
 #include <new>
 
+#include "kyso/hsm/encoding.h"
+
 namespace kyso::signer {
 
 namespace {
@@ -91,13 +93,7 @@ std::string pdfTextString(std::string_view utf8) {
         }
         return out + ")";
     }
-    static const char* hex = "0123456789ABCDEF";
-    std::string out = "<";
-    for (unsigned char c : pdfTextBytes(utf8)) {
-        out.push_back(hex[c >> 4]);
-        out.push_back(hex[c & 15]);
-    }
-    return out + ">";
+    return "<" + hsm::hexOf(pdfTextBytes(utf8), true) + ">";
 }
 
 std::string pdfDateString(std::chrono::system_clock::time_point t) {
