@@ -71,6 +71,7 @@ Poco::JSON::Object::Ptr reportJson(const policies::ValidationReport& report) {
             r.set("source", stringOrNull(s.revocation.source));
             r.set("thisUpdate", timeOrNull(s.revocation.thisUpdate));
             r.set("revocationTime", timeOrNull(s.revocation.revocationTime));
+            r.set("origin", stringOrNull(s.revocation.origin));
             j.set("revocation", r);
         } else {
             j.set("revocation", Poco::Dynamic::Var());
@@ -86,6 +87,18 @@ Poco::JSON::Object::Ptr reportJson(const policies::ValidationReport& report) {
             tss.add(tj);
         }
         j.set("timestamps", tss);
+        Poco::JSON::Array vd;
+        for (const auto& u : s.validationData) {
+            Poco::JSON::Object uj(Poco::JSON_PRESERVE_KEY_ORDER);
+            uj.set("certificate", u.certificate);
+            uj.set("usedFor", u.usedFor);
+            uj.set("status", u.status);
+            uj.set("source", stringOrNull(u.source));
+            uj.set("origin", stringOrNull(u.origin));
+            uj.set("thisUpdate", timeOrNull(u.thisUpdate));
+            vd.add(uj);
+        }
+        j.set("validationData", vd);
         j.set("errors", strings(s.errors));
         j.set("warnings", strings(s.warnings));
         sigs.add(j);

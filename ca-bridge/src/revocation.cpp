@@ -46,6 +46,54 @@ std::string crlUrl(X509* cert) {
     return out;
 }
 
+// The single response about CERT in BASIC, whatever hash its CertID uses; null when none.
+OCSP_SINGLERESP* singleResponseFor(OCSP_BASICRESP* basic, X509* cert, X509* issuer) {
+    for (int i = 0; i < ::OCSP_resp_count(basic); ++i) {
+        OCSP_SINGLERESP* sr = ::OCSP_resp_get0(basic, i);
+        const OCSP_CERTID* cid = ::OCSP_SINGLERESP_get0_id(sr);
+        ASN1_OBJECT* alg = nullptr;
+        ::OCSP_id_get0_info(nullptr, &alg, nullptr, nullptr, const_cast<OCSP_CERTID*>(cid));
+        const EVP_MD* md = alg != nullptr ? ::EVP_get_digestbyobj(alg) : nullptr;
+        OCSP_CERTID* mine = md != nullptr ? ::OCSP_cert_to_id(md, cert, issuer) : nullptr;
+        const bool match = mine != nullptr && ::OCSP_id_cmp(mine, cid) == 0;
+        ::OCSP_CERTID_free(mine);
+        if (match) {
+            return sr;
+        }
+    }
+    return nullptr;
+}
+
+// Signed by the issuer itself (OCSP_TRUSTOTHER: the issuer is the trust point here) or by a
+// responder whose certificate the issuer signed for OCSP signing, valid at `at`.
+bool ocspSignedFor(OCSP_BASICRESP* basic, X509* issuer, std::time_t at) {
+    STACK_OF(X509)* signers = sk_X509_new_null();
+    sk_X509_push(signers, issuer);
+    OsslPtr<X509_STORE> store(::X509_STORE_new());
+    ::X509_STORE_add_cert(store.get(), issuer);
+    if (at != 0) {
+        ::X509_VERIFY_PARAM_set_time(::X509_STORE_get0_param(store.get()), at);
+    }
+    const bool ok = ::OCSP_basic_verify(basic, signers, store.get(), OCSP_TRUSTOTHER) == 1;
+    sk_X509_free(signers);
+    return ok;
+}
+
+std::vector<std::string> certificatesOf(OCSP_BASICRESP* basic) {
+    std::vector<std::string> out;
+    const STACK_OF(X509)* certs = ::OCSP_resp_get0_certs(basic);
+    for (int i = 0; i < sk_X509_num(certs); ++i) {
+        out.push_back(x509ToDer(sk_X509_value(certs, i)));
+    }
+    return out;
+}
+
+const char* statusName(int status) {
+    return status == V_OCSP_CERTSTATUS_GOOD      ? "GOOD"
+           : status == V_OCSP_CERTSTATUS_REVOKED ? "REVOKED"
+                                                 : "UNKNOWN";
+}
+
 }  // namespace
 
 std::optional<std::string> MemoryRevocationCache::get(const std::string& key, std::time_t now) {
@@ -64,7 +112,7 @@ void MemoryRevocationCache::put(const std::string& key, const std::string& der,
 }
 
 RevocationStatus RevocationChecker::check(const std::string& certDer, const std::string& issuerDer,
-                                          std::time_t now) {
+                                          std::time_t now, const CheckOptions& o) {
     RevocationStatus out;
     OsslPtr<X509> cert = parseCertificate(m_pool, certDer);
     OsslPtr<X509> issuer = parseCertificate(m_pool, issuerDer);
@@ -72,7 +120,23 @@ RevocationStatus RevocationChecker::check(const std::string& certDer, const std:
         out.warnings.push_back("certificate or issuer is not valid DER");
         return out;
     }
-    if (ocsp(cert.get(), issuer.get(), now, &out) || crl(cert.get(), issuer.get(), now, &out)) {
+    if (o.embedded != nullptr && (embeddedOcsp(cert.get(), issuer.get(), now, o, &out) ||
+                                  embeddedCrl(cert.get(), issuer.get(), now, o, &out))) {
+        out.origin = "DOCUMENT";
+        return out;
+    }
+    if (!o.network) {
+        out.status = "UNAVAILABLE";
+        out.source.clear();
+        out.warnings.push_back(o.embedded != nullptr && !o.embedded->empty()
+                                   ? "the validation data in the document does not cover it, "
+                                     "and the network is not used"
+                                   : "no validation data in the document, and the network is "
+                                     "not used");
+        return out;
+    }
+    if (ocsp(cert.get(), issuer.get(), now, o, &out) ||
+        crl(cert.get(), issuer.get(), now, o, &out)) {
         return out;
     }
     out.status = "UNAVAILABLE";
@@ -81,7 +145,8 @@ RevocationStatus RevocationChecker::check(const std::string& certDer, const std:
     return out;
 }
 
-bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out) {
+bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+                             RevocationStatus* out) {
     const std::string url = ocspUrl(cert);
     if (url.empty()) {
         out->warnings.push_back("the certificate names no OCSP responder");
@@ -91,7 +156,7 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
     const std::string cacheKey = "ocsp:" + url + "#" + serialHex(::X509_get0_serialNumber(cert)) +
                                  "@" + std::to_string(::X509_issuer_name_hash(cert)) + "/" +
                                  std::to_string(::X509_subject_name_hash(issuer));
-    if (auto cached = m_cache->get(cacheKey, now)) {
+    if (auto cached = o.needEvidence ? std::nullopt : m_cache->get(cacheKey, now)) {
         char status[16] = {0};
         long long thisUpdate = 0;
         long long revoked = 0;
@@ -102,6 +167,7 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
             out->status = status;
             out->thisUpdate = static_cast<std::time_t>(thisUpdate);
             out->revocationTime = static_cast<std::time_t>(revoked);
+            out->origin = "CACHE";
             return true;
         }
     }
@@ -154,10 +220,13 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
         } else {
             out->source = "OCSP";
             out->thisUpdate = timeOf(thisupd);
-            out->status = status == V_OCSP_CERTSTATUS_GOOD      ? "GOOD"
-                          : status == V_OCSP_CERTSTATUS_REVOKED ? "REVOKED"
-                                                                : "UNKNOWN";
+            out->status = statusName(status);
             out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? timeOf(revtime) : 0;
+            out->origin = "NETWORK";
+            if (o.needEvidence) {
+                out->evidenceDer = *resp;
+                out->evidenceCertsDer = certificatesOf(basic);
+            }
             used = true;
             m_cache->put(cacheKey,
                          out->status + " " + std::to_string(out->thisUpdate) + " " +
@@ -174,13 +243,15 @@ bool RevocationChecker::ocsp(X509* cert, X509* issuer, std::time_t now, Revocati
     return used;
 }
 
-bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out) {
+bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+                            RevocationStatus* out) {
     const std::string url = crlUrl(cert);
     if (url.empty()) {
         out->warnings.push_back("the certificate names no CRL distribution point");
         return false;
     }
     std::string der = m_cache->get("crl:" + url, now).value_or("");
+    out->origin = der.empty() ? "NETWORK" : "CACHE";
     if (der.empty()) {
         auto fetched = m_fetch(url, "", "");
         if (!fetched) {
@@ -208,11 +279,108 @@ bool RevocationChecker::crl(X509* cert, X509* issuer, std::time_t now, Revocatio
         out->status = revoked ? "REVOKED" : "GOOD";
         out->revocationTime = revoked ? timeOf(::X509_REVOKED_get0_revocationDate(entry)) : 0;
         m_cache->put("crl:" + url, der, timeOf(::X509_CRL_get0_nextUpdate(crl)));
+        if (o.needEvidence) {
+            out->evidenceDer = der;
+        }
         used = true;
     }
     ::X509_CRL_free(crl);
     ::ERR_clear_error();
+    if (!used) {
+        out->origin.clear();
+    }
     return used;
+}
+
+// Embedded data is old by nature: with a proof of existence, a status issued after it suffices;
+// without one, it must be as fresh as a fetched one.
+namespace {
+bool usable(std::time_t thisUpdate, std::time_t nextUpdate, std::time_t now, long maxAge,
+            const CheckOptions& o) {
+    if (o.issuedAfter != 0 && thisUpdate >= o.issuedAfter) {
+        return true;
+    }
+    return thisUpdate + maxAge >= now && thisUpdate <= now + 300 &&
+           (nextUpdate == 0 || nextUpdate + 300 >= now);
+}
+}  // namespace
+
+bool RevocationChecker::embeddedOcsp(X509* cert, X509* issuer, std::time_t now,
+                                     const CheckOptions& o, RevocationStatus* out) {
+    bool found = false;
+    for (const auto& der : o.embedded->ocspResponsesDer) {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+        OsslPtr<OCSP_RESPONSE> r(::d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size())));
+        OsslPtr<OCSP_BASICRESP> basic(
+            r && ::OCSP_response_status(r.get()) == OCSP_RESPONSE_STATUS_SUCCESSFUL
+                ? ::OCSP_response_get1_basic(r.get())
+                : nullptr);
+        OCSP_SINGLERESP* sr = basic ? singleResponseFor(basic.get(), cert, issuer) : nullptr;
+        if (sr == nullptr) {
+            continue;
+        }
+        int reason = -1;
+        ASN1_GENERALIZEDTIME* revtime = nullptr;
+        ASN1_GENERALIZEDTIME* thisupd = nullptr;
+        ASN1_GENERALIZEDTIME* nextupd = nullptr;
+        const int status = ::OCSP_single_get0_status(sr, &reason, &revtime, &thisupd, &nextupd);
+        const std::time_t tu = timeOf(thisupd);
+        // The responder's certificate is checked as of when it answered.
+        if (!ocspSignedFor(basic.get(), issuer,
+                           timeOf(::OCSP_resp_get0_produced_at(basic.get())))) {
+            out->warnings.push_back("an OCSP response in the document does not verify");
+            continue;
+        }
+        if (!usable(tu, nextupd != nullptr ? timeOf(nextupd) : 0, now, m_maxOcspAge, o)) {
+            continue;
+        }
+        // The latest usable answer wins.
+        if (!found || tu > out->thisUpdate) {
+            out->source = "OCSP";
+            out->status = statusName(status);
+            out->thisUpdate = tu;
+            out->revocationTime = status == V_OCSP_CERTSTATUS_REVOKED ? timeOf(revtime) : 0;
+            out->evidenceDer = o.needEvidence ? der : std::string();
+            found = true;
+        }
+    }
+    ::ERR_clear_error();
+    return found;
+}
+
+bool RevocationChecker::embeddedCrl(X509* cert, X509* issuer, std::time_t now,
+                                    const CheckOptions& o, RevocationStatus* out) {
+    bool found = false;
+    EVP_PKEY* key = ::X509_get0_pubkey(issuer);
+    for (const auto& der : o.embedded->crlsDer) {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+        OsslPtr<X509_CRL> crl(::d2i_X509_CRL(nullptr, &p, static_cast<long>(der.size())));
+        if (!crl || key == nullptr ||
+            ::X509_NAME_cmp(::X509_CRL_get_issuer(crl.get()), ::X509_get_subject_name(issuer)) !=
+                0) {
+            continue;
+        }
+        if (::X509_CRL_verify(crl.get(), key) != 1) {
+            out->warnings.push_back("a CRL in the document is not signed by its issuer");
+            continue;
+        }
+        const std::time_t tu = timeOf(::X509_CRL_get0_lastUpdate(crl.get()));
+        const ASN1_TIME* next = ::X509_CRL_get0_nextUpdate(crl.get());
+        if (!usable(tu, next != nullptr ? timeOf(next) : 0, now, m_maxOcspAge, o) ||
+            (found && tu <= out->thisUpdate)) {
+            continue;
+        }
+        X509_REVOKED* entry = nullptr;
+        const bool revoked = ::X509_CRL_get0_by_cert(crl.get(), &entry, cert) == 1;
+        out->source = "CRL";
+        out->status = revoked ? "REVOKED" : "GOOD";
+        out->thisUpdate = tu;
+        out->revocationTime = revoked ? timeOf(::X509_REVOKED_get0_revocationDate(entry)) : 0;
+        out->evidenceDer = o.needEvidence ? der : std::string();
+        found = true;
+    }
+    ::ERR_clear_error();
+    return found;
 }
 
 }  // namespace kyso::ca

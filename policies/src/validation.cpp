@@ -79,14 +79,32 @@ struct TrustOutcome {
     std::vector<std::string> chainDer;
     ca::RevocationStatus revocation;  // of the leaf
     bool revocationChecked = false;
+    bool revocationFromDocument = true;  // every status of the path came from the document
     std::vector<std::string> errors, warnings;
 };
 
-// Path at `at` (hasPoe: `at` is proven by a timestamp), then the revocation status of every
-// certificate of the path but the anchor, at the validation time.
+// What one document carries for its own validation (a PDF's /DSS, CAdES values).
+struct Embedded {
+    ca::RevocationEvidence revocation;
+    std::vector<std::string> certificatesDer;
+};
+
+// What a path is checked for: the time its validity is judged at (`at`, proven by a timestamp
+// when hasPoe), and the time the certificate was used (issuedAfter: a revocation status issued
+// after it shows the certificate was not revoked then, however old the status is now).
+struct TrustQuery {
+    std::time_t at = 0;
+    bool hasPoe = false;
+    std::time_t issuedAfter = 0;
+    ca::Usage usage = ca::Usage::Signing;
+    std::string usedFor;  // SIGNER, TIMESTAMP: for the report's validation data
+};
+
+// Path at q.at, then the revocation status of every certificate of the path but the anchor:
+// from the document's validation data first, then (unless offline) the network.
 TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer,
-                   const ValidationContext& ctx, std::time_t at, bool hasPoe, ca::Usage usage,
-                   std::time_t now) {
+                   const ValidationContext& ctx, const Embedded* embedded, const TrustQuery& q,
+                   std::time_t now, std::vector<ValidationDataReport>* uses) {
     TrustOutcome t;
     if (leafDer.empty()) {
         t.indication = kIndeterminate;
@@ -95,7 +113,12 @@ TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer
         return t;
     }
     certsDer.insert(certsDer.end(), ctx.intermediatesDer.begin(), ctx.intermediatesDer.end());
-    auto path = ca::validatePath(leafDer, certsDer, ctx.anchorsDer, at, usage, ctx.certificates);
+    if (embedded != nullptr) {
+        certsDer.insert(certsDer.end(), embedded->certificatesDer.begin(),
+                        embedded->certificatesDer.end());
+    }
+    auto path = ca::validatePath(leafDer, certsDer, ctx.anchorsDer, q.at, q.usage,
+                                 ctx.certificates);
     if (!path) {
         t.indication = kIndeterminate;
         t.subIndication = "NO_CERTIFICATE_CHAIN_FOUND";
@@ -108,20 +131,24 @@ TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer
         t.indication = path->indication;
         t.subIndication = path->subIndication;
         if (path->subIndication == "EXPIRED") {
-            // Expired at the best signature time: a timestamp proves it was signed after expiry
-            // (TOTAL_FAILED); without one nothing proves it was signed in time.
-            t.indication = hasPoe ? kFailed : kIndeterminate;
-            t.subIndication = hasPoe ? "EXPIRED" : "OUT_OF_BOUNDS_NO_POE";
-        } else if (path->subIndication == "NOT_YET_VALID" && hasPoe) {
+            // Expired at the time judged: a timestamp proves it was used after expiry
+            // (TOTAL_FAILED); without one nothing proves it was used in time.
+            t.indication = q.hasPoe ? kFailed : kIndeterminate;
+            t.subIndication = q.hasPoe ? "EXPIRED" : "OUT_OF_BOUNDS_NO_POE";
+        } else if (path->subIndication == "NOT_YET_VALID" && q.hasPoe) {
             t.indication = kFailed;
         }
         return t;
     }
     t.indication = kPassed;
+    ca::CheckOptions opts;
+    opts.embedded = embedded != nullptr ? &embedded->revocation : nullptr;
+    opts.issuedAfter = q.issuedAfter;
+    opts.network = ctx.network;
     for (std::size_t i = 0; i + 1 < t.chainDer.size(); ++i) {
         ca::RevocationStatus st;
         if (ctx.revocation != nullptr) {
-            st = ctx.revocation->check(t.chainDer[i], t.chainDer[i + 1], now);
+            st = ctx.revocation->check(t.chainDer[i], t.chainDer[i + 1], now, opts);
         } else {
             st.warnings.push_back("revocation checking is not configured");
         }
@@ -129,13 +156,27 @@ TrustOutcome trust(const std::string& leafDer, std::vector<std::string> certsDer
             t.revocation = st;
             t.revocationChecked = true;
         }
-        const std::string who = i == 0 ? "the signer's certificate" : "a CA certificate";
+        t.revocationFromDocument = t.revocationFromDocument && st.origin == "DOCUMENT";
+        if (uses != nullptr) {
+            ValidationDataReport u;
+            u.certificate = describe(t.chainDer[i], false, ctx.certificates).subjectDN;
+            u.usedFor = q.usedFor;
+            u.status = st.status;
+            u.source = st.source;
+            u.origin = st.origin;
+            u.thisUpdate = st.thisUpdate;
+            uses->push_back(std::move(u));
+        }
+        const std::string who = i == 0 ? (q.usage == ca::Usage::TimeStamping
+                                              ? "the TSA's certificate"
+                                              : "the signer's certificate")
+                                       : "a CA certificate";
         for (const auto& w : st.warnings) {
             t.warnings.push_back(who + ": " + w);
         }
         if (st.status == "REVOKED") {
-            if (hasPoe && st.revocationTime > at) {
-                t.warnings.push_back(who + " was revoked after the timestamped signing time");
+            if (q.hasPoe && st.revocationTime > q.at) {
+                t.warnings.push_back(who + " was revoked after the time a timestamp proves");
                 continue;
             }
             t.indication = kFailed;
@@ -169,9 +210,12 @@ std::vector<CertificateReport> chainReport(const TrustOutcome& t, const std::str
     return out;
 }
 
-// A timestamp's own validation: integrity, then its TSA's path at genTime and revocation.
+// A timestamp's own validation: integrity, then its TSA's path and revocation. The TSA's
+// certificate must be valid now, or when a later document timestamp proves the token existed
+// (`poe`, 0 for none): that is what archive timestamps are for (ETSI EN 319 102-1, 5.6.2.1).
 TimestampReport checkTimestamp(const signer::TimestampFacts& ts, const ValidationContext& ctx,
-                               std::time_t now) {
+                               const Embedded* embedded, std::time_t poe, std::time_t now,
+                               bool* fromDocument, std::vector<ValidationDataReport>* uses) {
     TimestampReport r;
     r.type = ts.document ? "DOCUMENT" : "SIGNATURE";
     r.genTime = ts.genTime;
@@ -187,20 +231,21 @@ TimestampReport checkTimestamp(const signer::TimestampFacts& ts, const Validatio
         r.subIndication = "SIG_CRYPTO_FAILURE";
         return r;
     }
-    TrustOutcome t = trust(ts.tsaCertDer, ts.certificatesDer, ctx, ts.genTime, true,
-                           ca::Usage::TimeStamping, now);
+    TrustQuery q;
+    q.at = poe != 0 ? poe : now;
+    q.hasPoe = poe != 0;
+    q.issuedAfter = ts.genTime;
+    q.usage = ca::Usage::TimeStamping;
+    q.usedFor = "TIMESTAMP";
+    TrustOutcome t = trust(ts.tsaCertDer, ts.certificatesDer, ctx, embedded, q, now, uses);
+    if (fromDocument != nullptr) {
+        *fromDocument = t.indication == kPassed && t.revocationFromDocument;
+    }
     r.indication = t.indication;
     r.subIndication = t.subIndication;
     r.errors.insert(r.errors.end(), t.errors.begin(), t.errors.end());
     r.errors.insert(r.errors.end(), t.warnings.begin(), t.warnings.end());
     return r;
-}
-
-std::string formatOf(const signer::SignatureFacts& f, bool cadesSubFilter) {
-    if (cadesSubFilter) {
-        return f.timestamps.empty() ? "PAdES-BASELINE-B" : "PAdES-BASELINE-T";
-    }
-    return "PKCS7";
 }
 
 // The signature's own integrity: digest, signature value, signing-certificate binding.
@@ -240,17 +285,35 @@ void judgeIntegrity(const signer::SignatureFacts& f, const ValidationContext& ct
     ::ERR_clear_error();
 }
 
+// What validating one signature of a document takes besides the signature: the document's
+// validation data, and the earliest time a later document timestamp proves it existed at.
+struct DocumentView {
+    const Embedded* embedded = nullptr;
+    std::time_t poe = 0;  // 0: no later document timestamp passed
+};
+
+// What judgeTrust found that decides the signature's level.
+struct TrustLevel {
+    bool timestamped = false;   // a signature timestamp passed
+    bool fromDocument = false;  // every revocation status came from the document
+};
+
 // Timestamps, the best signature time, the signer's path and revocation.
-void judgeTrust(const signer::SignatureFacts& f, const ValidationContext& ctx, std::time_t now,
-                bool documentTimestamp, SignatureReport* r) {
+TrustLevel judgeTrust(const signer::SignatureFacts& f, const ValidationContext& ctx,
+                      std::time_t now, bool documentTimestamp, const DocumentView& view,
+                      SignatureReport* r) {
+    TrustLevel level;
+    bool timestampsFromDocument = true;
     // The earliest valid signature timestamp is the best signature time (a proof of existence).
     std::time_t best = 0;
     for (const auto& ts : f.timestamps) {
         if (documentTimestamp) {
-            best = ts.genTime;  // the signature is the timestamp: its TSA is judged below
-            continue;
+            continue;  // the signature is the timestamp: its TSA is judged below
         }
-        TimestampReport tr = checkTimestamp(ts, ctx, now);
+        bool fromDoc = false;
+        TimestampReport tr =
+            checkTimestamp(ts, ctx, view.embedded, view.poe, now, &fromDoc, &r->validationData);
+        timestampsFromDocument = timestampsFromDocument && fromDoc;
         if (tr.indication == kPassed) {
             best = best == 0 ? ts.genTime : std::min(best, ts.genTime);
         } else if (tr.indication == kFailed) {
@@ -263,10 +326,35 @@ void judgeTrust(const signer::SignatureFacts& f, const ValidationContext& ctx, s
         }
         r->timestamps.push_back(std::move(tr));
     }
-    const bool hasPoe = best != 0;
-    r->bestSignatureTime = hasPoe ? best : now;
-    TrustOutcome t = trust(f.signerCertDer, f.certificatesDer, ctx, r->bestSignatureTime, hasPoe,
-                           documentTimestamp ? ca::Usage::TimeStamping : ca::Usage::Signing, now);
+    level.timestamped = best != 0;
+    // Without a signature timestamp of its own, a later document timestamp proves when the
+    // signature existed (PAdES: the document timestamp of B-LTA gives a B-B signature its time).
+    if (best == 0 && view.poe != 0 && !documentTimestamp) {
+        best = view.poe;
+    }
+    TrustQuery q;
+    if (documentTimestamp) {
+        // The TSA's certificate must be valid now, or when a later document timestamp proves
+        // this one existed; its revocation status must be issued after this one's time.
+        const std::time_t gen = f.timestamps.empty() ? 0 : f.timestamps.front().genTime;
+        r->bestSignatureTime = gen != 0 ? gen : now;
+        q.at = view.poe != 0 ? view.poe : now;
+        q.hasPoe = view.poe != 0;
+        q.issuedAfter = gen;
+        q.usage = ca::Usage::TimeStamping;
+        q.usedFor = "TIMESTAMP";
+    } else {
+        r->bestSignatureTime = best != 0 ? best : now;
+        q.at = r->bestSignatureTime;
+        q.hasPoe = best != 0;
+        q.issuedAfter = best;
+        q.usage = ca::Usage::Signing;
+        q.usedFor = "SIGNER";
+    }
+    TrustOutcome t = trust(f.signerCertDer, f.certificatesDer, ctx, view.embedded, q, now,
+                           &r->validationData);
+    level.fromDocument = t.indication == kPassed && t.revocationFromDocument &&
+                         timestampsFromDocument;
     r->certificateChain = chainReport(t, f.signerCertDer, ctx);
     r->revocationChecked = t.revocationChecked;
     r->revocation = t.revocation;
@@ -287,6 +375,23 @@ void judgeTrust(const signer::SignatureFacts& f, const ValidationContext& ctx, s
         tr.subIndication = r->subIndication;
         r->timestamps.push_back(std::move(tr));
     }
+    return level;
+}
+
+// The PAdES baseline level a signature reaches (EN 319 142-1, 6): T with a timestamp (its own,
+// or a later document timestamp), LT when the document's validation data sufficed for its path
+// and its timestamps' paths, LTA when a later document timestamp also covers it.
+std::string padesFormat(bool cadesSubFilter, const TrustLevel& level, const DocumentView& view) {
+    if (!cadesSubFilter) {
+        return "PKCS7";
+    }
+    if (!level.timestamped && view.poe == 0) {
+        return "PAdES-BASELINE-B";
+    }
+    if (view.embedded == nullptr || !level.fromDocument) {
+        return "PAdES-BASELINE-T";
+    }
+    return view.poe != 0 ? "PAdES-BASELINE-LTA" : "PAdES-BASELINE-LT";
 }
 
 void judgeModifications(const signer::PdfSignature& s, const ValidationPolicy& policy,
@@ -365,19 +470,30 @@ ValidationPolicy validationPolicyOf(const ValidationRules& rules) {
 }
 
 Result<ValidationReport> validatePdf(const std::string& path, const ValidationContext& ctx) {
-    auto sigs = signer::readPdfSignatures(path);
-    if (!sigs) {
-        return sigs.error();
+    auto doc = signer::readPdfDocument(path);
+    if (!doc) {
+        return doc.error();
     }
+    const auto& sigs = doc->signatures;
     ValidationReport rep;
     rep.validationTime = ctx.validationTime != 0 ? ctx.validationTime : std::time(nullptr);
     rep.policy = ctx.policy.name;
-    for (const auto& s : *sigs) {
-        SignatureReport r;
+    Embedded embedded;
+    embedded.revocation.ocspResponsesDer = doc->dss.ocspResponsesDer;
+    embedded.revocation.crlsDer = doc->dss.crlsDer;
+    embedded.certificatesDer = doc->dss.certificatesDer;
+    // From the last signature to the first (they are in file order): a document timestamp that
+    // passes proves that everything before it existed at its time, which the earlier ones use.
+    std::vector<SignatureReport> reports(sigs.size());
+    std::time_t laterPoe = 0;
+    for (std::size_t k = sigs.size(); k-- > 0;) {
+        const signer::PdfSignature& s = sigs[k];
+        SignatureReport& r = reports[k];
+        DocumentView view;
+        view.embedded = doc->dss.present ? &embedded : nullptr;
+        view.poe = laterPoe;
         r.id = signatureId(s.cmsDer.empty() ? s.fieldName : s.cmsDer);
         r.fieldName = s.fieldName;
-        r.format =
-            s.documentTimestamp ? "TIMESTAMP" : formatOf(s, s.subFilter == "ETSI.CAdES.detached");
         r.claimedSigningTime = s.claimedSigningTime != 0 ? s.claimedSigningTime : s.dictionaryTime;
         r.coverage = signer::coverageName(s.coverage);
         if (s.coverage == signer::Coverage::Unclear ||
@@ -394,7 +510,17 @@ Result<ValidationReport> validatePdf(const std::string& path, const ValidationCo
         }
         judgeIntegrity(s, ctx, &r);
         judgeModifications(s, ctx.policy, &r);
-        judgeTrust(s, ctx, rep.validationTime, s.documentTimestamp, &r);
+        const TrustLevel level =
+            judgeTrust(s, ctx, rep.validationTime, s.documentTimestamp, view, &r);
+        r.format = s.documentTimestamp
+                       ? "TIMESTAMP"
+                       : padesFormat(s.subFilter == "ETSI.CAdES.detached", level, view);
+        if (s.documentTimestamp && r.passed() && !s.timestamps.empty()) {
+            const std::time_t gen = s.timestamps.front().genTime;
+            laterPoe = laterPoe == 0 ? gen : std::min(laterPoe, gen);
+        }
+    }
+    for (auto& r : reports) {
         rep.signatures.push_back(std::move(r));
     }
     return finish(std::move(rep));
@@ -416,7 +542,7 @@ Result<ValidationReport> validateCms(const std::string& cms, const std::string& 
                    : "PKCS7";
     r.claimedSigningTime = sig->claimedSigningTime;
     judgeIntegrity(*sig, ctx, &r);
-    judgeTrust(*sig, ctx, rep.validationTime, false, &r);
+    judgeTrust(*sig, ctx, rep.validationTime, false, DocumentView{}, &r);
     rep.signatures.push_back(std::move(r));
     return finish(std::move(rep));
 }
@@ -435,7 +561,7 @@ Result<ValidationReport> reportOf(const signer::SignatureFacts& f, const std::st
     r.format = format;
     r.claimedSigningTime = f.claimedSigningTime;
     judgeIntegrity(f, ctx, &r);
-    judgeTrust(f, ctx, rep.validationTime, false, &r);
+    judgeTrust(f, ctx, rep.validationTime, false, DocumentView{}, &r);
     rep.signatures.push_back(std::move(r));
     return finish(std::move(rep));
 }

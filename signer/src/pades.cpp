@@ -27,7 +27,7 @@
 #include "kyso/signer/cms.h"
 #include "output_file.h"
 #include "pdf_encrypt.h"
-#include "pdf_update.h"
+#include "pdf_incremental.h"
 #include "pdf_util.h"
 
 namespace kyso::signer {
@@ -351,22 +351,10 @@ Result<PadesResult> signPdfTo(const std::string& inPath, int outFd, const Creden
                 result.imageRect = built->imageRect;
             }
             if (!options.appearance && result.pdfaPart > 0) {
-                // PDF/A wants an appearance for every widget (ISO 19005-2, 6.3.3): an invisible
-                // signature gets an empty one, as Acrobat writes it.
-                const int formNum = doc.allocate();
-                objects.push_back(
-                    {formNum, pdfStream("/Type /XObject /Subtype /Form /BBox [0 0 0 0]", "")});
-                ap = "\n/AP << /N " + std::to_string(formNum) + " 0 R >>";
+                ap = emptyAppearance(doc, &objects);
             }
-            QPDFObjectHandle page = pages[static_cast<std::size_t>(pageIndex)].getObjectHandle();
-            std::string widget = "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " +
-                                 pdfTextString(fieldName) + "\n/V " + std::to_string(sigNum) +
-                                 " 0 R\n/F 132\n/Rect " + rect + ap + "\n/P " +
-                                 std::to_string(page.getObjectID()) + " " +
-                                 std::to_string(page.getGeneration()) + " R\n>>";
-            objects.push_back({widgetNum, widget});
-
-            linkNewSignatureField(root, page, widgetNum, &objects);
+            addSignatureWidget(root, pages[static_cast<std::size_t>(pageIndex)].getObjectHandle(),
+                               widgetNum, sigNum, fieldName, rect, ap, &objects);
         } else {
             markSigned(root, &objects);
         }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <qpdf/Buffer.hh>
 #include <qpdf/QPDF.hh>
 #include <qpdf/QPDFAcroFormDocumentHelper.hh>
 #include <qpdf/QPDFExc.hh>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "cms_check.h"
+#include "kyso/hsm/encoding.h"
 #include "kyso/hsm/ossl_ptr.h"
 #include "mapped_file.h"
 #include "pdf_modifications.h"
@@ -43,6 +45,9 @@ constexpr long long kMaxRecoveryBytes = 64 * 1024 * 1024;  // a damaged file re-
 // Each signature costs a digest of up to the whole file and a comparison of its revision with the
 // final document: a document with more is refused rather than analysed without bound.
 constexpr std::size_t kMaxSignatures = 100;
+// Validation data of a /DSS read per kind: an archive re-timestamped yearly for decades holds a
+// few hundred; more is not believed.
+constexpr std::size_t kMaxDssItems = 2000;
 
 // Bytes [off, off+len) of the file; empty when they are not all in it.
 std::string readAt(std::string_view file, long long off, long long len) {
@@ -151,24 +156,79 @@ std::string digestRanges(std::string_view file, const std::vector<long long>& br
 // The CMS that was signed is the hex string in the /ByteRange gap, as it is in the signed
 // revision; a later revision may have rewritten the dictionary's /Contents. The dictionary's
 // value is used only when the gap is not a clean hex string.
+std::string signedContents(std::string_view file, const PdfSignature& s) {
+    const std::string gap = readAt(file, s.byteRange[1] + 1, s.byteRange[2] - s.byteRange[1] - 2);
+    std::string bin;
+    bin.reserve(gap.size() / 2);
+    auto nibble = [](char c) {
+        return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;  // classify() checked isxdigit
+    };
+    for (std::size_t i = 0; i + 1 < gap.size(); i += 2) {
+        bin.push_back(static_cast<char>(nibble(gap[i]) << 4 | nibble(gap[i + 1])));
+    }
+    return bin;
+}
+
 std::string cmsOf(std::string_view file, const PdfSignature& s, QPDFObjectHandle contents) {
     if (s.coverage != Coverage::Unclear) {
-        const std::string gap =
-            readAt(file, s.byteRange[1] + 1, s.byteRange[2] - s.byteRange[1] - 2);
-        std::string bin;
-        bin.reserve(gap.size() / 2);
-        auto nibble = [](char c) {
-            return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;  // classify() checked isxdigit
-        };
-        for (std::size_t i = 0; i + 1 < gap.size(); i += 2) {
-            bin.push_back(static_cast<char>(nibble(gap[i]) << 4 | nibble(gap[i + 1])));
-        }
-        std::string der = firstDer(bin);
+        std::string der = firstDer(signedContents(file, s));
         if (!der.empty()) {
             return der;
         }
     }
     return contents.isString() ? firstDer(contents.getStringValue()) : std::string();
+}
+
+// The key of the signature's /VRI entry: the SHA-1 of the whole /Contents string, padding
+// included (what Adobe, DSS and pyHanko write).
+std::string vriKeyOf(std::string_view file, const PdfSignature& s, QPDFObjectHandle contents) {
+    const std::string bytes = s.coverage != Coverage::Unclear ? signedContents(file, s)
+                              : contents.isString()           ? contents.getStringValue()
+                                                              : std::string();
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    ::EVP_Digest(bytes.data(), bytes.size(), md, &len, ::EVP_sha1(), nullptr);
+    return hsm::hexOf(md, len, true);
+}
+
+// The validation data of a /DSS dictionary: the decoded data of every stream of its arrays.
+PdfDss readDss(QPDFObjectHandle root) {
+    PdfDss d;
+    QPDFObjectHandle dss = root.getKey("/DSS");
+    if (!dss.isDictionary()) {
+        return d;
+    }
+    d.present = true;
+    auto streams = [](QPDFObjectHandle arr, std::vector<std::string>* out) {
+        if (!arr.isArray()) {
+            return;
+        }
+        std::set<std::string> seen;
+        for (auto& item : arr.getArrayAsVector()) {
+            if (!item.isStream() || out->size() >= kMaxDssItems) {
+                continue;
+            }
+            try {
+                std::shared_ptr<Buffer> b = item.getStreamData(qpdf_dl_generalized);
+                std::string data(reinterpret_cast<const char*>(b->getBuffer()), b->getSize());
+                if (!data.empty() && seen.insert(data).second) {
+                    out->push_back(std::move(data));
+                }
+            } catch (const std::exception&) {
+                // An undecodable stream is no validation data.
+            }
+        }
+    };
+    streams(dss.getKey("/Certs"), &d.certificatesDer);
+    streams(dss.getKey("/OCSPs"), &d.ocspResponsesDer);
+    streams(dss.getKey("/CRLs"), &d.crlsDer);
+    QPDFObjectHandle vri = dss.getKey("/VRI");
+    if (vri.isDictionary()) {
+        for (const auto& k : vri.getKeys()) {
+            d.vriKeys.insert(k.substr(1));
+        }
+    }
+    return d;
 }
 
 // A PDF date (D:YYYYMMDDHHmmSSOHH'mm', ISO 32000-1 7.9.4) as UTC; 0 when malformed.
@@ -283,6 +343,14 @@ void classifyAfter(QPDF& pdf, const std::string& path, PdfSignature& s) {
 }  // namespace
 
 Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
+    auto doc = readPdfDocument(path);
+    if (!doc) {
+        return doc.error();
+    }
+    return std::move(doc->signatures);
+}
+
+Result<PdfDocumentSignatures> readPdfDocument(const std::string& path) {
     std::error_code ec;
     const auto fileSize = std::filesystem::file_size(path, ec);
     if (ec) {
@@ -300,6 +368,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
         return Error::make("pdf.not_pdf", "the document is not a PDF");
     }
     std::vector<PdfSignature> out;
+    PdfDss dss;
     std::set<std::vector<long long>> seen;  // byte ranges already reported
     QPDF pdf;
     pdf.setSuppressWarnings(true);
@@ -343,6 +412,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
         }
         s.coverage = classify(file, s.byteRange);
         s.cmsDer = cmsOf(file, s, v.getKey("/Contents"));
+        s.vriKey = vriKeyOf(file, s, v.getKey("/Contents"));
         if (s.cmsDer.empty()) {
             s.errors.push_back("/Contents holds no DER signature");
         } else {
@@ -413,6 +483,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
         for (auto& sig : out) {
             classifyAfter(pdf, path, sig);
         }
+        dss = readDss(pdf.getRoot());
     } catch (const std::exception& e) {
         if (out.empty()) {
             return Error::make("pdf.damaged",
@@ -420,7 +491,7 @@ Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path) {
         }
         // The signatures found before the damage are still reported.
     }
-    return out;
+    return PdfDocumentSignatures{std::move(out), std::move(dss)};
 }
 
 }  // namespace kyso::signer

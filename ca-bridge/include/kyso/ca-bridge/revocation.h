@@ -24,6 +24,34 @@ struct RevocationStatus {
     std::time_t thisUpdate = 0;
     std::time_t revocationTime = 0;     // when REVOKED
     std::vector<std::string> warnings;  // why a source was not used
+    // Where the status came from: DOCUMENT (validation data the signature carries), NETWORK
+    // (fetched now), CACHE (fetched earlier and kept until its nextUpdate); empty when
+    // UNAVAILABLE.
+    std::string origin;
+    // With CheckOptions::needEvidence, the DER the status was read from, for embedding: the
+    // OCSPResponse as the responder sent it, or the CRL; and the certificates the OCSP response
+    // carries (a delegated responder's).
+    std::string evidenceDer;
+    std::vector<std::string> evidenceCertsDer;
+};
+
+// Revocation data a signature carries (a PDF's /DSS, CAdES revocation-values).
+struct RevocationEvidence {
+    std::vector<std::string> ocspResponsesDer;  // OCSPResponse, DER
+    std::vector<std::string> crlsDer;           // CertificateList, DER
+    bool empty() const { return ocspResponsesDer.empty() && crlsDer.empty(); }
+};
+
+struct CheckOptions {
+    // Consulted before the network (borrowed; null: none).
+    const RevocationEvidence* embedded = nullptr;
+    // A proof of existence of what the certificate signed (a timestamp's time), 0 for none.
+    // With one, a status issued at or after it is enough (ETSI EN 319 102-1, past signature
+    // validation: the certificate was not revoked when it signed), however old it is now;
+    // without one, the status must be fresh at `now`. A status issued before it is not used.
+    std::time_t issuedAfter = 0;
+    bool network = true;        // false: only the embedded data
+    bool needEvidence = false;  // return the DER (OCSP is then fetched, not taken from the cache)
 };
 
 // Transport: GET when `body` is empty, else POST with `contentType`. Returns the response body;
@@ -70,11 +98,22 @@ class RevocationChecker {
     // be fresh), else the CRL from its distribution point (signed by the issuer, nextUpdate not
     // passed; cached until nextUpdate).
     RevocationStatus check(const std::string& certDer, const std::string& issuerDer,
-                           std::time_t now);
+                           std::time_t now) {
+        return check(certDer, issuerDer, now, CheckOptions{});
+    }
+    // The same with embedded validation data first, a proof of existence, and the evidence.
+    RevocationStatus check(const std::string& certDer, const std::string& issuerDer,
+                           std::time_t now, const CheckOptions& options);
 
   private:
-    bool ocsp(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out);
-    bool crl(X509* cert, X509* issuer, std::time_t now, RevocationStatus* out);
+    bool ocsp(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+              RevocationStatus* out);
+    bool crl(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+             RevocationStatus* out);
+    bool embeddedOcsp(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+                      RevocationStatus* out);
+    bool embeddedCrl(X509* cert, X509* issuer, std::time_t now, const CheckOptions& o,
+                     RevocationStatus* out);
 
     Fetch m_fetch;
     long m_maxOcspAge;

@@ -7,6 +7,7 @@
 #include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -44,6 +45,9 @@ KYSO_OSSL_DELETER(ASN1_OBJECT, ASN1_OBJECT_free);
 KYSO_OSSL_DELETER(X509_STORE, X509_STORE_free);
 KYSO_OSSL_DELETER(X509_STORE_CTX, X509_STORE_CTX_free);
 KYSO_OSSL_DELETER(X509_REQ, X509_REQ_free);
+KYSO_OSSL_DELETER(X509_CRL, X509_CRL_free);
+KYSO_OSSL_DELETER(OCSP_RESPONSE, OCSP_RESPONSE_free);
+KYSO_OSSL_DELETER(OCSP_BASICRESP, OCSP_BASICRESP_free);
 #undef KYSO_OSSL_DELETER
 
 template <typename T>

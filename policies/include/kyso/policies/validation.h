@@ -39,6 +39,9 @@ struct ValidationContext {
     // TRY_LATER (the national rule: never a silent pass).
     ca::RevocationChecker* revocation = nullptr;
     std::time_t validationTime = 0;  // 0: now
+    // false: offline, revocation only from the validation data the document carries (a PDF's
+    // DSS, CAdES revocation-values); nothing is fetched.
+    bool network = true;
     // Parses each distinct certificate once across validations (null: parse every time).
     ca::CertificatePool* certificates = nullptr;
     ValidationPolicy policy;
@@ -58,6 +61,16 @@ struct TimestampReport {
     std::vector<std::string> errors;
 };
 
+// One revocation status a validation used: for which certificate, and where it came from.
+struct ValidationDataReport {
+    std::string certificate;  // subject DN
+    std::string usedFor;      // SIGNER (the signer's path), TIMESTAMP (a TSA's path)
+    std::string status;       // GOOD, REVOKED, UNKNOWN, UNAVAILABLE
+    std::string source;       // OCSP, CRL; empty when UNAVAILABLE
+    std::string origin;       // DOCUMENT, NETWORK, CACHE; empty when UNAVAILABLE
+    std::time_t thisUpdate = 0;
+};
+
 struct SignatureReport {
     std::string id;  // "S-" and the first 16 bytes of the SHA-256 of the CMS, hex
     std::string format;
@@ -74,6 +87,8 @@ struct SignatureReport {
     bool revocationChecked = false;  // a revocation status was looked for
     ca::RevocationStatus revocation;
     std::vector<TimestampReport> timestamps;
+    // Every revocation status looked for: the signer's path, then its timestamps' TSAs'.
+    std::vector<ValidationDataReport> validationData;
     std::vector<std::string> errors, warnings;
     bool passed() const { return indication == "TOTAL_PASSED"; }
 };

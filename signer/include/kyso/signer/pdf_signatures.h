@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,23 @@ struct PdfSignature : SignatureFacts {
     bool modificationsValidationDataOnly = true;  // only DSS updates and document timestamps
     int docMdp = 0;
     std::vector<std::string> modificationNotes;
+    // The key of its /VRI entry in a DSS: upper-case hex SHA-1 of the whole /Contents string.
+    std::string vriKey;
+};
+
+// The document security store of the final revision (ISO 32000-2, 12.8.4.3): validation data
+// for long-term validation, each item once.
+struct PdfDss {
+    bool present = false;
+    std::vector<std::string> certificatesDer;   // the decoded streams of /Certs
+    std::vector<std::string> ocspResponsesDer;  // ... of /OCSPs (OCSPResponse)
+    std::vector<std::string> crlsDer;           // ... of /CRLs
+    std::set<std::string> vriKeys;              // the keys of /VRI
+};
+
+struct PdfDocumentSignatures {
+    std::vector<PdfSignature> signatures;
+    PdfDss dss;
 };
 
 // The signatures of the document at `path`, in field order. The file is read as a stream for the
@@ -55,5 +73,7 @@ struct PdfSignature : SignatureFacts {
 // "pdf.encrypted" when the document needs a password to open, and
 // "pdf.too_many_signatures" beyond 100 (the work per document is bounded).
 Result<std::vector<PdfSignature>> readPdfSignatures(const std::string& path);
+// The same, with the document's DSS.
+Result<PdfDocumentSignatures> readPdfDocument(const std::string& path);
 
 }  // namespace kyso::signer

@@ -64,10 +64,15 @@ std::string serialize(QPDFObjectHandle h);
 // A signature field name not yet used at the top of the AcroForm: Signature1, Signature2, ...
 std::string newSignatureFieldName(QPDFObjectHandle root);
 
-// Puts the widget WIDGET_NUM (a new field merged with its widget) on PAGE's /Annots and in the
-// AcroForm's /Fields, with /SigFlags 3, rewriting what must be rewritten into OBJECTS.
-void linkNewSignatureField(QPDFObjectHandle root, QPDFObjectHandle page, int widgetNum,
-                           std::vector<PdfObject>* objects);
+// A new signature field merged with its widget (object WIDGET_NUM: /T FIELD_NAME, /V SIG_NUM,
+// /Rect RECT, printed and locked, then AP: "" or "\n/AP << ... >>") on PAGE's /Annots and in the
+// AcroForm's /Fields, with /SigFlags 3; what must be rewritten goes into OBJECTS.
+void addSignatureWidget(QPDFObjectHandle root, QPDFObjectHandle page, int widgetNum, int sigNum,
+                        const std::string& fieldName, const std::string& rect,
+                        const std::string& ap, std::vector<PdfObject>* objects);
+// PDF/A wants an appearance for every widget (ISO 19005-2, 6.3.3): an invisible signature gets
+// an empty one, as Acrobat writes it. Returns the "\n/AP << /N ... >>" entry.
+std::string emptyAppearance(OpenedPdf& doc, std::vector<PdfObject>* objects);
 // Only /SigFlags 3, for a signature into an existing field.
 void markSigned(QPDFObjectHandle root, std::vector<PdfObject>* objects);
 

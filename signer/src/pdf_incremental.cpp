@@ -1,5 +1,5 @@
-// Private: the incremental update (see pdf_update.h).
-#include "pdf_update.h"
+// Private: the incremental update (see pdf_incremental.h).
+#include "pdf_incremental.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -299,8 +299,20 @@ void updateAcroForm(QPDFObjectHandle root, int widgetNum, std::vector<PdfObject>
 
 }  // namespace
 
-void linkNewSignatureField(QPDFObjectHandle root, QPDFObjectHandle page, int widgetNum,
-                           std::vector<PdfObject>* objects) {
+std::string emptyAppearance(OpenedPdf& doc, std::vector<PdfObject>* objects) {
+    const int formNum = doc.allocate();
+    objects->push_back({formNum, pdfStream("/Type /XObject /Subtype /Form /BBox [0 0 0 0]", "")});
+    return "\n/AP << /N " + std::to_string(formNum) + " 0 R >>";
+}
+
+void addSignatureWidget(QPDFObjectHandle root, QPDFObjectHandle page, int widgetNum, int sigNum,
+                        const std::string& fieldName, const std::string& rect,
+                        const std::string& ap, std::vector<PdfObject>* objects) {
+    objects->push_back(
+        {widgetNum, "<<\n/Type /Annot\n/Subtype /Widget\n/FT /Sig\n/T " + pdfTextString(fieldName) +
+                        "\n/V " + std::to_string(sigNum) + " 0 R\n/F 132\n/Rect " + rect + ap +
+                        "\n/P " + std::to_string(page.getObjectID()) + " " +
+                        std::to_string(page.getGeneration()) + " R\n>>"});
     QPDFObjectHandle annots = page.getKey("/Annots");
     if (annots.isArray() && annots.isIndirect()) {
         annots.appendItem(placeholderRef(widgetNum));
